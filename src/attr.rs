@@ -1,0 +1,42 @@
+//! Attribute, event and span names this crate writes (the semantic contract).
+//!
+//! Names from the OpenTelemetry semantic conventions are used as they are; everything
+//! this crate adds lives under `otel_session.*`.
+
+/// `session.id`: the current session's id, on every span and log record.
+pub const SESSION_ID: &str = "session.id";
+/// `session.previous_id`: the last reported session's id, on `session.start`.
+pub const SESSION_PREVIOUS_ID: &str = "session.previous_id";
+/// `user.id`
+pub const USER_ID: &str = "user.id";
+/// `user.email`
+pub const USER_EMAIL: &str = "user.email";
+/// `user.full_name`
+pub const USER_FULL_NAME: &str = "user.full_name";
+
+/// Event and transition-span name of a session start.
+pub const EVENT_START: &str = "session.start";
+/// Event and transition-span name of a pause.
+pub const EVENT_PAUSE: &str = "session.pause";
+/// Event and transition-span name of a resume.
+pub const EVENT_RESUME: &str = "session.resume";
+/// Event and transition-span name of a session end.
+pub const EVENT_END: &str = "session.end";
+/// Span event recorded on the summary span when the user changes mid-session.
+pub const EVENT_USER_CHANGE: &str = "otel_session.user_change";
+/// Name of the summary span covering a whole session.
+pub const SUMMARY_SPAN: &str = "session";
+
+/// `otel_session.status`: `ok` | `errored` | `crashed` | `abnormal`.
+pub const STATUS: &str = "otel_session.status";
+/// `otel_session.end_reason`
+pub const END_REASON: &str = "otel_session.end_reason";
+/// `otel_session.errors.handled`
+pub const ERRORS_HANDLED: &str = "otel_session.errors.handled";
+/// `otel_session.errors.unhandled`
+pub const ERRORS_UNHANDLED: &str = "otel_session.errors.unhandled";
+/// `otel_session.dropped_events`: lifecycle events left off the summary span.
+pub const DROPPED_EVENTS: &str = "otel_session.dropped_events";
+
+/// Instrumentation scope name of the telemetry this crate emits itself.
+pub const SCOPE_NAME: &str = "otel-session";

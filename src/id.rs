@@ -1,0 +1,97 @@
+//! Session id generation and the mapping from a session id to the trace that holds
+//! the session's lifecycle spans.
+
+use std::fmt;
+
+use opentelemetry::trace::{SpanId, TraceId};
+
+use crate::session::SessionId;
+
+/// Makes new session ids. The default, [`UuidV4Generator`], draws UUID v4 from the
+/// operating system's CSPRNG. A custom generator may return any non-empty string;
+/// ids are opaque everywhere.
+pub trait IdGenerator: Send + Sync + fmt::Debug {
+    /// A fresh, unique session id.
+    fn new_session_id(&self) -> SessionId;
+}
+
+/// UUID v4 session ids from a CSPRNG (the default).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UuidV4Generator;
+
+impl IdGenerator for UuidV4Generator {
+    fn new_session_id(&self) -> SessionId {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        SessionId::from(&*s)
+    }
+}
+
+const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
+const FNV128_OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+const FNV128_PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    bytes.iter().fold(FNV128_OFFSET, |h, b| {
+        (h ^ u128::from(*b)).wrapping_mul(FNV128_PRIME)
+    })
+}
+
+/// The trace id of a session's lifecycle trace: the UUID's 128 bits when the id is a
+/// UUID, else the FNV-1a-128 hash of the id's bytes. Never the invalid all-zero id.
+pub fn session_trace_id(id: &SessionId) -> TraceId {
+    let bits = match uuid::Uuid::try_parse(id.as_str()) {
+        Ok(u) => u.as_u128(),
+        Err(_) => fnv1a_128(id.as_str().as_bytes()),
+    };
+    TraceId::from(if bits == 0 { 1 } else { bits })
+}
+
+/// The span id of a session's `session` summary span: derived from the id, so the
+/// same session always has the same root (a session continued by another process
+/// keeps its timeline).
+pub fn session_root_span_id(id: &SessionId) -> SpanId {
+    let mut h = FNV64_OFFSET;
+    for b in b"otel_session.root:".iter().chain(id.as_str().as_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(FNV64_PRIME);
+    }
+    SpanId::from(if h == 0 { 1 } else { h })
+}
+
+/// A random span id for a transition span.
+pub(crate) fn random_span_id() -> SpanId {
+    let bits = uuid::Uuid::new_v4().as_u64_pair().0;
+    SpanId::from(if bits == 0 { 1 } else { bits })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_ids_map_to_their_bits() {
+        let id = SessionId::from("0f8fad5b-d9cb-469f-a165-70867728950e");
+        assert_eq!(
+            session_trace_id(&id),
+            TraceId::from(0x0f8fad5b_d9cb_469f_a165_70867728950e_u128)
+        );
+    }
+
+    #[test]
+    fn other_ids_hash_stably_and_differ() {
+        let a = session_trace_id(&SessionId::from("user-42-session"));
+        let b = session_trace_id(&SessionId::from("user-43-session"));
+        assert_ne!(a, b);
+        assert_eq!(a, session_trace_id(&SessionId::from("user-42-session")));
+        assert_ne!(a, TraceId::INVALID);
+    }
+
+    #[test]
+    fn generated_ids_are_uuid_v4() {
+        let id = UuidV4Generator.new_session_id();
+        let u = uuid::Uuid::parse_str(id.as_str()).expect("uuid");
+        assert_eq!(u.get_version_num(), 4);
+        assert_ne!(id, UuidV4Generator.new_session_id());
+    }
+}

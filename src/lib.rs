@@ -1,0 +1,76 @@
+//! # otel-session
+//!
+//! User sessions for OpenTelemetry: a `session.id` on every span and log record, a
+//! session lifecycle (start, pause, resume, end) that any OTLP backend can show,
+//! per-session error counts and status for crash-free rates, and `on_session`
+//! callbacks that amend or discard a session before it is reported.
+//!
+//! ## Wiring into your own providers
+//!
+//! Wrap your exporting processors (the fast, recommended form): they stamp
+//! `session.id`, and the session's lifecycle spans and log events are exported
+//! through them.
+//!
+//! ```
+//! use opentelemetry::trace::{Tracer, TracerProvider};
+//! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor};
+//! use otel_session::SessionManager;
+//!
+//! let sessions = SessionManager::builder().build();
+//! let exporter = InMemorySpanExporter::default();
+//! let provider = SdkTracerProvider::builder()
+//!     .with_span_processor(sessions.span_processor(SimpleSpanProcessor::new(exporter.clone())))
+//!     .build();
+//!
+//! let session = sessions.start_session().unwrap();
+//! provider.tracer("app").in_span("work", |_| {});
+//!
+//! let spans = exporter.get_finished_spans().unwrap();
+//! let work = spans.iter().find(|s| s.name == "work").unwrap();
+//! assert!(work.attributes.iter().any(|kv| kv.key.as_str() == "session.id"
+//!     && kv.value.as_str() == session.id().as_str()));
+//! # provider.shutdown().unwrap();
+//! ```
+//!
+//! ## Modules
+//! - [`session`](crate::Session): the model ([`Session`], [`SessionId`], [`SessionStatus`],
+//!   [`EndReason`], [`User`]);
+//! - [`SessionManager`]: the state machine and the session API;
+//! - span and log processors: [`SessionSpanProcessor`], [`SessionSpanEnricher`],
+//!   [`SessionLogProcessor`], [`SessionLogEnricher`];
+//! - [`SessionResourceDetector`]: the app and device resource;
+//! - the crate-root verbs ([`start_session`], …) acting on the context's or the
+//!   global manager.
+//!
+//! wasm32 targets are not supported yet.
+#![warn(missing_docs)]
+
+pub mod attr;
+mod callbacks;
+mod clock;
+mod context;
+mod global;
+mod id;
+mod lifecycle;
+mod log_processor;
+mod manager;
+mod resource;
+mod session;
+mod span_processor;
+mod warn;
+
+pub use callbacks::{CallbackHandle, SessionCandidate, SessionObserver};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use context::SessionContextExt;
+pub use global::{
+    active_manager, add_on_session, clear_global_manager, current_session, end_session,
+    global_manager, pause_session, record_handled_error, record_unhandled_error, remove_on_session,
+    resume_session, set_global_manager, set_user, start_session,
+};
+pub use id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
+pub use lifecycle::PENDING_LIMIT;
+pub use log_processor::{SessionLogEnricher, SessionLogProcessor};
+pub use manager::{SessionManager, SessionManagerBuilder};
+pub use resource::SessionResourceDetector;
+pub use session::{EndReason, Session, SessionId, SessionStatus, User};
+pub use span_processor::{SessionSpanEnricher, SessionSpanProcessor};

@@ -1,0 +1,219 @@
+//! Log processors that stamp `session.id` on log records emitted while a reported
+//! session is current and not paused, and count records at ERROR severity or above
+//! as handled errors of the session whose id the record carries.
+//!
+//! - [`SessionLogProcessor`] *wraps* your exporting log processor (recommended): the
+//!   attribute is added before the batch processor copies the record, and the
+//!   `session.start` / `session.end` log events are exported through it.
+//! - [`SessionLogEnricher`] is registered *before* your processors; it answers
+//!   `false` from `event_enabled`, so it never turns logs on by itself. Without a
+//!   processor given through [`SessionLogEnricher::with_lifecycle_processor`] (or a
+//!   wrapped one) the lifecycle log events are held, bounded, until one connects.
+//!
+//! A record that already carries `session.id` is never changed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
+use opentelemetry::{Context, InstrumentationScope, Key};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
+use opentelemetry_sdk::Resource;
+
+use crate::attr;
+use crate::context::with_stamp;
+use crate::manager::SessionManager;
+use crate::session::EndReason;
+
+const KEY: Key = Key::from_static_str(attr::SESSION_ID);
+
+#[inline]
+fn is_error(record: &SdkLogRecord) -> bool {
+    record
+        .severity_number()
+        .is_some_and(|s| s >= Severity::Error)
+}
+
+/// Stamps the record (unless it has an id) and counts an error toward the
+/// session whose id it carries.
+#[inline]
+fn stamp(manager: &SessionManager, record: &mut SdkLogRecord) {
+    let existing = record
+        .attributes_iter()
+        .find(|(k, _)| k.as_str() == attr::SESSION_ID)
+        .map(|(_, v)| v.clone());
+    let error = is_error(record);
+    Context::map_current(|cx| {
+        with_stamp(&manager.shared, cx, |s| match &existing {
+            None => {
+                record.add_attribute(KEY, s.log_value.clone());
+                if error {
+                    s.count_handled();
+                }
+            }
+            Some(AnyValue::String(id)) if error && id.as_str() == s.id.as_str() => {
+                s.count_handled();
+            }
+            Some(_) => {}
+        })
+    });
+}
+
+fn end_on_shutdown(manager: &SessionManager) {
+    manager.end_with(EndReason::Shutdown, None);
+}
+
+/// Wraps the exporting log processor `P`: stamps `session.id`, counts errors,
+/// delegates everything to `P`, and exports the session log events through `P`.
+///
+/// Built with [`SessionManager::log_processor`].
+#[derive(Debug)]
+pub struct SessionLogProcessor<P: LogProcessor + 'static> {
+    manager: SessionManager,
+    inner: Arc<P>,
+    connected: AtomicBool,
+}
+
+impl<P: LogProcessor + 'static> SessionLogProcessor<P> {
+    fn as_sink(&self) -> Arc<dyn LogProcessor> {
+        Arc::clone(&self.inner) as Arc<dyn LogProcessor>
+    }
+
+    fn connect(&self) {
+        if !self.connected.swap(true, Ordering::AcqRel) {
+            self.manager
+                .shared
+                .lock()
+                .lifecycle
+                .add_log_sink(self.as_sink());
+        }
+    }
+
+    fn disconnect(&self) {
+        if self.connected.swap(false, Ordering::AcqRel) {
+            self.manager
+                .shared
+                .lock()
+                .lifecycle
+                .remove_log_sink(&self.as_sink());
+        }
+    }
+}
+
+impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
+    #[inline]
+    fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
+        stamp(&self.manager, record);
+        self.inner.emit(record, scope);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        end_on_shutdown(&self.manager);
+        self.disconnect();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn event_enabled(&self, level: Severity, target: &str, name: Option<&str>) -> bool {
+        self.inner.event_enabled(level, target, name)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.disconnect();
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.set_resource(resource),
+            None => crate::warn::stderr(format_args!(
+                "SessionLogProcessor::set_resource could not reach the wrapped processor"
+            )),
+        }
+        self.connect();
+    }
+}
+
+/// Stamps `session.id` on log records from beside your other log processors.
+/// Register it *first*: processors see the record in registration order and the
+/// batch processor copies it.
+///
+/// Built with [`SessionManager::standalone_log_processor`].
+#[derive(Debug)]
+pub struct SessionLogEnricher {
+    manager: SessionManager,
+    lifecycle: Option<Box<dyn LogProcessor>>,
+    sink: Option<Arc<dyn LogProcessor>>,
+}
+
+impl SessionLogEnricher {
+    /// Exports the `session.start` / `session.end` log events through `processor`.
+    pub fn with_lifecycle_processor(mut self, processor: impl LogProcessor + 'static) -> Self {
+        self.lifecycle = Some(Box::new(processor));
+        self
+    }
+}
+
+impl LogProcessor for SessionLogEnricher {
+    fn emit(&self, record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
+        stamp(&self.manager, record);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match &self.sink {
+            Some(p) => p.force_flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        end_on_shutdown(&self.manager);
+        match &self.sink {
+            Some(p) => {
+                self.manager.shared.lock().lifecycle.remove_log_sink(p);
+                p.shutdown_with_timeout(timeout)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Always `false`: an enricher must not turn on logs no exporter wants.
+    fn event_enabled(&self, _level: Severity, _target: &str, _name: Option<&str>) -> bool {
+        false
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        if let Some(mut p) = self.lifecycle.take() {
+            p.set_resource(resource);
+            let sink: Arc<dyn LogProcessor> = Arc::from(p);
+            self.manager
+                .shared
+                .lock()
+                .lifecycle
+                .add_log_sink(Arc::clone(&sink));
+            self.sink = Some(sink);
+        }
+    }
+}
+
+impl SessionManager {
+    /// Wraps your exporting log processor (recommended form).
+    pub fn log_processor<P: LogProcessor + 'static>(&self, inner: P) -> SessionLogProcessor<P> {
+        SessionLogProcessor {
+            manager: self.clone(),
+            inner: Arc::new(inner),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    /// A stamping log processor to register first, beside your own (see
+    /// [`SessionLogEnricher`]).
+    pub fn standalone_log_processor(&self) -> SessionLogEnricher {
+        SessionLogEnricher {
+            manager: self.clone(),
+            lifecycle: None,
+            sink: None,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The resource enricher: a [`ResourceDetector`] for the app and device context a
+//! session is read against (`service.version`, `deployment.environment.name`,
+//! `os.type`, `os.version`, `host.arch`, `telemetry.distro.*`).
+//!
+//! `os.type` and `host.arch` come from `opentelemetry-resource-detectors`; only
+//! `host.arch` is taken from its host detector (`host.name` and `host.id` identify a
+//! user's machine and are left to you). Keys set through `OTEL_RESOURCE_ATTRIBUTES`
+//! or `OTEL_SERVICE_NAME` are never overridden: the detector leaves them out.
+//! `session.id` is not here: a resource is fixed for a provider's life, sessions
+//! are not.
+
+use std::collections::HashSet;
+
+use opentelemetry::{Key, KeyValue};
+use opentelemetry_resource_detectors::{HostResourceDetector, OsResourceDetector};
+use opentelemetry_sdk::resource::{EnvResourceDetector, ResourceDetector};
+use opentelemetry_sdk::Resource;
+
+/// `service.version`
+pub const SERVICE_VERSION: &str = "service.version";
+/// `deployment.environment.name`
+pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
+/// `os.version`
+pub const OS_VERSION: &str = "os.version";
+/// `host.arch`
+pub const HOST_ARCH: &str = "host.arch";
+/// `telemetry.distro.name`
+pub const TELEMETRY_DISTRO_NAME: &str = "telemetry.distro.name";
+/// `telemetry.distro.version`
+pub const TELEMETRY_DISTRO_VERSION: &str = "telemetry.distro.version";
+
+/// Detects the app and device attributes of a session (see the module docs).
+///
+/// ```
+/// use opentelemetry_sdk::Resource;
+/// use otel_session::SessionResourceDetector;
+/// let resource = Resource::builder()
+///     .with_detector(Box::new(
+///         SessionResourceDetector::new().with_service_version("1.4.2"),
+///     ))
+///     .build();
+/// assert_eq!(
+///     resource.get(&"telemetry.distro.name".into()).map(|v| v.to_string()),
+///     Some("otel-session".to_string())
+/// );
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SessionResourceDetector {
+    service_version: Option<String>,
+    environment: Option<String>,
+}
+
+impl SessionResourceDetector {
+    /// A detector with no service version or environment.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `service.version` (the app's version: stability is per release).
+    pub fn with_service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// Sets `deployment.environment.name` (e.g. `production`).
+    pub fn with_deployment_environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = Some(name.into());
+        self
+    }
+}
+
+fn os_version() -> Option<String> {
+    let v = os_info::get().version().to_string();
+    (v != "Unknown" && !v.is_empty()).then_some(v)
+}
+
+impl ResourceDetector for SessionResourceDetector {
+    fn detect(&self) -> Resource {
+        let mut attributes: Vec<KeyValue> = Vec::new();
+        attributes.extend(
+            OsResourceDetector
+                .detect()
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        );
+        attributes.extend(
+            HostResourceDetector::default()
+                .detect()
+                .iter()
+                .filter(|(k, _)| k.as_str() == HOST_ARCH)
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        );
+        if let Some(v) = os_version() {
+            attributes.push(KeyValue::new(OS_VERSION, v));
+        }
+        if let Some(v) = &self.service_version {
+            attributes.push(KeyValue::new(SERVICE_VERSION, v.clone()));
+        }
+        if let Some(v) = &self.environment {
+            attributes.push(KeyValue::new(DEPLOYMENT_ENVIRONMENT_NAME, v.clone()));
+        }
+        attributes.push(KeyValue::new(
+            TELEMETRY_DISTRO_NAME,
+            crate::attr::SCOPE_NAME,
+        ));
+        attributes.push(KeyValue::new(
+            TELEMETRY_DISTRO_VERSION,
+            env!("CARGO_PKG_VERSION"),
+        ));
+
+        let mut user_set: HashSet<Key> = EnvResourceDetector::new()
+            .detect()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty()) {
+            user_set.insert(Key::from_static_str("service.name"));
+        }
+        attributes.retain(|kv| !user_set.contains(&kv.key));
+        Resource::builder_empty()
+            .with_attributes(attributes)
+            .build()
+    }
+}

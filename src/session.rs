@@ -1,0 +1,272 @@
+//! The session model: identifiers, the [`Session`] snapshot, its [`SessionStatus`],
+//! why it ended ([`EndReason`]) and the [`User`] it belongs to.
+//!
+//! These are plain values. The [`SessionManager`](crate::SessionManager) owns the live
+//! state; [`Session`] is a copy of it taken at one instant.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::KeyValue;
+
+/// A session identifier: an opaque string (UUID v4 by default).
+///
+/// Cloning is cheap (a reference count); it displays as the id string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", &self.0)
+    }
+}
+
+impl From<String> for SessionId {
+    fn from(value: String) -> Self {
+        SessionId(value.into())
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(value: &str) -> Self {
+        SessionId(value.into())
+    }
+}
+
+impl AsRef<str> for SessionId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for SessionId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SessionId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+/// Health of a session, reported as `otel_session.status`.
+///
+/// The order is the severity order: a status is never downgraded
+/// (`Ok < Errored < Abnormal < Crashed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum SessionStatus {
+    /// No error was recorded.
+    Ok,
+    /// At least one handled error was recorded.
+    Errored,
+    /// The session ended without a clean end (its process died).
+    Abnormal,
+    /// An unhandled error (a panic) happened during the session.
+    Crashed,
+}
+
+impl SessionStatus {
+    /// The attribute value: `ok`, `errored`, `abnormal` or `crashed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Ok => "ok",
+            SessionStatus::Errored => "errored",
+            SessionStatus::Abnormal => "abnormal",
+            SessionStatus::Crashed => "crashed",
+        }
+    }
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a session ended, reported as `otel_session.end_reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// `end_session()` was called.
+    Manual,
+    /// `start_session()` started a new session while this one was current.
+    Replaced,
+    /// No telemetry for the inactivity timeout.
+    Inactivity,
+    /// The session reached its maximum duration.
+    MaxDuration,
+    /// The app came back to the foreground after the background timeout.
+    Background,
+    /// The program shut its telemetry down.
+    Shutdown,
+    /// The program crashed.
+    Crash,
+    /// The process died without ending the session (found on the next start).
+    Lost,
+}
+
+impl EndReason {
+    /// The attribute value, e.g. `manual` or `max_duration`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Manual => "manual",
+            EndReason::Replaced => "replaced",
+            EndReason::Inactivity => "inactivity",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::Background => "background",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Crash => "crash",
+            EndReason::Lost => "lost",
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The user a session belongs to (`user.id`, `user.email`, `user.full_name`).
+///
+/// All fields are optional; `User::default()` is "no user".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct User {
+    /// `user.id`
+    pub id: Option<String>,
+    /// `user.email`
+    pub email: Option<String>,
+    /// `user.full_name`
+    pub full_name: Option<String>,
+}
+
+impl User {
+    /// A user with only an id.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        User {
+            id: Some(id.into()),
+            ..User::default()
+        }
+    }
+
+    /// Sets `user.email`.
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// Sets `user.full_name`.
+    pub fn full_name(mut self, name: impl Into<String>) -> Self {
+        self.full_name = Some(name.into());
+        self
+    }
+
+    /// `true` when no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none() && self.email.is_none() && self.full_name.is_none()
+    }
+
+    /// The user as semantic-convention attributes (only the fields that are set).
+    pub fn attributes(&self) -> Vec<KeyValue> {
+        let mut out = Vec::with_capacity(3);
+        if let Some(v) = &self.id {
+            out.push(KeyValue::new(crate::attr::USER_ID, v.clone()));
+        }
+        if let Some(v) = &self.email {
+            out.push(KeyValue::new(crate::attr::USER_EMAIL, v.clone()));
+        }
+        if let Some(v) = &self.full_name {
+            out.push(KeyValue::new(crate::attr::USER_FULL_NAME, v.clone()));
+        }
+        out
+    }
+}
+
+/// A snapshot of a session, taken by
+/// [`SessionManager::current_session`](crate::SessionManager::current_session).
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub(crate) id: SessionId,
+    pub(crate) previous_id: Option<SessionId>,
+    pub(crate) started_at: SystemTime,
+    pub(crate) paused: bool,
+    pub(crate) discarded: bool,
+    pub(crate) status: SessionStatus,
+    pub(crate) handled_errors: u64,
+    pub(crate) unhandled_errors: u64,
+    pub(crate) user: Option<User>,
+}
+
+impl Session {
+    /// The session id (`session.id`).
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The id of the last reported session before this one (`session.previous_id`).
+    pub fn previous_id(&self) -> Option<&SessionId> {
+        self.previous_id.as_ref()
+    }
+
+    /// When the session started.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// `true` while the session is paused: no telemetry is attributed to it.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// `true` if an `on_session` callback discarded it: it is current but silent.
+    pub fn is_discarded(&self) -> bool {
+        self.discarded
+    }
+
+    /// The session's status so far.
+    pub fn status(&self) -> SessionStatus {
+        self.status
+    }
+
+    /// Handled errors counted so far (`otel_session.errors.handled`).
+    pub fn handled_errors(&self) -> u64 {
+        self.handled_errors
+    }
+
+    /// Unhandled errors counted so far (`otel_session.errors.unhandled`).
+    pub fn unhandled_errors(&self) -> u64 {
+        self.unhandled_errors
+    }
+
+    /// The session's user, if one is set.
+    pub fn user(&self) -> Option<&User> {
+        self.user.as_ref()
+    }
+}
+
+impl fmt::Display for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.id, f)
+    }
+}

@@ -1,0 +1,284 @@
+//! Span processors that stamp `session.id` on every span started while a reported
+//! session is current and not paused.
+//!
+//! - [`SessionSpanProcessor`] *wraps* your exporting processor (recommended): it adds
+//!   the attribute in `on_start`, delegates everything, and is the sink the
+//!   manager's lifecycle spans are exported through. Because the SDK clones each
+//!   span's data once per registered processor, wrapping costs a fraction of
+//!   registering a second processor (see `BENCHMARKS.md`).
+//! - [`SessionSpanEnricher`] is registered *beside* your processors, for pipelines
+//!   you cannot wrap. It cannot export lifecycle spans by itself: give it one with
+//!   [`SessionSpanEnricher::with_lifecycle_processor`] or also wrap a processor.
+//!
+//! A span that already carries `session.id` when it starts keeps it: the wrapper
+//! removes its own duplicate at `on_end`, the enricher checks before adding.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::{Context, Key, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use opentelemetry_sdk::Resource;
+
+use crate::attr;
+use crate::context::with_stamp;
+use crate::manager::SessionManager;
+use crate::session::EndReason;
+
+/// Our own copy of the `session.id` key text: a `static`, so its address is unique
+/// and tells the attribute we added apart from one the application set.
+static OUR_KEY_BYTES: [u8; 10] = *b"session.id";
+static OUR_KEY: &str = match std::str::from_utf8(&OUR_KEY_BYTES) {
+    Ok(s) => s,
+    Err(_) => panic!("session.id is ASCII"),
+};
+
+#[inline]
+fn our_key() -> Key {
+    Key::from_static_str(OUR_KEY)
+}
+
+fn is_ours(key: &Key) -> bool {
+    std::ptr::eq(key.as_str().as_ptr(), OUR_KEY.as_ptr())
+}
+
+/// Removes the `session.id` we added when the span carries another one (the
+/// application's wins). Scans once; the removal path is rare.
+#[inline]
+fn dedupe(attributes: &mut Vec<KeyValue>) {
+    let mut count = 0u32;
+    for kv in attributes.iter() {
+        if kv.key.as_str().len() == attr::SESSION_ID.len() && kv.key.as_str() == attr::SESSION_ID {
+            count += 1;
+        }
+    }
+    if count > 1 {
+        attributes.retain(|kv| !is_ours(&kv.key));
+    }
+}
+
+/// Ends the current session (reason `shutdown`) when the pipeline shuts down, so
+/// its end and summary are exported before the exporters close.
+fn end_on_shutdown(manager: &SessionManager) {
+    manager.end_with(EndReason::Shutdown, None);
+}
+
+/// Wraps the exporting span processor `P`: stamps `session.id` in `on_start`,
+/// delegates everything to `P`, and exports the session lifecycle spans through `P`.
+///
+/// Built with [`SessionManager::span_processor`].
+#[derive(Debug)]
+pub struct SessionSpanProcessor<P: SpanProcessor + 'static> {
+    manager: SessionManager,
+    inner: Arc<P>,
+    connected: AtomicBool,
+}
+
+impl<P: SpanProcessor + 'static> SessionSpanProcessor<P> {
+    fn as_sink(&self) -> Arc<dyn SpanProcessor> {
+        Arc::clone(&self.inner) as Arc<dyn SpanProcessor>
+    }
+
+    fn connect(&self) {
+        if !self.connected.swap(true, Ordering::AcqRel) {
+            self.manager
+                .shared
+                .lock()
+                .lifecycle
+                .add_span_sink(self.as_sink());
+        }
+    }
+
+    fn disconnect(&self) {
+        if self.connected.swap(false, Ordering::AcqRel) {
+            self.manager
+                .shared
+                .lock()
+                .lifecycle
+                .remove_span_sink(&self.as_sink());
+        }
+    }
+}
+
+impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
+    #[inline]
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        with_stamp(&self.manager.shared, cx, |s| {
+            opentelemetry::trace::Span::set_attribute(
+                span,
+                KeyValue::new(our_key(), s.span_value.clone()),
+            );
+        });
+        self.inner.on_start(span, cx);
+    }
+
+    #[inline]
+    fn on_end(&self, mut span: SpanData) {
+        dedupe(&mut span.attributes);
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        end_on_shutdown(&self.manager);
+        self.disconnect();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        // The provider calls this once, at build: set the resource on `P` while we
+        // still hold the only reference, then connect `P` as a lifecycle sink.
+        self.disconnect();
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.set_resource(resource),
+            None => crate::warn::stderr(format_args!(
+                "SessionSpanProcessor::set_resource could not reach the wrapped processor"
+            )),
+        }
+        self.connect();
+    }
+}
+
+/// Stamps `session.id` from beside your other span processors. Register it
+/// *before* them (processors see a span in registration order). It costs more
+/// than [`SessionSpanProcessor`] and cannot export lifecycle spans unless given a
+/// processor for them.
+///
+/// Built with [`SessionManager::standalone_span_processor`].
+#[derive(Debug)]
+pub struct SessionSpanEnricher {
+    manager: SessionManager,
+    lifecycle: Option<Box<dyn SpanProcessor>>,
+    sink: Option<Arc<dyn SpanProcessor>>,
+}
+
+impl SessionSpanEnricher {
+    /// Exports the session lifecycle spans through `processor` (typically a
+    /// `BatchSpanProcessor` on a clone of your exporter). It gets the provider's
+    /// resource, and is flushed and shut down with the provider.
+    pub fn with_lifecycle_processor(mut self, processor: impl SpanProcessor + 'static) -> Self {
+        self.lifecycle = Some(Box::new(processor));
+        self
+    }
+}
+
+impl SpanProcessor for SessionSpanEnricher {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        with_stamp(&self.manager.shared, cx, |s| {
+            // The SDK offers no cheap way to read a started span's attributes.
+            let has_one = span.exported_data().is_some_and(|d| {
+                d.attributes
+                    .iter()
+                    .any(|kv| kv.key.as_str() == attr::SESSION_ID)
+            });
+            if !has_one {
+                opentelemetry::trace::Span::set_attribute(
+                    span,
+                    KeyValue::new(our_key(), s.span_value.clone()),
+                );
+            }
+        });
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match &self.sink {
+            Some(p) => p.force_flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        end_on_shutdown(&self.manager);
+        match &self.sink {
+            Some(p) => {
+                self.manager.shared.lock().lifecycle.remove_span_sink(p);
+                p.shutdown_with_timeout(timeout)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        if let Some(mut p) = self.lifecycle.take() {
+            p.set_resource(resource);
+            let sink: Arc<dyn SpanProcessor> = Arc::from(p);
+            self.manager
+                .shared
+                .lock()
+                .lifecycle
+                .add_span_sink(Arc::clone(&sink));
+            self.sink = Some(sink);
+        }
+    }
+}
+
+impl SessionManager {
+    /// Wraps your exporting span processor (recommended form): spans get
+    /// `session.id`, and the session lifecycle spans are exported through it.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor};
+    /// use otel_session::SessionManager;
+    /// let sessions = SessionManager::builder().build();
+    /// let exporter = InMemorySpanExporter::default();
+    /// let provider = SdkTracerProvider::builder()
+    ///     .with_span_processor(sessions.span_processor(SimpleSpanProcessor::new(exporter.clone())))
+    ///     .build();
+    /// sessions.start_session();
+    /// # let _ = provider.shutdown();
+    /// ```
+    pub fn span_processor<P: SpanProcessor + 'static>(&self, inner: P) -> SessionSpanProcessor<P> {
+        SessionSpanProcessor {
+            manager: self.clone(),
+            inner: Arc::new(inner),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    /// A stamping processor to register beside your own (see
+    /// [`SessionSpanEnricher`]).
+    pub fn standalone_span_processor(&self) -> SessionSpanEnricher {
+        SessionSpanEnricher {
+            manager: self.clone(),
+            lifecycle: None,
+            sink: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_key_is_told_apart_from_an_equal_application_key() {
+        let ours = our_key();
+        let theirs = Key::new(String::from("session.id"));
+        assert_eq!(ours, theirs);
+        assert!(is_ours(&ours));
+        assert!(!is_ours(&theirs));
+        assert!(!is_ours(&Key::from_static_str("session.id")));
+    }
+
+    #[test]
+    fn dedupe_keeps_the_application_value() {
+        let mut attrs = vec![
+            KeyValue::new("session.id", "app"),
+            KeyValue::new("a", 1),
+            KeyValue::new(our_key(), "ours"),
+        ];
+        dedupe(&mut attrs);
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(attrs[0].value.as_str(), "app");
+        let mut single = vec![KeyValue::new(our_key(), "ours")];
+        dedupe(&mut single);
+        assert_eq!(single.len(), 1);
+    }
+}
