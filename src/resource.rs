@@ -2,9 +2,12 @@
 //! session is read against (`service.version`, `deployment.environment.name`,
 //! `os.type`, `os.version`, `host.arch`, `telemetry.distro.*`).
 //!
-//! `os.type` and `host.arch` come from `opentelemetry-resource-detectors`; only
-//! `host.arch` is taken from its host detector (`host.name` and `host.id` identify a
-//! user's machine and are left to you). Keys set through `OTEL_RESOURCE_ATTRIBUTES`
+//! `os.type` and `host.arch` use the semantic conventions' well-known values
+//! (`darwin`, `amd64`, `arm64`, …). We do not reuse `opentelemetry-resource-detectors`
+//! for them: its detectors report Rust's `std::env::consts` names (`macos`,
+//! `x86_64`, `aarch64`), which backends do not recognise, and its host detector also
+//! adds `host.name` / `host.id`, which identify a user's machine. `os.version` comes
+//! from the `os_info` crate. Keys set through `OTEL_RESOURCE_ATTRIBUTES`
 //! or `OTEL_SERVICE_NAME` are never overridden: the detector leaves them out.
 //! `session.id` is not here: a resource is fixed for a provider's life, sessions
 //! are not.
@@ -12,7 +15,6 @@
 use std::collections::HashSet;
 
 use opentelemetry::{Key, KeyValue};
-use opentelemetry_resource_detectors::{HostResourceDetector, OsResourceDetector};
 use opentelemetry_sdk::resource::{EnvResourceDetector, ResourceDetector};
 use opentelemetry_sdk::Resource;
 
@@ -20,6 +22,8 @@ use opentelemetry_sdk::Resource;
 pub const SERVICE_VERSION: &str = "service.version";
 /// `deployment.environment.name`
 pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
+/// `os.type`
+pub const OS_TYPE: &str = "os.type";
 /// `os.version`
 pub const OS_VERSION: &str = "os.version";
 /// `host.arch`
@@ -69,6 +73,29 @@ impl SessionResourceDetector {
     }
 }
 
+/// `os.type` as the semantic conventions spell it.
+pub(crate) fn os_type() -> &'static str {
+    match std::env::consts::OS {
+        "macos" | "ios" => "darwin",
+        "android" => "linux",
+        "dragonfly" => "dragonflybsd",
+        "illumos" => "solaris",
+        other => other,
+    }
+}
+
+/// `host.arch` as the semantic conventions spell it.
+pub(crate) fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm32",
+        "powerpc" => "ppc32",
+        "powerpc64" => "ppc64",
+        other => other,
+    }
+}
+
 fn os_version() -> Option<String> {
     let v = os_info::get().version().to_string();
     (v != "Unknown" && !v.is_empty()).then_some(v)
@@ -76,20 +103,10 @@ fn os_version() -> Option<String> {
 
 impl ResourceDetector for SessionResourceDetector {
     fn detect(&self) -> Resource {
-        let mut attributes: Vec<KeyValue> = Vec::new();
-        attributes.extend(
-            OsResourceDetector
-                .detect()
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-        );
-        attributes.extend(
-            HostResourceDetector::default()
-                .detect()
-                .iter()
-                .filter(|(k, _)| k.as_str() == HOST_ARCH)
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-        );
+        let mut attributes = vec![
+            KeyValue::new(OS_TYPE, os_type()),
+            KeyValue::new(HOST_ARCH, host_arch()),
+        ];
         if let Some(v) = os_version() {
             attributes.push(KeyValue::new(OS_VERSION, v));
         }

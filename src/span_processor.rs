@@ -44,18 +44,27 @@ fn is_ours(key: &Key) -> bool {
     std::ptr::eq(key.as_str().as_ptr(), OUR_KEY.as_ptr())
 }
 
-/// Removes the `session.id` we added when the span carries another one (the
-/// application's wins). Scans once; the removal path is rare.
+/// Leaves exactly one `session.id`: the application's if it set one (it wins),
+/// else the first we added (two wrapped pipelines each add one). Scans once; the
+/// removal path is rare.
 #[inline]
 fn dedupe(attributes: &mut Vec<KeyValue>) {
     let mut count = 0u32;
+    let mut theirs = false;
     for kv in attributes.iter() {
         if kv.key.as_str().len() == attr::SESSION_ID.len() && kv.key.as_str() == attr::SESSION_ID {
             count += 1;
+            theirs |= !is_ours(&kv.key);
         }
     }
     if count > 1 {
-        attributes.retain(|kv| !is_ours(&kv.key));
+        let mut keep_one_of_ours = !theirs;
+        attributes.retain(|kv| {
+            if !is_ours(&kv.key) {
+                return true;
+            }
+            std::mem::replace(&mut keep_one_of_ours, false)
+        });
     }
 }
 
@@ -280,5 +289,13 @@ mod tests {
         let mut single = vec![KeyValue::new(our_key(), "ours")];
         dedupe(&mut single);
         assert_eq!(single.len(), 1);
+        let mut twice = vec![
+            KeyValue::new(our_key(), "first"),
+            KeyValue::new("b", 2),
+            KeyValue::new(our_key(), "second"),
+        ];
+        dedupe(&mut twice);
+        assert_eq!(twice.len(), 2);
+        assert_eq!(twice[0].value.as_str(), "first");
     }
 }

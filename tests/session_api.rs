@@ -389,9 +389,8 @@ fn error_logs_count_toward_the_session_they_carry() {
     logger.emit(r);
     assert_eq!(p.sessions.current_session().unwrap().handled_errors(), 2);
     let stamped: Vec<_> = p
-        .logs()
+        .app_logs()
         .iter()
-        .filter(|l| l.record.event_name().is_none())
         .map(|l| common::log_attr(l, "session.id").unwrap_or_default())
         .collect();
     let id = s.id().to_string();

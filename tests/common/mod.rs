@@ -2,29 +2,84 @@
 //! processors (simple processors on in-memory exporters) are wrapped by ours.
 #![allow(dead_code)]
 
+use std::sync::{Arc, Mutex};
+
 use opentelemetry::logs::AnyValue;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{
-    in_memory_exporter::LogDataWithResource, InMemoryLogExporter, SdkLoggerProvider,
-    SimpleLogProcessor,
+    LogBatch, LogExporter, SdkLogRecord, SdkLoggerProvider, SimpleLogProcessor,
 };
 use opentelemetry_sdk::trace::{
-    InMemorySpanExporter, SdkTracer, SdkTracerProvider, SimpleSpanProcessor, SpanData,
+    SdkTracer, SdkTracerProvider, SimpleSpanProcessor, SpanData, SpanExporter,
 };
 use otel_session::{SessionManager, SessionManagerBuilder};
 
+/// Keeps every exported span, also across shutdown (the SDK's in-memory exporter
+/// forgets on shutdown).
+#[derive(Debug, Clone, Default)]
+pub struct SpanRecorder(pub Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for SpanRecorder {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+impl SpanRecorder {
+    pub fn get_finished_spans(&self) -> Result<Vec<SpanData>, ()> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+pub struct LogDataWithResource {
+    pub record: SdkLogRecord,
+    pub instrumentation: InstrumentationScope,
+}
+
+/// Keeps every exported log record, also across shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct LogRecorder(pub Arc<Mutex<Vec<(SdkLogRecord, InstrumentationScope)>>>);
+
+impl LogExporter for LogRecorder {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let mut out = self.0.lock().unwrap();
+        for (r, s) in batch.iter() {
+            out.push((r.clone(), s.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl LogRecorder {
+    pub fn get_emitted_logs(&self) -> Result<Vec<LogDataWithResource>, ()> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(record, instrumentation)| LogDataWithResource {
+                record: record.clone(),
+                instrumentation: instrumentation.clone(),
+            })
+            .collect())
+    }
+}
+
 pub struct Pipeline {
     pub sessions: SessionManager,
-    pub span_exporter: InMemorySpanExporter,
-    pub log_exporter: InMemoryLogExporter,
+    pub span_exporter: SpanRecorder,
+    pub log_exporter: LogRecorder,
     pub tracer_provider: SdkTracerProvider,
     pub logger_provider: SdkLoggerProvider,
 }
 
 pub fn pipeline(builder: SessionManagerBuilder) -> Pipeline {
     let sessions = builder.build();
-    let span_exporter = InMemorySpanExporter::default();
-    let log_exporter = InMemoryLogExporter::default();
+    let span_exporter = SpanRecorder::default();
+    let log_exporter = LogRecorder::default();
     let tracer_provider = SdkTracerProvider::builder()
         .with_span_processor(
             sessions.span_processor(SimpleSpanProcessor::new(span_exporter.clone())),
@@ -78,10 +133,19 @@ impl Pipeline {
         self.log_exporter.get_emitted_logs().expect("logs")
     }
 
+    /// Log records the application emitted (not our lifecycle events).
+    pub fn app_logs(&self) -> Vec<LogDataWithResource> {
+        self.logs()
+            .into_iter()
+            .filter(|l| l.instrumentation.name() != "otel-session")
+            .collect()
+    }
+
     /// `session.start` / `session.end` log events as (name, session.id, previous_id).
     pub fn log_events(&self) -> Vec<(String, String, Option<String>)> {
         self.logs()
             .iter()
+            .filter(|l| l.instrumentation.name() == "otel-session")
             .filter_map(|l| {
                 let name = l.record.event_name()?;
                 Some((
