@@ -61,7 +61,7 @@ fn every_stamped_id_was_reported_and_current_at_span_start() {
             move |_| {
                 let mut n = n.lock().unwrap();
                 *n += 1;
-                *n % 4 != 0
+                !(*n).is_multiple_of(4)
             }
         })
         .build();
