@@ -151,7 +151,9 @@ fn spans(c: &mut Criterion) {
         for spare in [false, true] {
             let sessions = SessionManager::builder().build();
             let tp = provider(&form, &sessions);
-            sessions.start_session();
+            if matches!(form, Form::Wrapper | Form::Standalone) {
+                sessions.start_session();
+            }
             let tracer = tp.tracer("bench");
             let id = format!("{name}/{}", if spare { "spare" } else { "full" });
             g.bench_function(id, |b| b.iter(|| one_span(&tracer, spare)));

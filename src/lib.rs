@@ -58,6 +58,7 @@ mod manager;
 mod resource;
 mod session;
 mod span_processor;
+mod stamp;
 mod warn;
 
 pub use callbacks::{CallbackHandle, SessionCandidate, SessionObserver};

@@ -23,9 +23,9 @@ use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::Resource;
 
 use crate::attr;
-use crate::context::with_stamp;
 use crate::manager::SessionManager;
 use crate::session::EndReason;
+use crate::stamp::{stamp_value, with_session};
 
 const KEY: Key = Key::from_static_str(attr::SESSION_ID);
 
@@ -37,27 +37,32 @@ fn is_error(record: &SdkLogRecord) -> bool {
 }
 
 /// Stamps the record (unless it has an id) and counts an error toward the
-/// session whose id it carries.
+/// session whose id it carries, if that session is still the one telemetry is
+/// attributed to (an error of an ended or paused session is dropped).
 #[inline]
 fn stamp(manager: &SessionManager, record: &mut SdkLogRecord) {
-    let existing = record
+    let has_id = record
         .attributes_iter()
-        .find(|(k, _)| k.as_str() == attr::SESSION_ID)
-        .map(|(_, v)| v.clone());
-    let error = is_error(record);
+        .any(|(k, _)| k.as_str() == attr::SESSION_ID);
     Context::map_current(|cx| {
-        with_stamp(&manager.shared, cx, |s| match &existing {
-            None => {
-                record.add_attribute(KEY, s.log_value.clone());
-                if error {
-                    s.count_handled();
-                }
+        if !has_id {
+            if let Some(id) = stamp_value(&manager.shared, cx) {
+                record.add_attribute(KEY, AnyValue::String(id));
             }
-            Some(AnyValue::String(id)) if error && id.as_str() == s.id.as_str() => {
-                s.count_handled();
+        }
+        if is_error(record) {
+            let carried = record
+                .attributes_iter()
+                .find(|(k, _)| k.as_str() == attr::SESSION_ID)
+                .map(|(_, v)| v);
+            if let Some(AnyValue::String(id)) = carried {
+                with_session(&manager.shared, cx, |s| {
+                    if s.id.as_str() == id.as_str() {
+                        s.count_handled();
+                    }
+                });
             }
-            Some(_) => {}
-        })
+        }
     });
 }
 

@@ -8,12 +8,11 @@
 //! belongs to a session that was reported and current at the moment it was read.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use opentelemetry::logs::AnyValue;
 use opentelemetry::trace::{Event, SpanId, TraceId};
 use opentelemetry::{KeyValue, StringValue, Value};
 
@@ -30,10 +29,10 @@ use crate::session::{EndReason, Session, SessionId, SessionStatus, User};
 /// One live session. Shared by the manager and the hot path.
 pub(crate) struct SessionState {
     pub(crate) id: SessionId,
-    /// `session.id` as a span attribute value (cloning it is a reference count).
-    pub(crate) span_value: Value,
-    /// `session.id` as a log attribute value.
-    pub(crate) log_value: AnyValue,
+    /// The id as a `&'static str`, while the static id budget lasts.
+    pub(crate) static_id: Option<&'static str>,
+    /// `session.id` as an attribute value of our own lifecycle telemetry.
+    span_value: Value,
     previous_id: Option<SessionId>,
     started_at: SystemTime,
     discarded: bool,
@@ -81,12 +80,35 @@ fn status_to_u8(s: SessionStatus) -> u8 {
     }
 }
 
+/// How many session ids are kept as `&'static str` for the process's life.
+///
+/// A span attribute built from a `&'static str` is copied without touching a
+/// shared reference count; an `Arc<str>` one costs an atomic increment on the
+/// caller and a decrement on the batch thread, on a cache line both cores fight
+/// over, for every span. Ids are never freed because exported spans may hold them
+/// for any time: 4,096 ids (~150 KiB) cover the sessions of any realistic app
+/// process; later sessions use reference-counted ids.
+const STATIC_ID_BUDGET: usize = 4096;
+static STATIC_IDS_LEFT: AtomicUsize = AtomicUsize::new(STATIC_ID_BUDGET);
+
+/// The id as a `&'static str` while the budget lasts.
+fn static_id(id: &SessionId) -> Option<&'static str> {
+    STATIC_IDS_LEFT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .ok()
+        .map(|_| &*Box::leak(id.as_str().to_owned().into_boxed_str()))
+}
+
 impl SessionState {
     fn new(c: SessionCandidate, discarded: bool) -> Self {
-        let shared = c.id.shared();
+        let static_id = if discarded { None } else { static_id(&c.id) };
+        let value = match static_id {
+            Some(id) => StringValue::from(id),
+            None => StringValue::from(c.id.shared()),
+        };
         SessionState {
-            span_value: Value::String(StringValue::from(Arc::clone(&shared))),
-            log_value: AnyValue::String(StringValue::from(shared)),
+            static_id,
+            span_value: Value::String(value),
             trace_id: session_trace_id(&c.id),
             root_span_id: session_root_span_id(&c.id),
             id: c.id,
@@ -190,6 +212,12 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+    /// Changes what new telemetry is stamped with, then invalidates the threads'
+    /// caches. Only under the state lock.
+    fn set_stamp(&self, session: Option<Arc<SessionState>>) {
+        self.stamp.store(session);
+        crate::stamp::bump();
+    }
 }
 
 /// Owns the current session and the session API.
@@ -291,7 +319,7 @@ impl SessionManagerBuilder {
     pub fn build(self) -> SessionManager {
         let next_handle = AtomicU64::new(self.callbacks.len() as u64 + 1);
         let callbacks = self.callbacks;
-        SessionManager {
+        let manager = SessionManager {
             shared: Arc::new(Shared {
                 stamp: ArcSwapOption::empty(),
                 state: Mutex::new(State {
@@ -316,7 +344,10 @@ impl SessionManagerBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 warned_reentrant: AtomicBool::new(false),
             }),
-        }
+        };
+        // A new manager may live where a dropped one did: no stale thread caches.
+        crate::stamp::bump();
+        manager
     }
 }
 
@@ -386,7 +417,7 @@ impl SessionManager {
             }
             st.current = Some(Arc::clone(&session));
             st.paused = false;
-            self.shared.stamp.store(if keep {
+            self.shared.set_stamp(if keep {
                 Some(Arc::clone(&session))
             } else {
                 None
@@ -441,7 +472,7 @@ impl SessionManager {
     ) -> Option<(Session, EndReason)> {
         let session = st.current.take()?;
         let was_paused = std::mem::replace(&mut st.paused, false);
-        self.shared.stamp.store(None);
+        self.shared.set_stamp(None);
         if session.discarded {
             return None;
         }
@@ -529,7 +560,7 @@ impl SessionManager {
             return;
         }
         st.paused = true;
-        self.shared.stamp.store(None);
+        self.shared.set_stamp(None);
         if !session.discarded {
             self.emit_simple(&mut st, &session, attr::EVENT_PAUSE);
         }
@@ -562,7 +593,7 @@ impl SessionManager {
                     st.paused = false;
                     if !session.discarded {
                         self.emit_simple(&mut st, &session, attr::EVENT_RESUME);
-                        self.shared.stamp.store(Some(session));
+                        self.shared.set_stamp(Some(session));
                     }
                     return true;
                 }

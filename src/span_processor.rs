@@ -17,15 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::{Context, Key, KeyValue};
+use opentelemetry::{Context, Key, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
 use crate::attr;
-use crate::context::with_stamp;
 use crate::manager::SessionManager;
 use crate::session::EndReason;
+use crate::stamp::stamp_value;
 
 /// Our own copy of the `session.id` key text: a `static`, so its address is unique
 /// and tells the attribute we added apart from one the application set.
@@ -44,28 +44,40 @@ fn is_ours(key: &Key) -> bool {
     std::ptr::eq(key.as_str().as_ptr(), OUR_KEY.as_ptr())
 }
 
-/// Leaves exactly one `session.id`: the application's if it set one (it wins),
-/// else the first we added (two wrapped pipelines each add one). Scans once; the
-/// removal path is rare.
 #[inline]
-fn dedupe(attributes: &mut Vec<KeyValue>) {
-    let mut count = 0u32;
-    let mut theirs = false;
-    for kv in attributes.iter() {
-        if kv.key.as_str().len() == attr::SESSION_ID.len() && kv.key.as_str() == attr::SESSION_ID {
-            count += 1;
-            theirs |= !is_ours(&kv.key);
-        }
-    }
-    if count > 1 {
-        let mut keep_one_of_ours = !theirs;
-        attributes.retain(|kv| {
-            if !is_ours(&kv.key) {
+fn is_session_id(key: &Key) -> bool {
+    let k = key.as_str();
+    k.len() == attr::SESSION_ID.len() && k == attr::SESSION_ID
+}
+
+/// `true` if more than one `session.id` is present (a one-pass scan).
+#[inline]
+fn has_duplicate(attributes: &[KeyValue]) -> bool {
+    let mut seen = false;
+    for kv in attributes {
+        if is_session_id(&kv.key) {
+            if seen {
                 return true;
             }
-            std::mem::replace(&mut keep_one_of_ours, false)
-        });
+            seen = true;
+        }
     }
+    false
+}
+
+/// Leaves exactly one `session.id`: the application's if it set one (it wins),
+/// else the first we added (two wrapped pipelines each add one).
+fn dedupe(attributes: &mut Vec<KeyValue>) {
+    let theirs = attributes
+        .iter()
+        .any(|kv| is_session_id(&kv.key) && !is_ours(&kv.key));
+    let mut keep_one_of_ours = !theirs;
+    attributes.retain(|kv| {
+        if !is_ours(&kv.key) {
+            return true;
+        }
+        std::mem::replace(&mut keep_one_of_ours, false)
+    });
 }
 
 /// Ends the current session (reason `shutdown`) when the pipeline shuts down, so
@@ -86,6 +98,13 @@ pub struct SessionSpanProcessor<P: SpanProcessor + 'static> {
 }
 
 impl<P: SpanProcessor + 'static> SessionSpanProcessor<P> {
+    #[cold]
+    #[inline(never)]
+    fn on_end_deduped(&self, mut span: SpanData) {
+        dedupe(&mut span.attributes);
+        self.inner.on_end(span);
+    }
+
     fn as_sink(&self) -> Arc<dyn SpanProcessor> {
         Arc::clone(&self.inner) as Arc<dyn SpanProcessor>
     }
@@ -114,18 +133,20 @@ impl<P: SpanProcessor + 'static> SessionSpanProcessor<P> {
 impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        with_stamp(&self.manager.shared, cx, |s| {
+        if let Some(id) = stamp_value(&self.manager.shared, cx) {
             opentelemetry::trace::Span::set_attribute(
                 span,
-                KeyValue::new(our_key(), s.span_value.clone()),
+                KeyValue::new(our_key(), Value::String(id)),
             );
-        });
+        }
         self.inner.on_start(span, cx);
     }
 
     #[inline]
-    fn on_end(&self, mut span: SpanData) {
-        dedupe(&mut span.attributes);
+    fn on_end(&self, span: SpanData) {
+        if has_duplicate(&span.attributes) {
+            return self.on_end_deduped(span);
+        }
         self.inner.on_end(span);
     }
 
@@ -178,7 +199,7 @@ impl SessionSpanEnricher {
 
 impl SpanProcessor for SessionSpanEnricher {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        with_stamp(&self.manager.shared, cx, |s| {
+        if let Some(id) = stamp_value(&self.manager.shared, cx) {
             // The SDK offers no cheap way to read a started span's attributes.
             let has_one = span.exported_data().is_some_and(|d| {
                 d.attributes
@@ -188,10 +209,10 @@ impl SpanProcessor for SessionSpanEnricher {
             if !has_one {
                 opentelemetry::trace::Span::set_attribute(
                     span,
-                    KeyValue::new(our_key(), s.span_value.clone()),
+                    KeyValue::new(our_key(), Value::String(id)),
                 );
             }
-        });
+        }
     }
 
     fn on_end(&self, _span: SpanData) {}
