@@ -193,3 +193,17 @@ fn two_wrapped_pipelines_both_get_the_lifecycle() {
     }
     tp.shutdown().unwrap();
 }
+
+#[test]
+fn a_new_manager_never_sees_a_dropped_managers_session() {
+    for _ in 0..50 {
+        let p = common::pipeline(SessionManager::builder());
+        p.sessions.start_session();
+        p.tracer().in_span("old", |_| {});
+        assert!(sid(&p.app_span("old")).is_some());
+        drop(p);
+        let q = common::pipeline(SessionManager::builder());
+        q.tracer().in_span("new", |_| {});
+        assert_eq!(sid(&q.app_span("new")), None, "no session was started here");
+    }
+}
