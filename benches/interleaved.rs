@@ -7,96 +7,76 @@
 //! `--only FORM full|spare N` runs one form for instruction counting under
 //! callgrind (see BENCHMARKS.md).
 
-use std::hint::black_box;
-use std::time::Duration;
+mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{attrs, log_batch, one_span, provider, thread_cpu, FORMS};
+use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, Span, SpanData,
-    SpanExporter, SpanProcessor,
-};
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use otel_session::SessionManager;
 
 const SPANS: usize = 200_000;
 const ROUNDS: usize = 31;
 
-#[derive(Debug)]
-struct NoopSpans;
-impl SpanExporter for NoopSpans {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
-
-fn batch() -> BatchSpanProcessor {
-    BatchSpanProcessor::builder(NoopSpans)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(1 << 21)
-                .with_max_export_batch_size(2048)
-                .build(),
-        )
-        .build()
-}
-
-#[derive(Debug)]
-struct ConstWrapper<P>(P);
-impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        span.set_attribute(KeyValue::new(
-            "session.id",
-            "0f8fad5b-d9cb-469f-a165-70867728950e",
-        ));
-        self.0.on_start(span, cx);
-    }
-    fn on_end(&self, span: SpanData) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(&self, t: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(t)
-    }
-    fn set_resource(&mut self, r: &opentelemetry_sdk::Resource) {
-        self.0.set_resource(r);
-    }
-}
-
-fn attrs(spare: bool) -> Vec<KeyValue> {
-    let mut v = Vec::with_capacity(if spare { 8 } else { 4 });
-    v.push(KeyValue::new("http.request.method", "GET"));
-    v.push(KeyValue::new("url.path", "/checkout"));
-    v.push(KeyValue::new("http.response.status_code", 200));
-    v.push(KeyValue::new("app.items", 3));
-    v
-}
-
-/// CPU time of the calling thread: time the thread was descheduled (the batch
-/// thread shares the 2 cores) does not count, cache misses and contention do.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec; CLOCK_THREAD_CPUTIME_ID is always supported on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn run(tracer: &SdkTracer, spare: bool) -> f64 {
     let start = thread_cpu();
+    counted_run(tracer, spare, SPANS);
+    (thread_cpu() - start).as_nanos() as f64 / SPANS as f64
+}
+
+fn run_logs(logger: &SdkLogger) -> f64 {
+    let start = thread_cpu();
     for _ in 0..SPANS {
-        let mut span = tracer
-            .span_builder("op")
-            .with_attributes(attrs(spare))
-            .start(tracer);
-        span.end();
+        let mut r = logger.create_log_record();
+        r.set_severity_number(Severity::Info);
+        r.set_body("order placed".into());
+        r.add_attribute("app.items", 3);
+        r.add_attribute("url.path", "/checkout");
+        logger.emit(r);
     }
     (thread_cpu() - start).as_nanos() as f64 / SPANS as f64
+}
+
+/// Wall time per span of 2 threads making spans, optionally while a third thread
+/// pauses and resumes the session every 0.5 ms.
+fn run_contention(tp: &SdkTracerProvider, sessions: &SessionManager, flip: bool) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = flip.then(|| {
+        let (s, stop) = (sessions.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                s.pause_session();
+                std::thread::sleep(Duration::from_micros(500));
+                s.resume_session();
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        })
+    });
+    let start = Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let tracer = tp.tracer("bench");
+            std::thread::spawn(move || {
+                for _ in 0..SPANS / 2 {
+                    one_span(&tracer, true);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let ns = start.elapsed().as_nanos() as f64 / SPANS as f64;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(f) = flipper {
+        let _ = f.join();
+    }
+    ns
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -113,19 +93,6 @@ fn counted_run(tracer: &SdkTracer, spare: bool, spans: usize) {
             .start(tracer);
         span.end();
     }
-}
-
-fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
-    let b = SdkTracerProvider::builder();
-    match form {
-        "bare" => b.with_span_processor(batch()),
-        "const_wrapper" => b.with_span_processor(ConstWrapper(batch())),
-        "wrapper" => b.with_span_processor(sessions.span_processor(batch())),
-        _ => b
-            .with_span_processor(sessions.standalone_span_processor())
-            .with_span_processor(batch()),
-    }
-    .build()
 }
 
 fn main() {
@@ -150,7 +117,7 @@ fn main() {
         let _ = p.shutdown();
         return;
     }
-    let forms = ["bare", "const_wrapper", "wrapper", "standalone"];
+    let forms = FORMS;
     for spare in [false, true] {
         let sessions = SessionManager::builder().build();
         let providers: Vec<SdkTracerProvider> =
@@ -190,4 +157,56 @@ fn main() {
             let _ = p.shutdown();
         }
     }
+
+    // Log emit: bare batch pipeline vs wrapped, paired per round.
+    let sessions = SessionManager::builder().build();
+    let bare = SdkLoggerProvider::builder().with_log_processor(log_batch()).build();
+    let ours = SdkLoggerProvider::builder()
+        .with_log_processor(sessions.log_processor(log_batch()))
+        .build();
+    sessions.start_session();
+    let (lb, lw) = (bare.logger("bench"), ours.logger("bench"));
+    let (mut b, mut w) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            b.push(run_logs(&lb));
+            w.push(run_logs(&lw));
+        } else {
+            w.push(run_logs(&lw));
+            b.push(run_logs(&lb));
+        }
+        let _ = bare.force_flush();
+        let _ = ours.force_flush();
+    }
+    let ratio = median(w.iter().zip(&b).map(|(w, b)| w / b).collect());
+    println!(
+        "log   bare {:7.1} ns/record, wrapper {:7.1} ns/record  {ratio:.3}x bare",
+        median(b),
+        median(w)
+    );
+    let _ = bare.shutdown();
+    let _ = ours.shutdown();
+
+    // Contention: 2 span threads, with and without a pause/resume flipper.
+    let sessions = SessionManager::builder().build();
+    let tp = provider("wrapper", &sessions);
+    sessions.start_session();
+    let (mut steady, mut flipping) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            steady.push(run_contention(&tp, &sessions, false));
+            flipping.push(run_contention(&tp, &sessions, true));
+        } else {
+            flipping.push(run_contention(&tp, &sessions, true));
+            steady.push(run_contention(&tp, &sessions, false));
+        }
+        let _ = tp.force_flush();
+    }
+    let ratio = median(steady.iter().zip(&flipping).map(|(s, f)| s / f).collect());
+    println!(
+        "contention steady {:6.1} ns/span, flipping {:6.1} ns/span  throughput {ratio:.3}x",
+        median(steady),
+        median(flipping)
+    );
+    let _ = tp.shutdown();
 }

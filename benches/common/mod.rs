@@ -1,0 +1,167 @@
+//! Shared pieces of the benches: no-op exporters, batch processors that never drop,
+//! the constant-attribute wrapper (the floor), the span under test, and a criterion
+//! measurement of the calling thread's CPU time.
+#![allow(dead_code)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use opentelemetry::trace::{Span as _, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{
+    BatchConfigBuilder as LogBatchConfig, BatchLogProcessor, LogBatch, LogExporter,
+};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, Span, SpanData,
+    SpanExporter, SpanProcessor,
+};
+use otel_session::SessionManager;
+
+#[derive(Debug)]
+pub struct NoopSpans;
+impl SpanExporter for NoopSpans {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct NoopLogs;
+impl LogExporter for NoopLogs {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        black_box(batch.iter().count());
+        Ok(())
+    }
+}
+
+/// A batch span processor on a no-op exporter (64 Ki queue: the exporter keeps up;
+/// a larger queue is allocated up front and its page faults would be measured).
+pub fn batch() -> BatchSpanProcessor {
+    BatchSpanProcessor::builder(NoopSpans)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(1 << 16)
+                .with_max_export_batch_size(2048)
+                .build(),
+        )
+        .build()
+}
+
+/// A batch log processor on a no-op exporter whose queue never fills.
+pub fn log_batch() -> BatchLogProcessor {
+    BatchLogProcessor::builder(NoopLogs)
+        .with_batch_config(
+            LogBatchConfig::default()
+                .with_max_queue_size(1 << 16)
+                .with_max_export_batch_size(2048)
+                .build(),
+        )
+        .build()
+}
+
+/// The floor: a wrapper that adds a constant `session.id` and delegates.
+#[derive(Debug)]
+pub struct ConstWrapper<P>(pub P);
+impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        span.set_attribute(KeyValue::new(
+            "session.id",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+        ));
+        self.0.on_start(span, cx);
+    }
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, t: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(t)
+    }
+    fn set_resource(&mut self, r: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(r);
+    }
+}
+
+/// The pipelines compared.
+pub const FORMS: [&str; 4] = ["bare", "const_wrapper", "wrapper", "standalone"];
+
+/// A tracer provider of form `form` (one of [`FORMS`]).
+pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
+    let b = SdkTracerProvider::builder();
+    match form {
+        "bare" => b.with_span_processor(batch()),
+        "const_wrapper" => b.with_span_processor(ConstWrapper(batch())),
+        "wrapper" => b.with_span_processor(sessions.span_processor(batch())),
+        _ => b
+            .with_span_processor(sessions.standalone_span_processor())
+            .with_span_processor(batch()),
+    }
+    .build()
+}
+
+/// 4 attributes: a full vec (len = capacity, like a `vec![..]` literal) or one with
+/// spare capacity.
+#[inline]
+pub fn attrs(spare: bool) -> Vec<KeyValue> {
+    let mut v = Vec::with_capacity(if spare { 8 } else { 4 });
+    v.push(KeyValue::new("http.request.method", "GET"));
+    v.push(KeyValue::new("url.path", "/checkout"));
+    v.push(KeyValue::new("http.response.status_code", 200));
+    v.push(KeyValue::new("app.items", 3));
+    v
+}
+
+/// Starts and ends one span.
+#[inline]
+pub fn one_span(tracer: &SdkTracer, spare: bool) {
+    let mut span = tracer
+        .span_builder("op")
+        .with_attributes(attrs(spare))
+        .start(tracer);
+    span.end();
+}
+
+/// CPU time of the calling thread: time the thread was descheduled (the batch
+/// thread shares the 2 cores) does not count; cache misses and contention do.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Criterion measurement: the benchmarking thread's CPU time.
+pub struct ThreadCpuTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
