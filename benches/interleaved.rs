@@ -160,7 +160,9 @@ fn main() {
 
     // Log emit: bare batch pipeline vs wrapped, paired per round.
     let sessions = SessionManager::builder().build();
-    let bare = SdkLoggerProvider::builder().with_log_processor(log_batch()).build();
+    let bare = SdkLoggerProvider::builder()
+        .with_log_processor(log_batch())
+        .build();
     let ours = SdkLoggerProvider::builder()
         .with_log_processor(sessions.log_processor(log_batch()))
         .build();

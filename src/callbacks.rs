@@ -44,7 +44,8 @@ impl SessionCandidate {
         self.previous_id.as_ref()
     }
 
-    /// When the session starts.
+    /// When the candidate was built. The session's start is dated when it becomes
+    /// current, a moment later (after the callbacks ran).
     pub fn started_at(&self) -> SystemTime {
         self.started_at
     }

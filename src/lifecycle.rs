@@ -14,19 +14,21 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{
     Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks, SpanProcessor};
 
 use crate::attr;
 use crate::id::random_span_id;
+use crate::manager::SessionManager;
 
 /// How many lifecycle spans (and, separately, log events) are held while no sink is
 /// connected. Older ones are dropped first, with a warning.
@@ -62,6 +64,68 @@ impl Timeline {
         let mut events = self.head;
         events.extend(self.tail);
         (events, self.dropped)
+    }
+}
+
+/// An exporting processor the lifecycle is delivered to.
+#[derive(Debug, Clone)]
+pub(crate) enum SinkRef {
+    Span(Arc<dyn SpanProcessor>),
+    Log(Arc<dyn LogProcessor>),
+}
+
+impl SinkRef {
+    fn force_flush(&self) -> OTelSdkResult {
+        match self {
+            SinkRef::Span(p) => p.force_flush(),
+            SinkRef::Log(p) => p.force_flush(),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            SinkRef::Span(p) => p.shutdown_with_timeout(timeout),
+            SinkRef::Log(p) => p.shutdown_with_timeout(timeout),
+        }
+    }
+}
+
+/// One of our processors' connection to its manager's lifecycle: made when the
+/// provider sets the resource (the SDK's build step), undone at shutdown.
+#[derive(Debug, Default)]
+pub(crate) struct SinkLink {
+    sink: Mutex<Option<SinkRef>>,
+}
+
+impl SinkLink {
+    fn slot(&self) -> MutexGuard<'_, Option<SinkRef>> {
+        self.sink.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connects `sink` (replacing an earlier one) and delivers what was held.
+    pub(crate) fn connect(&self, manager: &SessionManager, sink: SinkRef) {
+        self.disconnect(manager);
+        manager.shared.lock().lifecycle.add_sink(&sink);
+        *self.slot() = Some(sink);
+    }
+
+    /// Disconnects; returns the sink that was connected.
+    pub(crate) fn disconnect(&self, manager: &SessionManager) -> Option<SinkRef> {
+        let sink = self.slot().take()?;
+        manager.shared.lock().lifecycle.remove_sink(&sink);
+        Some(sink)
+    }
+
+    /// Flushes the connected sink (for processors that own theirs).
+    pub(crate) fn force_flush(&self) -> OTelSdkResult {
+        let sink = self.slot().clone();
+        sink.map_or(Ok(()), |s| s.force_flush())
+    }
+
+    /// Disconnects and shuts the sink down (for processors that own theirs).
+    pub(crate) fn shutdown(&self, manager: &SessionManager, timeout: Duration) -> OTelSdkResult {
+        self.disconnect(manager)
+            .map_or(Ok(()), |s| s.shutdown_with_timeout(timeout))
     }
 }
 
@@ -130,26 +194,28 @@ impl Lifecycle {
         }
     }
 
-    pub(crate) fn add_span_sink(&mut self, sink: Arc<dyn SpanProcessor>) {
-        for span in self.pending_spans.drain(..) {
-            sink.on_end(span);
+    fn add_sink(&mut self, sink: &SinkRef) {
+        match sink {
+            SinkRef::Span(p) => {
+                for span in self.pending_spans.drain(..) {
+                    p.on_end(span);
+                }
+                self.span_sinks.push(Arc::clone(p));
+            }
+            SinkRef::Log(p) => {
+                for mut record in self.pending_logs.drain(..) {
+                    p.emit(&mut record, &self.scope);
+                }
+                self.log_sinks.push(Arc::clone(p));
+            }
         }
-        self.span_sinks.push(sink);
     }
 
-    pub(crate) fn remove_span_sink(&mut self, sink: &Arc<dyn SpanProcessor>) {
-        self.span_sinks.retain(|s| !Arc::ptr_eq(s, sink));
-    }
-
-    pub(crate) fn add_log_sink(&mut self, sink: Arc<dyn LogProcessor>) {
-        for mut record in self.pending_logs.drain(..) {
-            sink.emit(&mut record, &self.scope);
+    fn remove_sink(&mut self, sink: &SinkRef) {
+        match sink {
+            SinkRef::Span(p) => self.span_sinks.retain(|s| !Arc::ptr_eq(s, p)),
+            SinkRef::Log(p) => self.log_sinks.retain(|s| !Arc::ptr_eq(s, p)),
         }
-        self.log_sinks.push(sink);
-    }
-
-    pub(crate) fn remove_log_sink(&mut self, sink: &Arc<dyn LogProcessor>) {
-        self.log_sinks.retain(|s| !Arc::ptr_eq(s, sink));
     }
 
     /// Emits one zero-duration transition span (carrying the span event of its name)

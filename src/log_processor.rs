@@ -12,7 +12,6 @@
 //!
 //! A record that already carries `session.id` is never changed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +22,8 @@ use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::Resource;
 
 use crate::attr;
+use crate::lifecycle::{SinkLink, SinkRef};
 use crate::manager::SessionManager;
-use crate::session::EndReason;
 use crate::stamp::{stamp_value, with_session};
 
 const KEY: Key = Key::from_static_str(attr::SESSION_ID);
@@ -66,10 +65,6 @@ fn stamp(manager: &SessionManager, record: &mut SdkLogRecord) {
     });
 }
 
-fn end_on_shutdown(manager: &SessionManager) {
-    manager.end_with(EndReason::Shutdown, None);
-}
-
 /// Wraps the exporting log processor `P`: stamps `session.id`, counts errors,
 /// delegates everything to `P`, and exports the session log events through `P`.
 ///
@@ -78,33 +73,7 @@ fn end_on_shutdown(manager: &SessionManager) {
 pub struct SessionLogProcessor<P: LogProcessor + 'static> {
     manager: SessionManager,
     inner: Arc<P>,
-    connected: AtomicBool,
-}
-
-impl<P: LogProcessor + 'static> SessionLogProcessor<P> {
-    fn as_sink(&self) -> Arc<dyn LogProcessor> {
-        Arc::clone(&self.inner) as Arc<dyn LogProcessor>
-    }
-
-    fn connect(&self) {
-        if !self.connected.swap(true, Ordering::AcqRel) {
-            self.manager
-                .shared
-                .lock()
-                .lifecycle
-                .add_log_sink(self.as_sink());
-        }
-    }
-
-    fn disconnect(&self) {
-        if self.connected.swap(false, Ordering::AcqRel) {
-            self.manager
-                .shared
-                .lock()
-                .lifecycle
-                .remove_log_sink(&self.as_sink());
-        }
-    }
+    link: SinkLink,
 }
 
 impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
@@ -119,8 +88,8 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        end_on_shutdown(&self.manager);
-        self.disconnect();
+        self.manager.end_for_shutdown();
+        self.link.disconnect(&self.manager);
         self.inner.shutdown_with_timeout(timeout)
     }
 
@@ -129,14 +98,15 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.disconnect();
+        self.link.disconnect(&self.manager);
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.set_resource(resource),
             None => crate::warn::stderr(format_args!(
                 "SessionLogProcessor::set_resource could not reach the wrapped processor"
             )),
         }
-        self.connect();
+        let sink = Arc::clone(&self.inner) as Arc<dyn LogProcessor>;
+        self.link.connect(&self.manager, SinkRef::Log(sink));
     }
 }
 
@@ -149,7 +119,7 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
 pub struct SessionLogEnricher {
     manager: SessionManager,
     lifecycle: Option<Box<dyn LogProcessor>>,
-    sink: Option<Arc<dyn LogProcessor>>,
+    link: SinkLink,
 }
 
 impl SessionLogEnricher {
@@ -166,21 +136,12 @@ impl LogProcessor for SessionLogEnricher {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        match &self.sink {
-            Some(p) => p.force_flush(),
-            None => Ok(()),
-        }
+        self.link.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        end_on_shutdown(&self.manager);
-        match &self.sink {
-            Some(p) => {
-                self.manager.shared.lock().lifecycle.remove_log_sink(p);
-                p.shutdown_with_timeout(timeout)
-            }
-            None => Ok(()),
-        }
+        self.manager.end_for_shutdown();
+        self.link.shutdown(&self.manager, timeout)
     }
 
     /// Always `false`: an enricher must not turn on logs no exporter wants.
@@ -191,13 +152,7 @@ impl LogProcessor for SessionLogEnricher {
     fn set_resource(&mut self, resource: &Resource) {
         if let Some(mut p) = self.lifecycle.take() {
             p.set_resource(resource);
-            let sink: Arc<dyn LogProcessor> = Arc::from(p);
-            self.manager
-                .shared
-                .lock()
-                .lifecycle
-                .add_log_sink(Arc::clone(&sink));
-            self.sink = Some(sink);
+            self.link.connect(&self.manager, SinkRef::Log(Arc::from(p)));
         }
     }
 }
@@ -208,7 +163,7 @@ impl SessionManager {
         SessionLogProcessor {
             manager: self.clone(),
             inner: Arc::new(inner),
-            connected: AtomicBool::new(false),
+            link: SinkLink::default(),
         }
     }
 
@@ -218,7 +173,7 @@ impl SessionManager {
         SessionLogEnricher {
             manager: self.clone(),
             lifecycle: None,
-            sink: None,
+            link: SinkLink::default(),
         }
     }
 }

@@ -537,6 +537,12 @@ impl SessionManager {
         );
     }
 
+    /// Ends the current session (reason `shutdown`) when a pipeline shuts down, so
+    /// its end and summary are exported before the exporters close.
+    pub(crate) fn end_for_shutdown(&self) {
+        self.end_with(EndReason::Shutdown, None);
+    }
+
     /// Ends the current session (reason `manual`). Afterwards
     /// [`current_session`](Self::current_session) is `None`.
     pub fn end_session(&self) {

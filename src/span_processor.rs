@@ -13,7 +13,6 @@
 //! A span that already carries `session.id` when it starts keeps it: the wrapper
 //! removes its own duplicate at `on_end`, the enricher checks before adding.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +22,8 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
 use crate::attr;
+use crate::lifecycle::{SinkLink, SinkRef};
 use crate::manager::SessionManager;
-use crate::session::EndReason;
 use crate::stamp::stamp_value;
 
 /// Our own copy of the `session.id` key text: a `static`, so its address is unique
@@ -80,12 +79,6 @@ fn dedupe(attributes: &mut Vec<KeyValue>) {
     });
 }
 
-/// Ends the current session (reason `shutdown`) when the pipeline shuts down, so
-/// its end and summary are exported before the exporters close.
-fn end_on_shutdown(manager: &SessionManager) {
-    manager.end_with(EndReason::Shutdown, None);
-}
-
 /// Wraps the exporting span processor `P`: stamps `session.id` in `on_start`,
 /// delegates everything to `P`, and exports the session lifecycle spans through `P`.
 ///
@@ -94,7 +87,7 @@ fn end_on_shutdown(manager: &SessionManager) {
 pub struct SessionSpanProcessor<P: SpanProcessor + 'static> {
     manager: SessionManager,
     inner: Arc<P>,
-    connected: AtomicBool,
+    link: SinkLink,
 }
 
 impl<P: SpanProcessor + 'static> SessionSpanProcessor<P> {
@@ -103,30 +96,6 @@ impl<P: SpanProcessor + 'static> SessionSpanProcessor<P> {
     fn on_end_deduped(&self, mut span: SpanData) {
         dedupe(&mut span.attributes);
         self.inner.on_end(span);
-    }
-
-    fn as_sink(&self) -> Arc<dyn SpanProcessor> {
-        Arc::clone(&self.inner) as Arc<dyn SpanProcessor>
-    }
-
-    fn connect(&self) {
-        if !self.connected.swap(true, Ordering::AcqRel) {
-            self.manager
-                .shared
-                .lock()
-                .lifecycle
-                .add_span_sink(self.as_sink());
-        }
-    }
-
-    fn disconnect(&self) {
-        if self.connected.swap(false, Ordering::AcqRel) {
-            self.manager
-                .shared
-                .lock()
-                .lifecycle
-                .remove_span_sink(&self.as_sink());
-        }
     }
 }
 
@@ -155,22 +124,23 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        end_on_shutdown(&self.manager);
-        self.disconnect();
+        self.manager.end_for_shutdown();
+        self.link.disconnect(&self.manager);
         self.inner.shutdown_with_timeout(timeout)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
         // The provider calls this once, at build: set the resource on `P` while we
-        // still hold the only reference, then connect `P` as a lifecycle sink.
-        self.disconnect();
+        // hold the only reference, then connect `P` as a lifecycle sink.
+        self.link.disconnect(&self.manager);
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.set_resource(resource),
             None => crate::warn::stderr(format_args!(
                 "SessionSpanProcessor::set_resource could not reach the wrapped processor"
             )),
         }
-        self.connect();
+        let sink = Arc::clone(&self.inner) as Arc<dyn SpanProcessor>;
+        self.link.connect(&self.manager, SinkRef::Span(sink));
     }
 }
 
@@ -184,7 +154,7 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
 pub struct SessionSpanEnricher {
     manager: SessionManager,
     lifecycle: Option<Box<dyn SpanProcessor>>,
-    sink: Option<Arc<dyn SpanProcessor>>,
+    link: SinkLink,
 }
 
 impl SessionSpanEnricher {
@@ -218,33 +188,19 @@ impl SpanProcessor for SessionSpanEnricher {
     fn on_end(&self, _span: SpanData) {}
 
     fn force_flush(&self) -> OTelSdkResult {
-        match &self.sink {
-            Some(p) => p.force_flush(),
-            None => Ok(()),
-        }
+        self.link.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        end_on_shutdown(&self.manager);
-        match &self.sink {
-            Some(p) => {
-                self.manager.shared.lock().lifecycle.remove_span_sink(p);
-                p.shutdown_with_timeout(timeout)
-            }
-            None => Ok(()),
-        }
+        self.manager.end_for_shutdown();
+        self.link.shutdown(&self.manager, timeout)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
         if let Some(mut p) = self.lifecycle.take() {
             p.set_resource(resource);
-            let sink: Arc<dyn SpanProcessor> = Arc::from(p);
-            self.manager
-                .shared
-                .lock()
-                .lifecycle
-                .add_span_sink(Arc::clone(&sink));
-            self.sink = Some(sink);
+            self.link
+                .connect(&self.manager, SinkRef::Span(Arc::from(p)));
         }
     }
 }
@@ -268,7 +224,7 @@ impl SessionManager {
         SessionSpanProcessor {
             manager: self.clone(),
             inner: Arc::new(inner),
-            connected: AtomicBool::new(false),
+            link: SinkLink::default(),
         }
     }
 
@@ -278,7 +234,7 @@ impl SessionManager {
         SessionSpanEnricher {
             manager: self.clone(),
             lifecycle: None,
-            sink: None,
+            link: SinkLink::default(),
         }
     }
 }
