@@ -20,18 +20,27 @@ use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use otel_session::SessionManager;
 
-const SPANS: usize = 200_000;
-const ROUNDS: usize = 31;
+/// Spans (and log records) per round, and rounds: `cargo bench` runs the full
+/// measurement; `cargo test --all-targets` (no `--bench` argument) only a smoke run.
+fn sizes() -> (usize, usize) {
+    if std::env::args().any(|a| a == "--bench") {
+        (200_000, 31)
+    } else {
+        (1_000, 1)
+    }
+}
 
 fn run(tracer: &SdkTracer, spare: bool) -> f64 {
+    let spans = sizes().0;
     let start = thread_cpu();
-    counted_run(tracer, spare, SPANS);
-    (thread_cpu() - start).as_nanos() as f64 / SPANS as f64
+    counted_run(tracer, spare, spans);
+    (thread_cpu() - start).as_nanos() as f64 / spans as f64
 }
 
 fn run_logs(logger: &SdkLogger) -> f64 {
+    let spans = sizes().0;
     let start = thread_cpu();
-    for _ in 0..SPANS {
+    for _ in 0..spans {
         let mut r = logger.create_log_record();
         r.set_severity_number(Severity::Info);
         r.set_body("order placed".into());
@@ -39,12 +48,13 @@ fn run_logs(logger: &SdkLogger) -> f64 {
         r.add_attribute("url.path", "/checkout");
         logger.emit(r);
     }
-    (thread_cpu() - start).as_nanos() as f64 / SPANS as f64
+    (thread_cpu() - start).as_nanos() as f64 / spans as f64
 }
 
 /// Wall time per span of 2 threads making spans, optionally while a third thread
 /// pauses and resumes the session every 0.5 ms.
 fn run_contention(tp: &SdkTracerProvider, sessions: &SessionManager, flip: bool) -> f64 {
+    let spans = sizes().0;
     let stop = Arc::new(AtomicBool::new(false));
     let flipper = flip.then(|| {
         let (s, stop) = (sessions.clone(), Arc::clone(&stop));
@@ -62,7 +72,7 @@ fn run_contention(tp: &SdkTracerProvider, sessions: &SessionManager, flip: bool)
         .map(|_| {
             let tracer = tp.tracer("bench");
             std::thread::spawn(move || {
-                for _ in 0..SPANS / 2 {
+                for _ in 0..spans / 2 {
                     one_span(&tracer, true);
                 }
             })
@@ -71,7 +81,7 @@ fn run_contention(tp: &SdkTracerProvider, sessions: &SessionManager, flip: bool)
     for w in workers {
         let _ = w.join();
     }
-    let ns = start.elapsed().as_nanos() as f64 / SPANS as f64;
+    let ns = start.elapsed().as_nanos() as f64 / spans as f64;
     stop.store(true, Ordering::Relaxed);
     if let Some(f) = flipper {
         let _ = f.join();
@@ -125,7 +135,7 @@ fn main() {
         sessions.start_session();
         let tracers: Vec<_> = providers.iter().map(|p| p.tracer("bench")).collect();
         let mut results = vec![Vec::new(); forms.len()];
-        for round in 0..ROUNDS {
+        for round in 0..sizes().1 {
             // Rotate the order each round so no form always runs first.
             for k in 0..forms.len() {
                 let i = (k + round) % forms.len();
@@ -169,7 +179,7 @@ fn main() {
     sessions.start_session();
     let (lb, lw) = (bare.logger("bench"), ours.logger("bench"));
     let (mut b, mut w) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..sizes().1 {
         if round % 2 == 0 {
             b.push(run_logs(&lb));
             w.push(run_logs(&lw));
@@ -194,7 +204,7 @@ fn main() {
     let tp = provider("wrapper", &sessions);
     sessions.start_session();
     let (mut steady, mut flipping) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..sizes().1 {
         if round % 2 == 0 {
             steady.push(run_contention(&tp, &sessions, false));
             flipping.push(run_contention(&tp, &sessions, true));
