@@ -48,6 +48,7 @@
 pub mod attr;
 mod callbacks;
 mod clock;
+pub mod config;
 pub mod console;
 mod context;
 mod global;

@@ -1,0 +1,432 @@
+//! Configuration from the environment: the `OTEL_SESSION_*` variables and the
+//! standard `OTEL_*` ones this crate acts on itself (`OTEL_SDK_DISABLED`,
+//! `OTEL_{TRACES,LOGS,METRICS}_EXPORTER`). The OTLP exporter variables
+//! (`OTEL_EXPORTER_OTLP_*`) are read by `opentelemetry-otlp` when the exporters are
+//! built, and `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` by the SDK.
+//!
+//! A bad value never stops the program: [`SessionConfig::from_env`] returns the
+//! defaults in its place together with a [`ConfigIssue`] naming the variable and the
+//! value (`init()` prints each once on stderr). Apps that prefer to fail fast use
+//! [`SessionConfig::try_from_env`], which returns the first error.
+//!
+//! Durations: a plain integer is milliseconds (the OpenTelemetry convention; an
+//! integer under 1000 is accepted with a warning that it may be meant as seconds);
+//! `30s`, `15m`, `4h`, `1h 30m` are accepted too. `0` disables a timeout where that
+//! is allowed.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `OTEL_SESSION_MODE`
+pub const ENV_MODE: &str = "OTEL_SESSION_MODE";
+/// `OTEL_SESSION_BACKGROUND_TIMEOUT`
+pub const ENV_BACKGROUND_TIMEOUT: &str = "OTEL_SESSION_BACKGROUND_TIMEOUT";
+/// `OTEL_SESSION_INACTIVITY_TIMEOUT`
+pub const ENV_INACTIVITY_TIMEOUT: &str = "OTEL_SESSION_INACTIVITY_TIMEOUT";
+/// `OTEL_SESSION_MAX_DURATION`
+pub const ENV_MAX_DURATION: &str = "OTEL_SESSION_MAX_DURATION";
+/// `OTEL_SESSION_ERROR_SOURCES`
+pub const ENV_ERROR_SOURCES: &str = "OTEL_SESSION_ERROR_SOURCES";
+/// `OTEL_SESSION_SAMPLE_RATIO`
+pub const ENV_SAMPLE_RATIO: &str = "OTEL_SESSION_SAMPLE_RATIO";
+/// `OTEL_SESSION_PERSIST_PATH`
+pub const ENV_PERSIST_PATH: &str = "OTEL_SESSION_PERSIST_PATH";
+/// `OTEL_SESSION_PROPAGATE`
+pub const ENV_PROPAGATE: &str = "OTEL_SESSION_PROPAGATE";
+/// `OTEL_SESSION_REQUEST_IDS`
+pub const ENV_REQUEST_IDS: &str = "OTEL_SESSION_REQUEST_IDS";
+/// `OTEL_SDK_DISABLED`
+pub const ENV_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// `OTEL_TRACES_EXPORTER`
+pub const ENV_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// `OTEL_LOGS_EXPORTER`
+pub const ENV_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
+/// `OTEL_METRICS_EXPORTER`
+pub const ENV_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+
+/// How sessions start and end by themselves (`OTEL_SESSION_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SessionMode {
+    /// A session starts at init; timeouts and foreground/background rotate it.
+    #[default]
+    App,
+    /// Every incoming request gets its own session (servers).
+    Request,
+    /// Nothing starts by itself.
+    Manual,
+}
+
+/// Which signals count as handled errors (`OTEL_SESSION_ERROR_SOURCES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorSources {
+    /// Log records at ERROR severity or above.
+    pub logs: bool,
+    /// Spans with an Error status or an `exception` event.
+    pub spans: bool,
+}
+
+impl Default for ErrorSources {
+    fn default() -> Self {
+        ErrorSources {
+            logs: true,
+            spans: false,
+        }
+    }
+}
+
+/// Where one signal goes (`OTEL_{TRACES,LOGS,METRICS}_EXPORTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ExporterKind {
+    /// OTLP to a collector.
+    #[default]
+    Otlp,
+    /// One readable line per item on stdout.
+    Console,
+    /// Not exported.
+    None,
+}
+
+/// Everything `otel-session` reads from the environment. Build it with
+/// [`SessionConfig::from_env`] or [`SessionConfig::try_from_env`]; every field
+/// can then be changed in code.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// `OTEL_SESSION_MODE` (default `app`).
+    pub mode: SessionMode,
+    /// `OTEL_SESSION_BACKGROUND_TIMEOUT` (default 30 s).
+    pub background_timeout: Duration,
+    /// `OTEL_SESSION_INACTIVITY_TIMEOUT` (default 15 min; `None` = disabled).
+    pub inactivity_timeout: Option<Duration>,
+    /// `OTEL_SESSION_MAX_DURATION` (default 4 h; `None` = disabled).
+    pub max_duration: Option<Duration>,
+    /// `OTEL_SESSION_ERROR_SOURCES` (default `logs`).
+    pub error_sources: ErrorSources,
+    /// `OTEL_SESSION_SAMPLE_RATIO` (default 1.0).
+    pub sample_ratio: f64,
+    /// `OTEL_SESSION_PERSIST_PATH` (default: memory only).
+    pub persist_path: Option<PathBuf>,
+    /// `OTEL_SESSION_PROPAGATE` (default false).
+    pub propagate: bool,
+    /// `OTEL_SESSION_REQUEST_IDS` (default false).
+    pub request_ids: bool,
+    /// `OTEL_SDK_DISABLED` (default false): nothing is exported.
+    pub sdk_disabled: bool,
+    /// `OTEL_TRACES_EXPORTER` (default `otlp`).
+    pub traces_exporter: ExporterKind,
+    /// `OTEL_LOGS_EXPORTER` (default `otlp`).
+    pub logs_exporter: ExporterKind,
+    /// `OTEL_METRICS_EXPORTER` (default `otlp`).
+    pub metrics_exporter: ExporterKind,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            mode: SessionMode::App,
+            background_timeout: Duration::from_secs(30),
+            inactivity_timeout: Some(Duration::from_secs(15 * 60)),
+            max_duration: Some(Duration::from_secs(4 * 3600)),
+            error_sources: ErrorSources::default(),
+            sample_ratio: 1.0,
+            persist_path: None,
+            propagate: false,
+            request_ids: false,
+            sdk_disabled: false,
+            traces_exporter: ExporterKind::Otlp,
+            logs_exporter: ExporterKind::Otlp,
+            metrics_exporter: ExporterKind::Otlp,
+        }
+    }
+}
+
+/// A variable whose value could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value:?} is not valid ({reason}); using the default {default}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// The value found.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+    /// The default used instead.
+    pub default: String,
+}
+
+/// Something [`SessionConfig::from_env`] has to say about the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigIssue {
+    /// The value was not valid; the default is used.
+    Invalid(ConfigError),
+    /// The value is used but looks like a mistake.
+    Suspicious {
+        /// The variable's name.
+        var: &'static str,
+        /// The value found.
+        value: String,
+        /// Why it looks wrong.
+        note: String,
+    },
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigIssue::Invalid(e) => fmt::Display::fmt(e, f),
+            ConfigIssue::Suspicious { var, value, note } => write!(f, "{var}={value:?}: {note}"),
+        }
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    issues: Vec<ConfigIssue>,
+}
+
+impl Reader<'_> {
+    /// The trimmed value, `None` when unset or empty.
+    fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn invalid(
+        &mut self,
+        var: &'static str,
+        value: &str,
+        reason: impl Into<String>,
+        default: impl fmt::Display,
+    ) {
+        self.issues.push(ConfigIssue::Invalid(ConfigError {
+            var,
+            value: value.to_string(),
+            reason: reason.into(),
+            default: default.to_string(),
+        }));
+    }
+
+    fn parse<T>(
+        &mut self,
+        var: &'static str,
+        default: T,
+        show: impl Fn(&T) -> String,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        match self.get(var) {
+            None => default,
+            Some(raw) => match f(&raw) {
+                Ok(v) => v,
+                Err(reason) => {
+                    let d = show(&default);
+                    self.invalid(var, &raw, reason, d);
+                    default
+                }
+            },
+        }
+    }
+
+    fn bool(&mut self, var: &'static str, default: bool) -> bool {
+        self.parse(
+            var,
+            default,
+            |d| d.to_string(),
+            |raw| match raw.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err("expected true or false".into()),
+            },
+        )
+    }
+
+    /// A duration; `allow_zero` makes `0` mean "disabled" (`None`).
+    fn duration(
+        &mut self,
+        var: &'static str,
+        default: Option<Duration>,
+        allow_zero: bool,
+    ) -> Option<Duration> {
+        let Some(raw) = self.get(var) else {
+            return default;
+        };
+        let show = |d: &Option<Duration>| match d {
+            Some(d) => humantime::format_duration(*d).to_string(),
+            None => "0 (disabled)".to_string(),
+        };
+        match parse_duration(&raw) {
+            Ok((d, plain)) => {
+                if d.is_zero() && !allow_zero {
+                    let dflt = show(&default);
+                    self.invalid(var, &raw, "must be greater than 0", dflt);
+                    return default;
+                }
+                if plain && !d.is_zero() && d < Duration::from_secs(1) {
+                    self.issues.push(ConfigIssue::Suspicious {
+                        var,
+                        value: raw.clone(),
+                        note: format!(
+                            "a plain number is milliseconds, so this is {} ms; write {}s if you meant seconds",
+                            d.as_millis(),
+                            d.as_millis()
+                        ),
+                    });
+                }
+                if d.is_zero() {
+                    None
+                } else {
+                    Some(d)
+                }
+            }
+            Err(reason) => {
+                let dflt = show(&default);
+                self.invalid(var, &raw, reason, dflt);
+                default
+            }
+        }
+    }
+
+    fn exporter(&mut self, var: &'static str) -> ExporterKind {
+        self.parse(
+            var,
+            ExporterKind::Otlp,
+            |_| "otlp".into(),
+            |raw| match raw.to_ascii_lowercase().as_str() {
+                "otlp" => Ok(ExporterKind::Otlp),
+                "console" | "stdout" => Ok(ExporterKind::Console),
+                "none" => Ok(ExporterKind::None),
+                _ => Err("expected otlp, console or none".into()),
+            },
+        )
+    }
+}
+
+/// Parses a duration: a plain integer (milliseconds) or a `humantime` string
+/// (`30s`, `15m`, `4h`, `1h 30m`). The flag says whether it was a plain integer.
+pub fn parse_duration(raw: &str) -> Result<(Duration, bool), String> {
+    let raw = raw.trim();
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw
+            .parse::<u64>()
+            .map(|ms| (Duration::from_millis(ms), true))
+            .map_err(|_| "number too large".to_string());
+    }
+    humantime::parse_duration(raw)
+        .map(|d| (d, false))
+        .map_err(|e| format!("expected milliseconds or a duration such as 30s, 15m, 4h: {e}"))
+}
+
+impl SessionConfig {
+    /// Reads the environment; a bad value is replaced by its default and reported
+    /// in the returned list (nothing is printed).
+    pub fn from_env() -> (SessionConfig, Vec<ConfigIssue>) {
+        Self::from_lookup(&|var| std::env::var(var).ok())
+    }
+
+    /// Reads the environment; the first bad value is an error naming the variable.
+    /// Suspicious but valid values are accepted.
+    pub fn try_from_env() -> Result<SessionConfig, ConfigError> {
+        Self::try_from_lookup(&|var| std::env::var(var).ok())
+    }
+
+    /// [`try_from_env`](Self::try_from_env) over any variable source.
+    pub fn try_from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SessionConfig, ConfigError> {
+        let (config, issues) = Self::from_lookup(lookup);
+        match issues.into_iter().find_map(|i| match i {
+            ConfigIssue::Invalid(e) => Some(e),
+            ConfigIssue::Suspicious { .. } => None,
+        }) {
+            Some(e) => Err(e),
+            None => Ok(config),
+        }
+    }
+
+    /// [`from_env`](Self::from_env) over any variable source (tests, config files).
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> (SessionConfig, Vec<ConfigIssue>) {
+        let d = SessionConfig::default();
+        let mut r = Reader {
+            lookup,
+            issues: Vec::new(),
+        };
+        let mode = r.parse(
+            ENV_MODE,
+            d.mode,
+            |_| "app".into(),
+            |raw| match raw.to_ascii_lowercase().as_str() {
+                "app" => Ok(SessionMode::App),
+                "request" => Ok(SessionMode::Request),
+                "manual" => Ok(SessionMode::Manual),
+                _ => Err("expected app, request or manual".into()),
+            },
+        );
+        let background_timeout = r
+            .duration(ENV_BACKGROUND_TIMEOUT, Some(d.background_timeout), false)
+            .unwrap_or(d.background_timeout);
+        let inactivity_timeout = r.duration(ENV_INACTIVITY_TIMEOUT, d.inactivity_timeout, true);
+        let max_duration = r.duration(ENV_MAX_DURATION, d.max_duration, true);
+        let error_sources = r.parse(
+            ENV_ERROR_SOURCES,
+            d.error_sources,
+            |_| "logs".into(),
+            |raw| {
+                let mut s = ErrorSources {
+                    logs: false,
+                    spans: false,
+                };
+                for part in raw.split(',').map(str::trim) {
+                    match part.to_ascii_lowercase().as_str() {
+                        "logs" => s.logs = true,
+                        "spans" => s.spans = true,
+                        other => {
+                            return Err(format!(
+                                "unknown source {other:?}; expected logs, spans or logs,spans"
+                            ))
+                        }
+                    }
+                }
+                Ok(s)
+            },
+        );
+        let sample_ratio = r.parse(
+            ENV_SAMPLE_RATIO,
+            d.sample_ratio,
+            |d| d.to_string(),
+            |raw| match raw.parse::<f64>() {
+                Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+                Ok(_) => Err("must be between 0.0 and 1.0".into()),
+                Err(_) => Err("expected a number between 0.0 and 1.0".into()),
+            },
+        );
+        let persist_path = r.get(ENV_PERSIST_PATH).map(PathBuf::from);
+        let propagate = r.bool(ENV_PROPAGATE, d.propagate);
+        let request_ids = r.bool(ENV_REQUEST_IDS, d.request_ids);
+        let sdk_disabled = r.bool(ENV_SDK_DISABLED, d.sdk_disabled);
+        let traces_exporter = r.exporter(ENV_TRACES_EXPORTER);
+        let logs_exporter = r.exporter(ENV_LOGS_EXPORTER);
+        let metrics_exporter = r.exporter(ENV_METRICS_EXPORTER);
+        let config = SessionConfig {
+            mode,
+            background_timeout,
+            inactivity_timeout,
+            max_duration,
+            error_sources,
+            sample_ratio,
+            persist_path,
+            propagate,
+            request_ids,
+            sdk_disabled,
+            traces_exporter,
+            logs_exporter,
+            metrics_exporter,
+        };
+        (config, r.issues)
+    }
+}

@@ -1,0 +1,165 @@
+//! Every OTEL_SESSION_* variable: good values, and each bad value's message and
+//! the default used in its place.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use otel_session::config::{
+    parse_duration, ConfigIssue, ErrorSources, ExporterKind, SessionConfig, SessionMode,
+};
+
+fn read(vars: &[(&str, &str)]) -> (SessionConfig, Vec<ConfigIssue>) {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    SessionConfig::from_lookup(&|k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults_with_nothing_set() {
+    let (c, issues) = read(&[]);
+    assert!(issues.is_empty());
+    assert_eq!(c, SessionConfig::default());
+    assert_eq!(c.mode, SessionMode::App);
+    assert_eq!(c.background_timeout, Duration::from_secs(30));
+    assert_eq!(c.inactivity_timeout, Some(Duration::from_secs(900)));
+    assert_eq!(c.max_duration, Some(Duration::from_secs(4 * 3600)));
+    assert_eq!(
+        c.error_sources,
+        ErrorSources {
+            logs: true,
+            spans: false
+        }
+    );
+    assert_eq!(c.sample_ratio, 1.0);
+    assert_eq!(c.traces_exporter, ExporterKind::Otlp);
+}
+
+#[test]
+fn good_values_are_read() {
+    let (c, issues) = read(&[
+        ("OTEL_SESSION_MODE", "Request"),
+        ("OTEL_SESSION_BACKGROUND_TIMEOUT", "45s"),
+        ("OTEL_SESSION_INACTIVITY_TIMEOUT", "0"),
+        ("OTEL_SESSION_MAX_DURATION", "7200000"),
+        ("OTEL_SESSION_ERROR_SOURCES", "logs, spans"),
+        ("OTEL_SESSION_SAMPLE_RATIO", "0.25"),
+        ("OTEL_SESSION_PERSIST_PATH", "/tmp/s.json"),
+        ("OTEL_SESSION_PROPAGATE", "TRUE"),
+        ("OTEL_SESSION_REQUEST_IDS", "true"),
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_TRACES_EXPORTER", "console"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+        ("OTEL_METRICS_EXPORTER", "otlp"),
+    ]);
+    assert!(issues.is_empty(), "{issues:?}");
+    assert_eq!(c.mode, SessionMode::Request);
+    assert_eq!(c.background_timeout, Duration::from_secs(45));
+    assert_eq!(c.inactivity_timeout, None, "0 disables");
+    assert_eq!(c.max_duration, Some(Duration::from_secs(7200)));
+    assert_eq!(
+        c.error_sources,
+        ErrorSources {
+            logs: true,
+            spans: true
+        }
+    );
+    assert_eq!(c.sample_ratio, 0.25);
+    assert_eq!(
+        c.persist_path.as_deref(),
+        Some(std::path::Path::new("/tmp/s.json"))
+    );
+    assert!(c.propagate && c.request_ids && c.sdk_disabled);
+    assert_eq!(c.traces_exporter, ExporterKind::Console);
+    assert_eq!(c.logs_exporter, ExporterKind::None);
+}
+
+/// (variable, bad value, expected message, check that the default is in place)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SessionConfig) -> bool,
+);
+
+#[test]
+fn every_bad_value_warns_with_the_variable_and_value_and_uses_the_default() {
+    let d = SessionConfig::default();
+    let cases: Vec<Case> = vec![
+        ("OTEL_SESSION_MODE", "desktop", "OTEL_SESSION_MODE=\"desktop\" is not valid (expected app, request or manual); using the default app", |c| c.mode == SessionMode::App),
+        ("OTEL_SESSION_BACKGROUND_TIMEOUT", "soon", "OTEL_SESSION_BACKGROUND_TIMEOUT=\"soon\" is not valid (expected milliseconds or a duration such as 30s, 15m, 4h", |c| c.background_timeout == Duration::from_secs(30)),
+        ("OTEL_SESSION_BACKGROUND_TIMEOUT", "0", "OTEL_SESSION_BACKGROUND_TIMEOUT=\"0\" is not valid (must be greater than 0); using the default 30s", |c| c.background_timeout == Duration::from_secs(30)),
+        ("OTEL_SESSION_BACKGROUND_TIMEOUT", "-5s", "OTEL_SESSION_BACKGROUND_TIMEOUT=\"-5s\" is not valid", |c| c.background_timeout == Duration::from_secs(30)),
+        ("OTEL_SESSION_INACTIVITY_TIMEOUT", "15 minutes please", "OTEL_SESSION_INACTIVITY_TIMEOUT=\"15 minutes please\" is not valid", |c| c.inactivity_timeout == Some(Duration::from_secs(900))),
+        ("OTEL_SESSION_MAX_DURATION", "forever", "OTEL_SESSION_MAX_DURATION=\"forever\" is not valid", |c| c.max_duration == Some(Duration::from_secs(14400))),
+        ("OTEL_SESSION_MAX_DURATION", "99999999999999999999999", "OTEL_SESSION_MAX_DURATION=\"99999999999999999999999\" is not valid (number too large); using the default 4h", |c| c.max_duration == Some(Duration::from_secs(14400))),
+        ("OTEL_SESSION_ERROR_SOURCES", "logs,traces", "OTEL_SESSION_ERROR_SOURCES=\"logs,traces\" is not valid (unknown source \"traces\"; expected logs, spans or logs,spans); using the default logs", |c| c.error_sources == ErrorSources { logs: true, spans: false }),
+        ("OTEL_SESSION_ERROR_SOURCES", ",", "OTEL_SESSION_ERROR_SOURCES=\",\" is not valid (unknown source \"\"", |c| c.error_sources.logs && !c.error_sources.spans),
+        ("OTEL_SESSION_SAMPLE_RATIO", "1.5", "OTEL_SESSION_SAMPLE_RATIO=\"1.5\" is not valid (must be between 0.0 and 1.0); using the default 1", |c| c.sample_ratio == 1.0),
+        ("OTEL_SESSION_SAMPLE_RATIO", "-0.1", "OTEL_SESSION_SAMPLE_RATIO=\"-0.1\" is not valid (must be between 0.0 and 1.0)", |c| c.sample_ratio == 1.0),
+        ("OTEL_SESSION_SAMPLE_RATIO", "half", "OTEL_SESSION_SAMPLE_RATIO=\"half\" is not valid (expected a number between 0.0 and 1.0); using the default 1", |c| c.sample_ratio == 1.0),
+        ("OTEL_SESSION_SAMPLE_RATIO", "NaN", "OTEL_SESSION_SAMPLE_RATIO=\"NaN\" is not valid (must be between 0.0 and 1.0)", |c| c.sample_ratio == 1.0),
+        ("OTEL_SESSION_PROPAGATE", "yes", "OTEL_SESSION_PROPAGATE=\"yes\" is not valid (expected true or false); using the default false", |c| !c.propagate),
+        ("OTEL_SESSION_REQUEST_IDS", "1", "OTEL_SESSION_REQUEST_IDS=\"1\" is not valid (expected true or false); using the default false", |c| !c.request_ids),
+        ("OTEL_SDK_DISABLED", "on", "OTEL_SDK_DISABLED=\"on\" is not valid (expected true or false); using the default false", |c| !c.sdk_disabled),
+        ("OTEL_TRACES_EXPORTER", "jaeger", "OTEL_TRACES_EXPORTER=\"jaeger\" is not valid (expected otlp, console or none); using the default otlp", |c| c.traces_exporter == ExporterKind::Otlp),
+        ("OTEL_LOGS_EXPORTER", "file", "OTEL_LOGS_EXPORTER=\"file\" is not valid", |c| c.logs_exporter == ExporterKind::Otlp),
+        ("OTEL_METRICS_EXPORTER", "prometheus", "OTEL_METRICS_EXPORTER=\"prometheus\" is not valid", |c| c.metrics_exporter == ExporterKind::Otlp),
+    ];
+    for (var, value, message, default_in_place) in cases {
+        let (c, issues) = read(&[(var, value)]);
+        assert_eq!(issues.len(), 1, "{var}={value}: {issues:?}");
+        let text = issues[0].to_string();
+        assert!(text.contains(message), "{var}={value}: got {text:?}");
+        assert!(matches!(issues[0], ConfigIssue::Invalid(ref e) if e.var == var));
+        assert!(default_in_place(&c), "{var}={value}: default not used");
+        assert_eq!(c, d, "{var}={value}: nothing else changes");
+        let err = SessionConfig::try_from_lookup(&|k| (k == var).then(|| value.to_string()))
+            .expect_err("try_from_lookup fails fast");
+        assert_eq!(err.var, var);
+        assert_eq!(err.value, value);
+    }
+}
+
+#[test]
+fn small_plain_integers_are_milliseconds_with_a_warning() {
+    let (c, issues) = read(&[("OTEL_SESSION_BACKGROUND_TIMEOUT", "30")]);
+    assert_eq!(c.background_timeout, Duration::from_millis(30));
+    assert_eq!(issues.len(), 1);
+    let text = issues[0].to_string();
+    assert!(text.starts_with("OTEL_SESSION_BACKGROUND_TIMEOUT=\"30\": a plain number is milliseconds, so this is 30 ms; write 30s"), "{text}");
+    assert!(SessionConfig::try_from_lookup(
+        &|k| (k == "OTEL_SESSION_BACKGROUND_TIMEOUT").then(|| "30".into())
+    )
+    .is_ok());
+    let (_, none) = read(&[("OTEL_SESSION_INACTIVITY_TIMEOUT", "60000")]);
+    assert!(none.is_empty());
+}
+
+#[test]
+fn durations_parse_as_documented() {
+    assert_eq!(
+        parse_duration("1500").unwrap(),
+        (Duration::from_millis(1500), true)
+    );
+    assert_eq!(parse_duration("30s").unwrap().0, Duration::from_secs(30));
+    assert_eq!(parse_duration("15m").unwrap().0, Duration::from_secs(900));
+    assert_eq!(parse_duration("4h").unwrap().0, Duration::from_secs(14400));
+    assert_eq!(
+        parse_duration("1h 30m").unwrap().0,
+        Duration::from_secs(5400)
+    );
+    assert!(parse_duration("").is_err());
+    assert!(parse_duration("4 hours and a bit").is_err());
+}
+
+#[test]
+fn empty_values_mean_unset() {
+    let (c, issues) = read(&[
+        ("OTEL_SESSION_MODE", "  "),
+        ("OTEL_SESSION_SAMPLE_RATIO", ""),
+    ]);
+    assert!(issues.is_empty());
+    assert_eq!(c.mode, SessionMode::App);
+}
