@@ -56,6 +56,7 @@ mod id;
 mod lifecycle;
 mod log_processor;
 mod manager;
+pub mod metrics;
 mod resource;
 mod session;
 mod span_processor;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use opentelemetry::metrics::Meter;
 use opentelemetry::trace::{Event, SpanId, TraceId};
 use opentelemetry::{KeyValue, StringValue, Value};
 
@@ -24,6 +25,7 @@ use crate::callbacks::{
 use crate::clock::{Clock, SystemClock};
 use crate::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
 use crate::lifecycle::{Lifecycle, Timeline, Transition};
+use crate::metrics::SessionMetrics;
 use crate::session::{EndReason, Session, SessionId, SessionStatus, User};
 
 /// One live session. Shared by the manager and the hot path.
@@ -205,6 +207,7 @@ pub(crate) struct Shared {
     next_handle: AtomicU64,
     id_generator: Arc<dyn IdGenerator>,
     clock: Arc<dyn Clock>,
+    metrics: Option<SessionMetrics>,
     warned_reentrant: AtomicBool,
 }
 
@@ -264,6 +267,7 @@ pub struct SessionManagerBuilder {
     callbacks: Vec<RegisteredCallback>,
     observers: Vec<Arc<dyn SessionObserver>>,
     user: Option<User>,
+    meter: Option<Meter>,
 }
 
 impl fmt::Debug for SessionManagerBuilder {
@@ -274,6 +278,7 @@ impl fmt::Debug for SessionManagerBuilder {
             .field("callbacks", &self.callbacks.len())
             .field("observers", &self.observers.len())
             .field("user", &self.user)
+            .field("metrics", &self.meter.is_some())
             .finish()
     }
 }
@@ -305,6 +310,13 @@ impl SessionManagerBuilder {
     /// Adds an observer of reported sessions starting and ending.
     pub fn with_observer(mut self, observer: impl SessionObserver + 'static) -> Self {
         self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Records the stability metrics (`otel_session.started`, `otel_session.ended`,
+    /// `otel_session.duration`) with `meter`.
+    pub fn with_meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
         self
     }
 
@@ -342,6 +354,7 @@ impl SessionManagerBuilder {
                     .id_generator
                     .unwrap_or_else(|| Arc::new(UuidV4Generator)),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                metrics: self.meter.as_ref().map(SessionMetrics::new),
                 warned_reentrant: AtomicBool::new(false),
             }),
         };
@@ -414,6 +427,9 @@ impl SessionManager {
             if keep {
                 st.last_reported = Some(session.id.clone());
                 self.emit_start(&mut st, &session);
+                if let Some(m) = &self.shared.metrics {
+                    m.started();
+                }
             }
             st.current = Some(Arc::clone(&session));
             st.paused = false;
@@ -510,6 +526,9 @@ impl SessionManager {
             summary.extend(user.attributes());
         }
         summary.extend(session.attributes.iter().cloned());
+        if let Some(m) = &self.shared.metrics {
+            m.ended(session.status(), session.started_at, at);
+        }
         st.lifecycle.summary(
             session.trace_id,
             session.root_span_id,

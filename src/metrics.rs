@@ -1,0 +1,75 @@
+//! Stability metrics: `otel_session.started` and `otel_session.ended` (by
+//! `otel_session.status`) counters and the `otel_session.duration` histogram.
+//!
+//! Crash-free rate = 1 − ended{status=crashed} / ended; `abnormal` is shown apart;
+//! started − ended = sessions still open or lost. Only reported sessions count
+//! (a discarded session is silent); metrics are never sampled.
+
+use std::time::SystemTime;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::KeyValue;
+
+use crate::attr;
+use crate::session::SessionStatus;
+
+/// `otel_session.started`
+pub const STARTED: &str = "otel_session.started";
+/// `otel_session.ended`
+pub const ENDED: &str = "otel_session.ended";
+/// `otel_session.duration`
+pub const DURATION: &str = "otel_session.duration";
+/// Bucket boundaries of `otel_session.duration`, in seconds.
+pub const DURATION_BUCKETS: [f64; 10] = [
+    1.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
+/// The three instruments, created once from a [`Meter`].
+#[derive(Debug, Clone)]
+pub(crate) struct SessionMetrics {
+    started: Counter<u64>,
+    ended: Counter<u64>,
+    duration: Histogram<f64>,
+}
+
+impl SessionMetrics {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        SessionMetrics {
+            started: meter
+                .u64_counter(STARTED)
+                .with_unit("{session}")
+                .with_description("Sessions started")
+                .build(),
+            ended: meter
+                .u64_counter(ENDED)
+                .with_unit("{session}")
+                .with_description("Sessions ended, by status")
+                .build(),
+            duration: meter
+                .f64_histogram(DURATION)
+                .with_unit("s")
+                .with_description("Session duration")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+        }
+    }
+
+    pub(crate) fn started(&self) {
+        self.started.add(1, &[]);
+    }
+
+    pub(crate) fn ended(
+        &self,
+        status: SessionStatus,
+        started_at: SystemTime,
+        ended_at: SystemTime,
+    ) {
+        self.ended
+            .add(1, &[KeyValue::new(attr::STATUS, status.as_str())]);
+        let secs = ended_at
+            .duration_since(started_at)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.duration.record(secs, &[]);
+    }
+}
