@@ -124,3 +124,54 @@ impl LogExporter for ConsoleLogExporter {
         Ok(())
     }
 }
+
+/// Prints the session metrics (and any other sums and histograms) as one line
+/// each: `metric <name> <value>` (cumulative).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConsoleMetricExporter;
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for ConsoleMetricExporter {
+    async fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> OTelSdkResult {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let mut out = std::io::stdout().lock();
+        for sm in metrics.scope_metrics() {
+            for m in sm.metrics() {
+                let mut line = format!("metric {:<22}", m.name());
+                match m.data() {
+                    AggregatedMetrics::U64(MetricData::Sum(s)) => {
+                        for dp in s.data_points() {
+                            let attrs: Vec<String> = dp
+                                .attributes()
+                                .map(|kv| format!("{}={}", kv.key, kv.value))
+                                .collect();
+                            let _ = write!(line, " {}{{{}}}", dp.value(), attrs.join(","));
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                        for dp in h.data_points() {
+                            let _ = write!(line, " count={} sum={:.1}", dp.count(), dp.sum());
+                        }
+                    }
+                    _ => line.push_str(" (not shown)"),
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        opentelemetry_sdk::metrics::Temporality::Cumulative
+    }
+}

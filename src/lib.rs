@@ -51,8 +51,11 @@ mod clock;
 pub mod config;
 pub mod console;
 mod context;
+mod error;
+pub mod export;
 mod global;
 mod id;
+mod init;
 mod lifecycle;
 mod log_processor;
 mod manager;
@@ -66,12 +69,14 @@ mod warn;
 pub use callbacks::{CallbackHandle, SessionCandidate, SessionObserver};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::SessionContextExt;
+pub use error::InitError;
 pub use global::{
     active_manager, add_on_session, clear_global_manager, current_session, end_session,
     global_manager, pause_session, record_handled_error, record_unhandled_error, remove_on_session,
     resume_session, set_global_manager, set_user, start_session,
 };
 pub use id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
+pub use init::{init, Builder, Guard, DEFAULT_QUEUE_SIZE, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use lifecycle::PENDING_LIMIT;
 pub use log_processor::{SessionLogEnricher, SessionLogProcessor};
 pub use manager::{SessionManager, SessionManagerBuilder};

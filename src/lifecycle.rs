@@ -161,6 +161,8 @@ pub(crate) struct Lifecycle {
     /// Only makes `SdkLogRecord`s (the SDK offers no other constructor); it has no
     /// processors, records are delivered to the log sinks directly.
     record_factory: Option<(SdkLoggerProvider, SdkLogger)>,
+    /// Export is disabled: drop lifecycle output without a word.
+    discard: bool,
     warned_no_span_sink: AtomicBool,
     warned_span_overflow: AtomicBool,
     warned_log_overflow: AtomicBool,
@@ -178,8 +180,9 @@ impl fmt::Debug for Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(discard: bool) -> Self {
         Lifecycle {
+            discard,
             span_sinks: Vec::new(),
             log_sinks: Vec::new(),
             pending_spans: VecDeque::new(),
@@ -291,6 +294,9 @@ impl Lifecycle {
     }
 
     fn emit_span(&mut self, span: SpanData) {
+        if self.discard {
+            return;
+        }
         match self.span_sinks.as_slice() {
             [] => {
                 crate::warn::once(
@@ -333,6 +339,9 @@ impl Lifecycle {
         span_id: SpanId,
         attributes: Vec<KeyValue>,
     ) {
+        if self.discard {
+            return;
+        }
         let Some(mut record) = self.new_record() else {
             return;
         };

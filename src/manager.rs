@@ -268,6 +268,7 @@ pub struct SessionManagerBuilder {
     observers: Vec<Arc<dyn SessionObserver>>,
     user: Option<User>,
     meter: Option<Meter>,
+    without_export: bool,
 }
 
 impl fmt::Debug for SessionManagerBuilder {
@@ -320,6 +321,12 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// Lifecycle output goes nowhere, quietly (`OTEL_SDK_DISABLED=true`).
+    pub(crate) fn without_export(mut self) -> Self {
+        self.without_export = true;
+        self
+    }
+
     /// The user of the first and later sessions.
     pub fn with_user(mut self, user: User) -> Self {
         self.user = if user.is_empty() { None } else { Some(user) };
@@ -339,7 +346,7 @@ impl SessionManagerBuilder {
                     paused: false,
                     last_reported: None,
                     user: self.user,
-                    lifecycle: Lifecycle::new(),
+                    lifecycle: Lifecycle::new(self.without_export),
                 }),
                 start_lock: Mutex::new(()),
                 callbacks: ArcSwap::from_pointee(callbacks),

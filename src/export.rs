@@ -1,0 +1,278 @@
+//! The export pipeline `init()` builds: for each signal, an exporter chosen by
+//! `OTEL_{TRACES,LOGS,METRICS}_EXPORTER` (OTLP, console or none) and, for OTLP, a
+//! transport chosen by `OTEL_EXPORTER_OTLP_{SIGNAL_}PROTOCOL` (`grpc`,
+//! `http/protobuf` — the default — or `http/json`). Endpoint, headers, timeout and
+//! compression are read by `opentelemetry-otlp` itself.
+//!
+//! Every exporter is wrapped in a [`Counted`] decorator so that telemetry that
+//! could not be delivered is counted and reported once on stderr, never silently.
+//!
+//! gRPC needs a tokio reactor. `init()` always gives it its own small runtime (one
+//! worker thread) owned by the guard, whether or not the program has a runtime: so
+//! it works from plain `main`, from `#[tokio::main]` (current-thread too), and
+//! shutting down never waits on the program's own runtime.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+
+use crate::error::InitError;
+
+/// The OTLP transport of one signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/gRPC (tonic).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies.
+    HttpJson,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Grpc => "grpc",
+            Transport::HttpProtobuf => "http/protobuf",
+            Transport::HttpJson => "http/json",
+        })
+    }
+}
+
+/// The transport for `signal` (`TRACES`, `LOGS`, `METRICS`) from the environment:
+/// the signal's variable, else the generic one, else `http/protobuf`.
+pub(crate) fn transport_from_env(signal: &str) -> Result<Transport, InitError> {
+    let specific = format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL");
+    for var in [specific.as_str(), "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+        if let Ok(v) = std::env::var(var) {
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            return match v {
+                "grpc" => Ok(Transport::Grpc),
+                "http/protobuf" => Ok(Transport::HttpProtobuf),
+                "http/json" => Ok(Transport::HttpJson),
+                other => {
+                    crate::warn::stderr(format_args!(
+                        "{var}={other:?} is not valid (expected grpc, http/protobuf or http/json); \
+                         using the default http/protobuf"
+                    ));
+                    Ok(Transport::HttpProtobuf)
+                }
+            };
+        }
+    }
+    Ok(Transport::HttpProtobuf)
+}
+
+/// Delivery counts of one signal's exporter.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Items the exporter delivered.
+    pub exported: AtomicU64,
+    /// Items in exports that failed (collector down, slow, refusing).
+    pub failed: AtomicU64,
+    warned: AtomicBool,
+}
+
+impl DeliveryStats {
+    fn record(&self, signal: &str, n: usize, result: &OTelSdkResult) {
+        match result {
+            Ok(()) => {
+                self.exported.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(n as u64, Ordering::Relaxed);
+                crate::warn::once(
+                    &self.warned,
+                    format_args!(
+                        "could not export {n} {signal} ({e}); further failures are counted, \
+                         not printed (see the guard's delivery report at shutdown)"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `(exported, failed)` so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.exported.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// An exporter decorator that counts what was delivered and what failed.
+#[derive(Debug)]
+pub struct Counted<E> {
+    inner: E,
+    stats: Arc<DeliveryStats>,
+}
+
+impl<E> Counted<E> {
+    /// Wraps `inner`; counts go to `stats`.
+    pub fn new(inner: E, stats: Arc<DeliveryStats>) -> Self {
+        Counted { inner, stats }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        self.stats.record("spans", n, &result);
+        result
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: LogExporter> LogExporter for Counted<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let n = batch.iter().count();
+        let result = self.inner.export(batch).await;
+        self.stats.record("log records", n, &result);
+        result
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The runtime that drives gRPC exporters.
+#[cfg(feature = "otlp-grpc")]
+pub(crate) fn grpc_runtime() -> Result<tokio::runtime::Runtime, InitError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-session-grpc")
+        .enable_all()
+        .build()
+        .map_err(|e| InitError::Runtime(e.to_string()))
+}
+
+/// The OTLP span exporter for `transport`.
+pub(crate) fn otlp_spans(
+    transport: Transport,
+    rt: &mut Option<RuntimeSlot>,
+) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    match transport {
+        #[cfg(feature = "otlp-grpc")]
+        Transport::Grpc => {
+            let rt = runtime(rt)?;
+            let _enter = rt.enter();
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()
+                .map_err(|e| InitError::Exporter("traces", e.to_string()))
+        }
+        #[cfg(feature = "otlp-http")]
+        Transport::HttpProtobuf | Transport::HttpJson => {
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(protocol(transport))
+                .build()
+                .map_err(|e| InitError::Exporter("traces", e.to_string()))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(InitError::FeatureMissing(other)),
+    }
+}
+
+/// The OTLP log exporter for `transport`.
+pub(crate) fn otlp_logs(
+    transport: Transport,
+    rt: &mut Option<RuntimeSlot>,
+) -> Result<opentelemetry_otlp::LogExporter, InitError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    match transport {
+        #[cfg(feature = "otlp-grpc")]
+        Transport::Grpc => {
+            let rt = runtime(rt)?;
+            let _enter = rt.enter();
+            opentelemetry_otlp::LogExporter::builder()
+                .with_tonic()
+                .build()
+                .map_err(|e| InitError::Exporter("logs", e.to_string()))
+        }
+        #[cfg(feature = "otlp-http")]
+        Transport::HttpProtobuf | Transport::HttpJson => opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_protocol(protocol(transport))
+            .build()
+            .map_err(|e| InitError::Exporter("logs", e.to_string())),
+        #[allow(unreachable_patterns)]
+        other => Err(InitError::FeatureMissing(other)),
+    }
+}
+
+/// The OTLP metric exporter for `transport`.
+pub(crate) fn otlp_metrics(
+    transport: Transport,
+    rt: &mut Option<RuntimeSlot>,
+) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    match transport {
+        #[cfg(feature = "otlp-grpc")]
+        Transport::Grpc => {
+            let rt = runtime(rt)?;
+            let _enter = rt.enter();
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .build()
+                .map_err(|e| InitError::Exporter("metrics", e.to_string()))
+        }
+        #[cfg(feature = "otlp-http")]
+        Transport::HttpProtobuf | Transport::HttpJson => {
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(protocol(transport))
+                .build()
+                .map_err(|e| InitError::Exporter("metrics", e.to_string()))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(InitError::FeatureMissing(other)),
+    }
+}
+
+#[cfg(feature = "otlp-http")]
+fn protocol(t: Transport) -> opentelemetry_otlp::Protocol {
+    match t {
+        Transport::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+        _ => opentelemetry_otlp::Protocol::HttpBinary,
+    }
+}
+
+/// The gRPC runtime, created on first need.
+#[cfg(feature = "otlp-grpc")]
+pub(crate) type RuntimeSlot = tokio::runtime::Runtime;
+/// No gRPC: no runtime.
+#[cfg(not(feature = "otlp-grpc"))]
+pub(crate) type RuntimeSlot = ();
+
+#[cfg(feature = "otlp-grpc")]
+fn runtime(slot: &mut Option<RuntimeSlot>) -> Result<&RuntimeSlot, InitError> {
+    if slot.is_none() {
+        *slot = Some(grpc_runtime()?);
+    }
+    slot.as_ref()
+        .ok_or_else(|| InitError::Runtime("no runtime".into()))
+}
