@@ -60,6 +60,7 @@ mod lifecycle;
 mod log_processor;
 mod manager;
 pub mod metrics;
+mod outbox;
 mod resource;
 mod session;
 mod span_processor;

@@ -29,10 +29,18 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks, SpanProcessor};
 use crate::attr;
 use crate::id::random_span_id;
 use crate::manager::SessionManager;
+use crate::outbox::{Outbox, Outgoing};
 
 /// How many lifecycle spans (and, separately, log events) are held while no sink is
 /// connected. Older ones are dropped first, with a warning.
 pub const PENDING_LIMIT: usize = 1024;
+
+/// The instrumentation scope of our own telemetry.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(attr::SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
 
 /// Events kept on the summary span: the first and last half of this are kept.
 pub(crate) const MAX_SUMMARY_EVENTS: usize = 128;
@@ -107,6 +115,7 @@ impl SinkLink {
         self.disconnect(manager);
         manager.shared.lock().lifecycle.add_sink(&sink);
         *self.slot() = Some(sink);
+        manager.shared.outbox.drain();
     }
 
     /// Disconnects; returns the sink that was connected.
@@ -163,6 +172,7 @@ pub(crate) struct Lifecycle {
     record_factory: Option<(SdkLoggerProvider, SdkLogger)>,
     /// Export is disabled: drop lifecycle output without a word.
     discard: bool,
+    outbox: Arc<Outbox>,
     warned_no_span_sink: AtomicBool,
     warned_span_overflow: AtomicBool,
     warned_log_overflow: AtomicBool,
@@ -180,16 +190,15 @@ impl fmt::Debug for Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(discard: bool) -> Self {
+    pub(crate) fn new(discard: bool, outbox: Arc<Outbox>) -> Self {
         Lifecycle {
             discard,
+            outbox,
             span_sinks: Vec::new(),
             log_sinks: Vec::new(),
             pending_spans: VecDeque::new(),
             pending_logs: VecDeque::new(),
-            scope: InstrumentationScope::builder(attr::SCOPE_NAME)
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
+            scope: scope(),
             record_factory: None,
             warned_no_span_sink: AtomicBool::new(false),
             warned_span_overflow: AtomicBool::new(false),
@@ -201,13 +210,13 @@ impl Lifecycle {
         match sink {
             SinkRef::Span(p) => {
                 for span in self.pending_spans.drain(..) {
-                    p.on_end(span);
+                    self.outbox.push(Outgoing::Span(span, vec![Arc::clone(p)]));
                 }
                 self.span_sinks.push(Arc::clone(p));
             }
             SinkRef::Log(p) => {
-                for mut record in self.pending_logs.drain(..) {
-                    p.emit(&mut record, &self.scope);
+                for record in self.pending_logs.drain(..) {
+                    self.outbox.push(Outgoing::Log(record, vec![Arc::clone(p)]));
                 }
                 self.log_sinks.push(Arc::clone(p));
             }
@@ -320,12 +329,7 @@ impl Lifecycle {
                 }
                 self.pending_spans.push_back(span);
             }
-            [only] => only.on_end(span),
-            sinks => {
-                for sink in sinks {
-                    sink.on_end(span.clone());
-                }
-            }
+            sinks => self.outbox.push(Outgoing::Span(span, sinks.to_vec())),
         }
     }
 
@@ -375,13 +379,7 @@ impl Lifecycle {
                 }
                 self.pending_logs.push_back(record);
             }
-            [only] => only.emit(&mut record, &self.scope),
-            sinks => {
-                for sink in sinks {
-                    let mut copy = record.clone();
-                    sink.emit(&mut copy, &self.scope);
-                }
-            }
+            sinks => self.outbox.push(Outgoing::Log(record, sinks.to_vec())),
         }
     }
 

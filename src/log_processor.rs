@@ -12,11 +12,12 @@
 //!
 //! A record that already carries `session.id` is never changed.
 
+use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
-use opentelemetry::{Context, InstrumentationScope, Key};
+use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::Resource;
@@ -24,9 +25,7 @@ use opentelemetry_sdk::Resource;
 use crate::attr;
 use crate::lifecycle::{SinkLink, SinkRef};
 use crate::manager::SessionManager;
-use crate::stamp::{stamp_value, with_session};
-
-const KEY: Key = Key::from_static_str(attr::SESSION_ID);
+use crate::stamp::{is_ours, our_key, stamp_value, with_session};
 
 #[inline]
 fn is_error(record: &SdkLogRecord) -> bool {
@@ -35,26 +34,50 @@ fn is_error(record: &SdkLogRecord) -> bool {
         .is_some_and(|s| s >= Severity::Error)
 }
 
-/// Stamps the record (unless it has an id) and counts an error toward the
-/// session whose id it carries, if that session is still the one telemetry is
-/// attributed to (an error of an ended or paused session is dropped).
+thread_local! {
+    /// The record (address, observed time) whose application-set id was last
+    /// counted on this thread: every processor of one provider sees the same
+    /// record in one `emit`, and it must count once.
+    static LAST_COUNTED: Cell<(usize, Option<SystemTime>)> = const { Cell::new((0, None)) };
+}
+
+/// Stamps the record (unless it has an id) and counts an ERROR record once
+/// toward the session whose id it carries, if that session is still the one
+/// telemetry is attributed to (an error of an ended or paused session is dropped).
+/// With several of our processors on one provider, the one that stamps counts.
 #[inline]
 fn stamp(manager: &SessionManager, record: &mut SdkLogRecord) {
-    let has_id = record
+    // None: no id; Some(true): one of our processors stamped it (and counted);
+    // Some(false): the application set it.
+    let carried = record
         .attributes_iter()
-        .any(|(k, _)| k.as_str() == attr::SESSION_ID);
+        .find(|(k, _)| k.as_str() == attr::SESSION_ID)
+        .map(|(k, _)| is_ours(k));
+    if carried == Some(true) {
+        return;
+    }
     Context::map_current(|cx| {
-        if !has_id {
+        if carried.is_none() {
             if let Some(id) = stamp_value(&manager.shared, cx) {
-                record.add_attribute(KEY, AnyValue::String(id));
+                record.add_attribute(our_key(), AnyValue::String(id));
+            } else {
+                return;
+            }
+        } else if is_error(record) {
+            let key = (
+                record as *const SdkLogRecord as usize,
+                record.observed_timestamp(),
+            );
+            if LAST_COUNTED.with(|c| c.replace(key)) == key {
+                return;
             }
         }
         if is_error(record) {
-            let carried = record
+            let id = record
                 .attributes_iter()
                 .find(|(k, _)| k.as_str() == attr::SESSION_ID)
                 .map(|(_, v)| v);
-            if let Some(AnyValue::String(id)) = carried {
+            if let Some(AnyValue::String(id)) = id {
                 with_session(&manager.shared, cx, |s| {
                     if s.id.as_str() == id.as_str() {
                         s.count_handled();

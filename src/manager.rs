@@ -19,13 +19,14 @@ use opentelemetry::{KeyValue, StringValue, Value};
 
 use crate::attr;
 use crate::callbacks::{
-    in_on_session, notify, run_on_session, CallbackHandle, Notifications, RegisteredCallback,
+    in_on_session, run_on_session, CallbackHandle, Notifications, RegisteredCallback,
     RegisteredObserver, SessionCandidate, SessionObserver,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
 use crate::lifecycle::{Lifecycle, Timeline, Transition};
 use crate::metrics::SessionMetrics;
+use crate::outbox::{Outbox, Outgoing};
 use crate::session::{EndReason, Session, SessionId, SessionStatus, User};
 
 /// One live session. Shared by the manager and the hot path.
@@ -200,6 +201,8 @@ pub(crate) struct Shared {
     /// is current and not paused. The only thing the hot path reads.
     pub(crate) stamp: ArcSwapOption<SessionState>,
     state: Mutex<State>,
+    /// Lifecycle output and notifications, delivered outside the lock, in order.
+    pub(crate) outbox: Arc<Outbox>,
     /// Serialises `start_session` (callbacks run outside the state lock).
     start_lock: Mutex<()>,
     callbacks: ArcSwap<Vec<RegisteredCallback>>,
@@ -337,6 +340,7 @@ impl SessionManagerBuilder {
     /// [`SessionManager::start_session`].
     pub fn build(self) -> SessionManager {
         let next_handle = AtomicU64::new(self.callbacks.len() as u64 + 1);
+        let outbox = Arc::new(Outbox::new(crate::lifecycle::scope()));
         let callbacks = self.callbacks;
         let manager = SessionManager {
             shared: Arc::new(Shared {
@@ -346,8 +350,9 @@ impl SessionManagerBuilder {
                     paused: false,
                     last_reported: None,
                     user: self.user,
-                    lifecycle: Lifecycle::new(self.without_export),
+                    lifecycle: Lifecycle::new(self.without_export, Arc::clone(&outbox)),
                 }),
+                outbox,
                 start_lock: Mutex::new(()),
                 callbacks: ArcSwap::from_pointee(callbacks),
                 observers: ArcSwap::from_pointee(
@@ -405,11 +410,24 @@ impl SessionManager {
         if self.refuse_reentrant("start_session") {
             return self.current_session();
         }
-        let _serial = self
-            .shared
+        let serial = self.serial();
+        let started = self.start_serialized(&serial);
+        drop(serial);
+        self.shared.outbox.drain();
+        Some(started)
+    }
+
+    /// Serialises starts, resumes that start, and user changes.
+    fn serial(&self) -> MutexGuard<'_, ()> {
+        self.shared
             .start_lock
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The body of `start_session`; the caller holds the start lock and drains the
+    /// outbox afterwards.
+    fn start_serialized(&self, _serial: &MutexGuard<'_, ()>) -> Session {
         let (previous_id, user) = {
             let st = self.shared.lock();
             (st.last_reported.clone(), st.user.clone())
@@ -424,36 +442,44 @@ impl SessionManager {
         let callbacks = self.shared.callbacks.load_full();
         let keep = run_on_session(&callbacks, &mut candidate);
 
-        let mut notes = Notifications::default();
-        let started = {
-            let mut st = self.shared.lock();
-            notes.ended = self.end_locked(&mut st, EndReason::Replaced, None);
-            // Dated under the lock, when it becomes current.
-            candidate.started_at = self.shared.clock.now();
-            let session = Arc::new(SessionState::new(candidate, !keep));
-            if keep {
-                st.last_reported = Some(session.id.clone());
-                self.emit_start(&mut st, &session);
-                if let Some(m) = &self.shared.metrics {
-                    m.started();
-                }
-            }
-            st.current = Some(Arc::clone(&session));
-            st.paused = false;
-            self.shared.set_stamp(if keep {
-                Some(Arc::clone(&session))
-            } else {
-                None
-            });
-            let snap = session.snapshot(false);
-            if keep {
-                notes.started = Some(snap.clone());
-            }
-            snap
+        let mut st = self.shared.lock();
+        let mut notes = Notifications {
+            ended: self.end_locked(&mut st, EndReason::Replaced, None),
+            started: None,
         };
-        drop(_serial);
-        notify(&self.shared.observers.load(), notes);
-        Some(started)
+        // Dated under the lock, when it becomes current.
+        candidate.started_at = self.shared.clock.now();
+        let session = Arc::new(SessionState::new(candidate, !keep));
+        st.current = Some(Arc::clone(&session));
+        st.paused = false;
+        if keep {
+            st.last_reported = Some(session.id.clone());
+            self.emit_start(&mut st, &session);
+            if let Some(m) = &self.shared.metrics {
+                m.started();
+            }
+        }
+        self.shared.set_stamp(if keep {
+            Some(Arc::clone(&session))
+        } else {
+            None
+        });
+        let snap = session.snapshot(false);
+        if keep {
+            notes.started = Some(snap.clone());
+        }
+        self.queue_notifications(notes);
+        snap
+    }
+
+    /// Queues observer notifications behind the lifecycle output of the same
+    /// change (call under the state lock).
+    fn queue_notifications(&self, notes: Notifications) {
+        if notes.ended.is_some() || notes.started.is_some() {
+            self.shared
+                .outbox
+                .push(Outgoing::Notify(notes, self.shared.observers.load_full()));
+        }
     }
 
     fn emit_start(&self, st: &mut State, s: &SessionState) {
@@ -550,23 +576,25 @@ impl SessionManager {
     /// Ends the current session with reason `reason`, dated `at` (now if `None`).
     /// Used by the verbs, the processors' shutdown, and tracking.
     pub(crate) fn end_with(&self, reason: EndReason, at: Option<SystemTime>) {
-        let ended = {
+        {
             let mut st = self.shared.lock();
-            self.end_locked(&mut st, reason, at)
-        };
-        notify(
-            &self.shared.observers.load(),
-            Notifications {
+            let ended = self.end_locked(&mut st, reason, at);
+            self.queue_notifications(Notifications {
                 ended,
                 started: None,
-            },
-        );
+            });
+        }
+        self.shared.outbox.drain();
     }
 
     /// Ends the current session (reason `shutdown`) when a pipeline shuts down, so
     /// its end and summary are exported before the exporters close.
     pub(crate) fn end_for_shutdown(&self) {
         self.end_with(EndReason::Shutdown, None);
+        // A drain under way on another thread must reach the sinks before they close.
+        self.shared
+            .outbox
+            .drain_and_wait(std::time::Duration::from_millis(500));
     }
 
     /// Ends the current session (reason `manual`). Afterwards
@@ -596,6 +624,8 @@ impl SessionManager {
         if !session.discarded {
             self.emit_simple(&mut st, &session, attr::EVENT_PAUSE);
         }
+        drop(st);
+        self.shared.outbox.drain();
     }
 
     fn emit_simple(&self, st: &mut State, s: &SessionState, name: &'static str) {
@@ -618,7 +648,8 @@ impl SessionManager {
         if self.refuse_reentrant("resume_session") {
             return false;
         }
-        {
+        let serial = self.serial();
+        let resumed = {
             let mut st = self.shared.lock();
             match st.current.clone() {
                 Some(session) if st.paused => {
@@ -627,14 +658,24 @@ impl SessionManager {
                         self.emit_simple(&mut st, &session, attr::EVENT_RESUME);
                         self.shared.set_stamp(Some(session));
                     }
-                    return true;
+                    Some(true)
                 }
-                Some(_) => return false,
-                None => {}
+                Some(_) => Some(false),
+                None => None,
             }
-        }
-        self.start_session();
-        false
+        };
+        let result = match resumed {
+            Some(r) => r,
+            None => {
+                // Checked and started under the start lock: two racing resumes
+                // start one session.
+                self.start_serialized(&serial);
+                false
+            }
+        };
+        drop(serial);
+        self.shared.outbox.drain();
+        result
     }
 
     /// A snapshot of the current session; `None` before the first start and after
@@ -653,6 +694,8 @@ impl SessionManager {
             return;
         }
         let user = if user.is_empty() { None } else { Some(user) };
+        // Serialised with starts: a start in progress picks the new user up.
+        let _serial = self.serial();
         let mut st = self.shared.lock();
         st.user = user.clone();
         if let Some(session) = st.current.clone() {

@@ -12,6 +12,9 @@
 //!
 //! A span that already carries `session.id` when it starts keeps it: the wrapper
 //! removes its own duplicate at `on_end`, the enricher checks before adding.
+//! Wrap *every* exporting processor of a provider: one registered beside the
+//! wrapper, unwrapped, gets its copy of the span before that removal, so a span
+//! whose `session.id` the application set would reach it with two.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,24 +27,7 @@ use opentelemetry_sdk::Resource;
 use crate::attr;
 use crate::lifecycle::{SinkLink, SinkRef};
 use crate::manager::SessionManager;
-use crate::stamp::stamp_value;
-
-/// Our own copy of the `session.id` key text: a `static`, so its address is unique
-/// and tells the attribute we added apart from one the application set.
-static OUR_KEY_BYTES: [u8; 10] = *b"session.id";
-static OUR_KEY: &str = match std::str::from_utf8(&OUR_KEY_BYTES) {
-    Ok(s) => s,
-    Err(_) => panic!("session.id is ASCII"),
-};
-
-#[inline]
-fn our_key() -> Key {
-    Key::from_static_str(OUR_KEY)
-}
-
-fn is_ours(key: &Key) -> bool {
-    std::ptr::eq(key.as_str().as_ptr(), OUR_KEY.as_ptr())
-}
+use crate::stamp::{is_ours, our_key, stamp_value};
 
 #[inline]
 fn is_session_id(key: &Key) -> bool {

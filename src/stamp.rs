@@ -20,13 +20,33 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use opentelemetry::{Context, StringValue};
+use opentelemetry::{Context, Key, StringValue};
 
 use crate::callbacks::in_hook;
 use crate::context::ContextSession;
 use crate::manager::{SessionState, Shared};
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Our own copy of the `session.id` key text: a `static`, so its address is unique
+/// and tells the attribute we added apart from one the application set.
+static OUR_KEY_BYTES: [u8; 10] = *b"session.id";
+static OUR_KEY: &str = match std::str::from_utf8(&OUR_KEY_BYTES) {
+    Ok(s) => s,
+    Err(_) => panic!("session.id is ASCII"),
+};
+
+/// The `session.id` key as we add it.
+#[inline]
+pub(crate) fn our_key() -> Key {
+    Key::from_static_str(OUR_KEY)
+}
+
+/// `true` if `key` is a `session.id` we added (not one the application set).
+#[inline]
+pub(crate) fn is_ours(key: &Key) -> bool {
+    std::ptr::eq(key.as_str().as_ptr(), OUR_KEY.as_ptr())
+}
 
 /// Invalidates every thread's cache. Called after each stamp change and when a
 /// manager is created (a new manager may reuse a dropped one's address).

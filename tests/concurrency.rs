@@ -5,13 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanProcessor};
 use otel_session::SessionManager;
+use otel_session::{EndReason, Session, SessionObserver, User};
 
 /// Records, for each span start, the session id it got, the span's start time
 /// (taken before stamping) and the time right after stamping.
@@ -149,4 +150,76 @@ fn every_stamped_id_was_reported_and_current_at_span_start() {
         "some spans were not (paused / no session)"
     );
     provider.shutdown().unwrap();
+}
+
+/// A set_user made while a start is in flight applies to the new session.
+#[test]
+fn set_user_during_start_is_not_lost() {
+    let sessions = SessionManager::builder()
+        .on_session(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            true
+        })
+        .build();
+    let s2 = sessions.clone();
+    let t = std::thread::spawn(move || s2.start_session());
+    std::thread::sleep(Duration::from_millis(100));
+    sessions.set_user(User::with_id("u2")); // returns before the start finishes
+    t.join().unwrap();
+    let cur = sessions.current_session().unwrap();
+    assert_eq!(
+        cur.user().and_then(|u| u.id.as_deref()),
+        Some("u2"),
+        "the user set last applies to the current session"
+    );
+}
+
+/// Observers hear of a session's start before its end, even across threads.
+#[derive(Default)]
+struct SlowRec(Mutex<Vec<String>>);
+impl SessionObserver for SlowRec {
+    fn on_session_started(&self, s: &Session) {
+        std::thread::sleep(Duration::from_millis(200));
+        self.0.lock().unwrap().push(format!("started {}", s.id()));
+    }
+    fn on_session_ended(&self, s: &Session, _r: EndReason) {
+        self.0.lock().unwrap().push(format!("ended {}", s.id()));
+    }
+}
+
+#[test]
+fn observers_never_see_an_end_before_its_start() {
+    let rec = Arc::new(SlowRec::default());
+    let sessions = SessionManager::builder()
+        .with_observer(Arc::clone(&rec))
+        .build();
+    let s2 = sessions.clone();
+    let t = std::thread::spawn(move || s2.start_session().unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    sessions.end_session();
+    let a = t.join().unwrap();
+    assert_eq!(
+        *rec.0.lock().unwrap(),
+        [format!("started {}", a.id()), format!("ended {}", a.id())]
+    );
+}
+
+/// Two racing resumes with no session start one session, not two.
+#[test]
+fn concurrent_resumes_with_no_session_start_one_session() {
+    let starts = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&starts);
+    let sessions = SessionManager::builder()
+        .on_session(move |_| {
+            *c.lock().unwrap() += 1;
+            std::thread::sleep(Duration::from_millis(200));
+            true
+        })
+        .build();
+    let s2 = sessions.clone();
+    let t = std::thread::spawn(move || s2.resume_session());
+    std::thread::sleep(Duration::from_millis(50));
+    sessions.resume_session();
+    t.join().unwrap();
+    assert_eq!(*starts.lock().unwrap(), 1, "one session started");
 }

@@ -6,10 +6,16 @@ mod common;
 use common::{sid, span_attr_count, LogRecorder, SpanRecorder};
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::Context;
 use opentelemetry::KeyValue;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{SdkLoggerProvider, SimpleLogProcessor};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
+use opentelemetry_sdk::trace::{
+    SdkTracerProvider, SimpleSpanProcessor, Span, SpanData, SpanProcessor,
+};
 use otel_session::SessionManager;
+use std::sync::mpsc;
+use std::time::Duration;
 
 #[test]
 fn wrapper_never_adds_a_second_session_id() {
@@ -206,4 +212,107 @@ fn a_new_manager_never_sees_a_dropped_managers_session() {
         q.tracer().in_span("new", |_| {});
         assert_eq!(sid(&q.app_span("new")), None, "no session was started here");
     }
+}
+
+/// Two stamping log processors on one provider count an ERROR record once.
+#[test]
+fn error_log_counted_once_with_two_wrapped_log_pipelines() {
+    let sessions = SessionManager::builder().build();
+    let lp = SdkLoggerProvider::builder()
+        .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(LogRecorder::default())))
+        .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(LogRecorder::default())))
+        .build();
+    sessions.start_session();
+    let logger = lp.logger("t");
+    let mut r = logger.create_log_record();
+    r.set_severity_number(Severity::Error);
+    logger.emit(r);
+    assert_eq!(sessions.current_session().unwrap().handled_errors(), 1);
+}
+
+/// Same with the recommended "enricher first + wrapped exporter" mix.
+#[test]
+fn error_log_counted_once_with_enricher_and_wrapper() {
+    let sessions = SessionManager::builder().build();
+    let lp = SdkLoggerProvider::builder()
+        .with_log_processor(sessions.standalone_log_processor())
+        .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(LogRecorder::default())))
+        .build();
+    sessions.start_session();
+    let logger = lp.logger("t");
+    let mut r = logger.create_log_record();
+    r.set_severity_number(Severity::Error);
+    logger.emit(r);
+    assert_eq!(sessions.current_session().unwrap().handled_errors(), 1);
+}
+
+/// A wrapped processor may call back into the manager while it receives
+/// lifecycle spans (they are delivered outside the manager's lock).
+#[derive(Debug)]
+struct Tagging(SessionManager, SimpleSpanProcessor<SpanRecorder>);
+impl SpanProcessor for Tagging {
+    fn on_start(&self, _s: &mut Span, _cx: &Context) {}
+    fn on_end(&self, span: SpanData) {
+        let _ = self.0.current_session(); // e.g. per-session sampling / tagging
+        self.1.on_end(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _t: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[test]
+fn sink_calling_current_session_does_not_deadlock() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let sessions = SessionManager::builder().build();
+        let tp = SdkTracerProvider::builder()
+            .with_span_processor(sessions.span_processor(Tagging(
+                sessions.clone(),
+                SimpleSpanProcessor::new(SpanRecorder::default()),
+            )))
+            .build();
+        sessions.start_session();
+        let _ = tx.send(());
+        std::mem::forget(tp);
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(3)).is_ok(),
+        "start_session deadlocked"
+    );
+}
+
+#[derive(Debug)]
+struct Panicking;
+impl SpanProcessor for Panicking {
+    fn on_start(&self, _s: &mut Span, _cx: &Context) {}
+    fn on_end(&self, span: SpanData) {
+        if span.name == "session.start" {
+            panic!("exporter bug");
+        }
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _t: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_sink_never_reaches_the_caller_and_the_session_goes_on() {
+    let sessions = SessionManager::builder().build();
+    let tp = SdkTracerProvider::builder()
+        .with_span_processor(sessions.span_processor(Panicking))
+        .build();
+    let s = sessions
+        .start_session()
+        .expect("start survives a panicking sink");
+    sessions.pause_session();
+    assert!(sessions.resume_session());
+    assert_eq!(sessions.current_session().unwrap().id(), s.id());
+    tp.shutdown().unwrap();
 }

@@ -438,3 +438,60 @@ fn free_functions_act_on_the_global_manager_and_the_context_wins() {
     otel_session::clear_global_manager();
     assert!(!otel_session::resume_session());
 }
+
+#[test]
+fn logs_with_no_session_or_in_a_discarded_one_carry_no_id() {
+    use opentelemetry::logs::{Logger as _, LoggerProvider as _};
+    let p = pipeline(SessionManager::builder().on_session(|c| c.previous_id().is_some()));
+    let logger = p.logger_provider.logger("t");
+    logger.emit(logger.create_log_record()); // no session
+    p.sessions.start_session(); // first: no previous id → discarded
+    logger.emit(logger.create_log_record());
+    let app = p.app_logs();
+    assert_eq!(app.len(), 2);
+    assert!(app
+        .iter()
+        .all(|l| common::log_attr(l, "session.id").is_none()));
+}
+
+#[test]
+fn ending_while_paused_exports_the_end_and_a_summary_with_the_pause() {
+    let p = pipeline(SessionManager::builder());
+    let s = p.sessions.start_session().unwrap();
+    p.sessions.pause_session();
+    p.sessions.end_session();
+    let names: Vec<_> = p
+        .lifecycle_spans()
+        .into_iter()
+        .map(|x| x.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["session.start", "session.pause", "session.end", "session"]
+    );
+    let summary = p.lifecycle_spans().pop().unwrap();
+    assert_eq!(sid(&summary).as_deref(), Some(s.id().as_str()));
+    let events: Vec<_> = summary.events.iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(events, ["session.start", "session.pause", "session.end"]);
+}
+
+#[test]
+fn previous_id_skips_a_discarded_session_after_a_manual_end() {
+    let discard = Arc::new(Mutex::new(false));
+    let d = Arc::clone(&discard);
+    let p = pipeline(SessionManager::builder().on_session(move |_| !*d.lock().unwrap()));
+    let a = p.sessions.start_session().unwrap();
+    p.sessions.end_session();
+    *discard.lock().unwrap() = true;
+    let silent = p.sessions.start_session().unwrap();
+    assert!(silent.is_discarded());
+    assert_eq!(
+        silent.previous_id(),
+        Some(a.id()),
+        "candidates see the last reported id too"
+    );
+    p.sessions.end_session();
+    *discard.lock().unwrap() = false;
+    let b = p.sessions.start_session().unwrap();
+    assert_eq!(b.previous_id(), Some(a.id()));
+}
