@@ -437,9 +437,9 @@ impl Guard {
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
-        self.tracer_provider.as_ref().map(|tp| {
-            tracing_opentelemetry::layer().with_tracer(tp.tracer(crate::attr::SCOPE_NAME))
-        })
+        self.tracer_provider
+            .as_ref()
+            .map(|tp| tracing_opentelemetry::layer().with_tracer(tp.tracer("tracing")))
     }
 
     /// The log bridge (`tracing` events → OpenTelemetry log records), for your

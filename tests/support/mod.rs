@@ -1,0 +1,591 @@
+//! End-to-end test support: a real collector (rotel) started on free loopback
+//! ports, an OTLP gRPC receiver it forwards to, and child processes running a
+//! scenario through `otel_session::init!()`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::metric;
+use tonic::codec::CompressionEncoding;
+
+/// A span as received, flattened for assertions.
+#[derive(Debug, Clone)]
+pub struct GotSpan {
+    pub name: String,
+    pub attrs: HashMap<String, String>,
+    pub session_id_count: usize,
+    pub trace_id: Vec<u8>,
+    pub span_id: Vec<u8>,
+    pub parent_span_id: Vec<u8>,
+    pub events: Vec<String>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub scope: String,
+    pub resource: HashMap<String, String>,
+}
+
+impl GotSpan {
+    pub fn sid(&self) -> Option<&str> {
+        self.attrs.get("session.id").map(String::as_str)
+    }
+}
+
+/// A log record as received.
+#[derive(Debug, Clone)]
+pub struct GotLog {
+    pub event_name: String,
+    pub body: String,
+    pub severity: i32,
+    pub attrs: HashMap<String, String>,
+    pub scope: String,
+    pub resource: HashMap<String, String>,
+}
+
+impl GotLog {
+    pub fn sid(&self) -> Option<&str> {
+        self.attrs.get("session.id").map(String::as_str)
+    }
+}
+
+/// A metric data point as received: (metric name, attributes, value).
+#[derive(Debug, Clone)]
+pub struct GotPoint {
+    pub name: String,
+    pub attrs: HashMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Default)]
+pub struct Received {
+    pub spans: Vec<GotSpan>,
+    pub logs: Vec<GotLog>,
+    pub points: Vec<GotPoint>,
+}
+
+fn value(v: &Option<AnyValue>) -> String {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), value(&kv.value)))
+        .collect()
+}
+
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Received>>);
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for rs in req.into_inner().resource_spans {
+            let resource = rs
+                .resource
+                .as_ref()
+                .map(|r| attrs(&r.attributes))
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                let scope = ss
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                for s in ss.spans {
+                    got.spans.push(GotSpan {
+                        name: s.name.clone(),
+                        session_id_count: s
+                            .attributes
+                            .iter()
+                            .filter(|kv| kv.key == "session.id")
+                            .count(),
+                        attrs: attrs(&s.attributes),
+                        trace_id: s.trace_id.clone(),
+                        span_id: s.span_id.clone(),
+                        parent_span_id: s.parent_span_id.clone(),
+                        events: s.events.iter().map(|e| e.name.clone()).collect(),
+                        start_ns: s.start_time_unix_nano,
+                        end_ns: s.end_time_unix_nano,
+                        scope: scope.clone(),
+                        resource: resource.clone(),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for rl in req.into_inner().resource_logs {
+            let resource = rl
+                .resource
+                .as_ref()
+                .map(|r| attrs(&r.attributes))
+                .unwrap_or_default();
+            for sl in rl.scope_logs {
+                let scope = sl
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                for l in sl.log_records {
+                    got.logs.push(GotLog {
+                        event_name: l.event_name.clone(),
+                        body: value(&l.body),
+                        severity: l.severity_number,
+                        attrs: attrs(&l.attributes),
+                        scope: scope.clone(),
+                        resource: resource.clone(),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Sink {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for rm in req.into_inner().resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    match &m.data {
+                        Some(metric::Data::Sum(s)) => {
+                            for dp in &s.data_points {
+                                let v = match dp.value {
+                                    Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i)) => i as f64,
+                                    Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(d)) => d,
+                                    None => 0.0,
+                                };
+                                got.points.push(GotPoint {
+                                    name: m.name.clone(),
+                                    attrs: attrs(&dp.attributes),
+                                    value: v,
+                                });
+                            }
+                        }
+                        Some(metric::Data::Histogram(h)) => {
+                            for dp in &h.data_points {
+                                got.points.push(GotPoint {
+                                    name: m.name.clone(),
+                                    attrs: attrs(&dp.attributes),
+                                    value: dp.count as f64,
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// An OTLP gRPC receiver on 127.0.0.1 with its own runtime (gzip accepted, large
+/// messages allowed: rotel compresses and batches up to 8,192 spans).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    data: Arc<Mutex<Received>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        let sink = Sink::default();
+        let data = Arc::clone(&sink.0);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                let limit = 64 * 1024 * 1024;
+                tonic::transport::Server::builder()
+                    .add_service(
+                        TraceServiceServer::new(sink.clone())
+                            .accept_compressed(CompressionEncoding::Gzip)
+                            .max_decoding_message_size(limit),
+                    )
+                    .add_service(
+                        LogsServiceServer::new(sink.clone())
+                            .accept_compressed(CompressionEncoding::Gzip)
+                            .max_decoding_message_size(limit),
+                    )
+                    .add_service(
+                        MetricsServiceServer::new(sink)
+                            .accept_compressed(CompressionEncoding::Gzip)
+                            .max_decoding_message_size(limit),
+                    )
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Receiver {
+            addr,
+            data,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits (bounded) until `done` holds for what was received; returns it.
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        done: impl Fn(&Received) -> bool,
+    ) -> std::sync::MutexGuard<'_, Received> {
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let got = self.data.lock().unwrap_or_else(|e| e.into_inner());
+                if done(&got) || Instant::now() >= deadline {
+                    return got;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn received(&self) -> std::sync::MutexGuard<'_, Received> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The rotel binary: `ROTEL_BIN`, or where `scripts/install-collector.sh` puts it.
+pub fn rotel_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROTEL_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lib = root.join(".tools/venv/lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        for e in entries.flatten() {
+            let candidate = e.path().join("site-packages/rotel/rotel-agent");
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "the rotel collector is not installed: run `bash scripts/install-collector.sh` \
+         (the README's test command does), or set ROTEL_BIN"
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running rotel, forwarding OTLP to a receiver; killed on drop.
+pub struct Rotel {
+    child: Child,
+    pub grpc: u16,
+    pub http: u16,
+}
+
+impl Rotel {
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+    pub fn http_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    /// Starts rotel on free ports (retrying when a port was taken meanwhile),
+    /// forwarding to `forward_to`, batching for 10 ms.
+    pub fn start(forward_to: SocketAddr) -> Rotel {
+        Self::start_on(forward_to, None)
+    }
+
+    /// As [`start`](Self::start), on the given gRPC port if any.
+    pub fn start_on(forward_to: SocketAddr, grpc_port: Option<u16>) -> Rotel {
+        let bin = rotel_bin();
+        for _attempt in 0..5 {
+            let grpc = grpc_port.unwrap_or_else(free_port);
+            let http = free_port();
+            let mut cmd = Command::new(&bin);
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("ROTEL_") {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd.args([
+                "start",
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc}"),
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http}"),
+                "--exporter",
+                "otlp",
+                "--otlp-exporter-endpoint",
+                &format!("http://{forward_to}"),
+                "--batch-timeout",
+                "10ms",
+                "--pid-file",
+                &std::env::temp_dir()
+                    .join(format!("rotel-{grpc}.pid"))
+                    .to_string_lossy(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill
+            // rotel when this test process dies.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().expect("start rotel");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_status)) = child.try_wait() {
+                    let mut out = String::new();
+                    if let Some(mut o) = child.stdout.take() {
+                        let _ = o.read_to_string(&mut out);
+                    }
+                    if out.contains("Address already in use") && grpc_port.is_none() {
+                        break; // retry with new ports
+                    }
+                    panic!("rotel exited early: {out}");
+                }
+                let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+                if up(grpc) && up(http) {
+                    return Rotel { child, grpc, http };
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("rotel did not open its ports within 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("could not start rotel on free ports after 5 attempts");
+    }
+
+    /// SIGTERM (rotel flushes and exits), then wait.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// What a child scenario printed and how it ended.
+pub struct ChildRun {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl ChildRun {
+    /// The value of a `KEY=value` line the scenario printed.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let prefix = format!("{key}=");
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+    }
+}
+
+/// The child program (`examples/e2e_child.rs`), built next to the tests.
+pub fn child_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("examples").join("e2e_child");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --all-targets` (it builds the examples)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `e2e_child SCENARIO` with `envs`, bounded by `limit`; `input` is written
+/// to its stdin line by line when it prints `WAIT` (for phased scenarios).
+pub fn run_child(scenario: &str, envs: &[(&str, String)], limit: Duration) -> ChildRun {
+    run_child_with(scenario, envs, limit, |_| {})
+}
+
+/// As [`run_child`]; `on_wait` runs each time the child prints a `WAIT` line, then
+/// the child is told to go on.
+pub fn run_child_with(
+    scenario: &str,
+    envs: &[(&str, String)],
+    limit: Duration,
+    mut on_wait: impl FnMut(usize),
+) -> ChildRun {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let mut cmd = Command::new(child_bin());
+    cmd.arg(scenario)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    // SAFETY: prctl only; the child dies with the test.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn e2e_child");
+    let mut stdin = child.stdin.take();
+    let out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let out_t = std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = String::new();
+    let mut waits = 0;
+    let status = loop {
+        while let Ok(line) = line_rx.try_recv() {
+            if line.trim() == "WAIT" {
+                on_wait(waits);
+                waits += 1;
+                if let Some(i) = stdin.as_mut() {
+                    let _ = writeln!(i, "go");
+                    let _ = i.flush();
+                }
+            }
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("e2e_child {scenario} did not finish within {limit:?}; printed:\n{stdout}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    drop(stdin);
+    let _ = out_t.join();
+    while let Ok(line) = line_rx.try_recv() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    ChildRun {
+        status,
+        stdout,
+        stderr: err_t.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
