@@ -357,3 +357,35 @@ fn console_exporters_print_sessions_without_a_collector() {
         run.stdout
     );
 }
+
+#[test]
+fn the_quickstart_ships_to_a_collector_when_an_endpoint_is_set() {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child(
+        "example:quickstart",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
+        LIMIT,
+    );
+    assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        !run.stdout.contains("span  "),
+        "nothing on the console: {}",
+        run.stdout
+    );
+    let got = receiver.wait_for(Duration::from_secs(15), |r| {
+        r.spans.iter().filter(|s| s.name == "session").count() == 2
+    });
+    let summaries: Vec<_> = got.spans.iter().filter(|s| s.name == "session").collect();
+    assert_eq!(summaries.len(), 2);
+    assert_eq!(
+        summaries[0].attrs["app.plan"], "free",
+        "the quickstart's callback"
+    );
+    let checkout = app_span(&got, "checkout");
+    assert_eq!(checkout.sid(), summaries[0].sid());
+    assert_eq!(
+        checkout.resource["service.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+}

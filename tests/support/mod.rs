@@ -486,11 +486,11 @@ impl ChildRun {
     }
 }
 
-/// The child program (`examples/e2e_child.rs`), built next to the tests.
-pub fn child_bin() -> PathBuf {
+/// An example program (`examples/NAME.rs`), built next to the tests.
+pub fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("examples").join("e2e_child");
+    let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
         "{} is missing: run the tests with `cargo test --all-targets` (it builds the examples)",
@@ -499,7 +499,7 @@ pub fn child_bin() -> PathBuf {
     bin
 }
 
-/// Runs `e2e_child SCENARIO` with `envs`, bounded by `limit`; `input` is written
+/// Runs `e2e_child SCENARIO` (or, for `example:NAME`, that example) with `envs`, bounded by `limit`; `input` is written
 /// to its stdin line by line when it prints `WAIT` (for phased scenarios).
 pub fn run_child(scenario: &str, envs: &[(&str, String)], limit: Duration) -> ChildRun {
     run_child_with(scenario, envs, limit, |_| {})
@@ -514,8 +514,12 @@ pub fn run_child_with(
     mut on_wait: impl FnMut(usize),
 ) -> ChildRun {
     use std::io::{BufRead as _, BufReader, Write as _};
-    let mut cmd = Command::new(child_bin());
-    cmd.arg(scenario)
+    let (program, arg) = match scenario.strip_prefix("example:") {
+        Some(name) => (example_bin(name), None),
+        None => (example_bin("e2e_child"), Some(scenario)),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(arg)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
