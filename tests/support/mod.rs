@@ -343,6 +343,18 @@ pub fn rotel_bin() -> PathBuf {
     );
 }
 
+/// The arguments in `collector-config/rotel-e2e.args`, one per line.
+fn rotel_args() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("collector-config/rotel-e2e.args");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -383,26 +395,22 @@ impl Rotel {
                     cmd.env_remove(k);
                 }
             }
-            cmd.args([
-                "start",
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{grpc}"),
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{http}"),
-                "--exporter",
-                "otlp",
-                "--otlp-exporter-endpoint",
-                &format!("http://{forward_to}"),
-                "--batch-timeout",
-                "10ms",
-                "--pid-file",
-                &std::env::temp_dir()
-                    .join(format!("rotel-{grpc}.pid"))
-                    .to_string_lossy(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            // The configuration the tests run is a file of the repo's, kept in
+            // step with the one for users (collector-config/).
+            let pid_file = std::env::temp_dir().join(format!("rotel-{grpc}.pid"));
+            let args: Vec<String> = rotel_args()
+                .iter()
+                .map(|a| {
+                    a.replace("{GRPC_PORT}", &grpc.to_string())
+                        .replace("{HTTP_PORT}", &http.to_string())
+                        .replace("{FORWARD_TO}", &forward_to.to_string())
+                        .replace("{PID_FILE}", &pid_file.to_string_lossy())
+                })
+                .collect();
+            cmd.args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill
             // rotel when this test process dies.
             unsafe {
