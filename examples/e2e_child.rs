@@ -78,9 +78,10 @@ fn main() {
                 tracing::info_span!("after-up").in_scope(|| {});
             }
             let _ = guard.tracer_provider().map(|p| p.force_flush());
-            let (exported, failed) = guard.span_delivery();
-            println!("EXPORTED={exported}");
-            println!("FAILED={failed}");
+            let d = guard.span_delivery();
+            println!("HANDED={}", d.handed);
+            println!("EXPORTED={}", d.exported);
+            println!("FAILED={}", d.failed);
         }
         // Whatever the environment says; one span and one log.
         _ => {

@@ -276,3 +276,154 @@ fn runtime(slot: &mut Option<RuntimeSlot>) -> Result<&RuntimeSlot, InitError> {
     slot.as_ref()
         .ok_or_else(|| InitError::Runtime("no runtime".into()))
 }
+
+/// Counts the items handed to an exporting processor, per thread: the hot path
+/// touches only its own thread's counter (a plain load and store on a line no
+/// other thread writes), and the total is summed when asked.
+#[derive(Debug, Default)]
+pub struct HandedCounter {
+    id: usize,
+    shards: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+}
+
+static NEXT_COUNTER_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+thread_local! {
+    static SHARDS: std::cell::RefCell<Vec<(usize, Arc<AtomicU64>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl HandedCounter {
+    /// A new counter at zero.
+    pub fn new() -> Self {
+        HandedCounter {
+            id: NEXT_COUNTER_ID.fetch_add(1, Ordering::Relaxed),
+            shards: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds one on this thread's shard.
+    #[inline]
+    pub fn add_one(&self) {
+        let counted = SHARDS.try_with(|shards| {
+            let Ok(mut shards) = shards.try_borrow_mut() else {
+                return false;
+            };
+            if let Some((_, c)) = shards.iter().find(|(id, _)| *id == self.id) {
+                // Only this thread writes this shard.
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                return true;
+            }
+            let c = Arc::new(AtomicU64::new(1));
+            self.shards
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::clone(&c));
+            shards.push((self.id, c));
+            true
+        });
+        if !matches!(counted, Ok(true)) {
+            // Thread exiting or re-entered: count on a shared shard.
+            let c = Arc::new(AtomicU64::new(1));
+            self.shards
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(c);
+        }
+    }
+
+    /// The total so far.
+    pub fn total(&self) -> u64 {
+        self.shards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A processor decorator counting what reaches the exporting processor, so that
+/// items dropped by a full queue show up as handed − exported − failed.
+#[derive(Debug)]
+pub struct Handed<P> {
+    inner: P,
+    counter: Arc<HandedCounter>,
+}
+
+impl<P> Handed<P> {
+    /// Wraps `inner`; counts go to `counter`.
+    pub fn new(inner: P, counter: Arc<HandedCounter>) -> Self {
+        Handed { inner, counter }
+    }
+}
+
+impl<P: opentelemetry_sdk::trace::SpanProcessor> opentelemetry_sdk::trace::SpanProcessor
+    for Handed<P>
+{
+    #[inline]
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+    #[inline]
+    fn on_end(&self, span: SpanData) {
+        self.counter.add_one();
+        self.inner.on_end(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<P: opentelemetry_sdk::logs::LogProcessor> opentelemetry_sdk::logs::LogProcessor for Handed<P> {
+    #[inline]
+    fn emit(
+        &self,
+        record: &mut opentelemetry_sdk::logs::SdkLogRecord,
+        scope: &opentelemetry::InstrumentationScope,
+    ) {
+        self.counter.add_one();
+        self.inner.emit(record, scope);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn event_enabled(
+        &self,
+        level: opentelemetry::logs::Severity,
+        target: &str,
+        name: Option<&str>,
+    ) -> bool {
+        self.inner.event_enabled(level, target, name)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// What happened to one signal's telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// Handed to the exporting processor.
+    pub handed: u64,
+    /// Delivered by the exporter.
+    pub exported: u64,
+    /// In exports that failed.
+    pub failed: u64,
+}
+
+impl Delivery {
+    /// Dropped before export (full queue) or still queued.
+    pub fn dropped_or_queued(&self) -> u64 {
+        self.handed.saturating_sub(self.exported + self.failed)
+    }
+}

@@ -25,7 +25,7 @@ use opentelemetry_sdk::Resource;
 use crate::config::{ConfigIssue, ExporterKind, SessionConfig, SessionMode};
 use crate::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
 use crate::error::InitError;
-use crate::export::{self, Counted, DeliveryStats, RuntimeSlot};
+use crate::export::{self, Counted, Delivery, DeliveryStats, Handed, HandedCounter, RuntimeSlot};
 use crate::manager::{SessionManager, SessionManagerBuilder};
 use crate::resource::SessionResourceDetector;
 
@@ -152,6 +152,8 @@ impl Builder {
         let mut rt: Option<RuntimeSlot> = None;
         let spans_stats = Arc::new(DeliveryStats::default());
         let logs_stats = Arc::new(DeliveryStats::default());
+        let spans_handed = Arc::new(HandedCounter::new());
+        let logs_handed = Arc::new(HandedCounter::new());
 
         let meter_provider = match config.metrics_exporter {
             ExporterKind::None => None,
@@ -182,22 +184,24 @@ impl Builder {
             ExporterKind::None => None,
             kind => {
                 let processor: Box<dyn SpanProcessor> = match kind {
-                    ExporterKind::Console => Box::new(sessions.span_processor(
+                    ExporterKind::Console => Box::new(sessions.span_processor(Handed::new(
                         SimpleSpanProcessor::new(Counted::new(
                             ConsoleSpanExporter,
                             Arc::clone(&spans_stats),
                         )),
-                    )),
+                        Arc::clone(&spans_handed),
+                    ))),
                     _ => {
                         let t = export::transport_from_env("TRACES")?;
                         let exporter =
                             Counted::new(export::otlp_spans(t, &mut rt)?, Arc::clone(&spans_stats));
                         Box::new(
-                            sessions.span_processor(
+                            sessions.span_processor(Handed::new(
                                 BatchSpanProcessor::builder(exporter)
                                     .with_batch_config(span_batch_config())
                                     .build(),
-                            ),
+                                Arc::clone(&spans_handed),
+                            )),
                         )
                     }
                 };
@@ -214,22 +218,24 @@ impl Builder {
             ExporterKind::None => None,
             kind => {
                 let processor: Box<dyn LogProcessor> = match kind {
-                    ExporterKind::Console => {
-                        Box::new(sessions.log_processor(SimpleLogProcessor::new(Counted::new(
+                    ExporterKind::Console => Box::new(sessions.log_processor(Handed::new(
+                        SimpleLogProcessor::new(Counted::new(
                             ConsoleLogExporter,
                             Arc::clone(&logs_stats),
-                        ))))
-                    }
+                        )),
+                        Arc::clone(&logs_handed),
+                    ))),
                     _ => {
                         let t = export::transport_from_env("LOGS")?;
                         let exporter =
                             Counted::new(export::otlp_logs(t, &mut rt)?, Arc::clone(&logs_stats));
                         Box::new(
-                            sessions.log_processor(
+                            sessions.log_processor(Handed::new(
                                 BatchLogProcessor::builder(exporter)
                                     .with_batch_config(log_batch_config())
                                     .build(),
-                            ),
+                                Arc::clone(&logs_handed),
+                            )),
                         )
                     }
                 };
@@ -260,6 +266,8 @@ impl Builder {
             runtime: rt,
             spans: spans_stats,
             logs: logs_stats,
+            spans_handed,
+            logs_handed,
             shutdown_timeout: self.shutdown_timeout,
         })
     }
@@ -339,6 +347,35 @@ impl LogProcessor for BoxedLogProcessor {
     }
 }
 
+/// `false` for spans and events of the crates that carry telemetry out.
+#[cfg(feature = "tracing")]
+fn not_export_stack(meta: &tracing::Metadata<'_>) -> bool {
+    const STACK: [&str; 7] = [
+        "h2",
+        "hyper",
+        "tonic",
+        "tower",
+        "reqwest",
+        "opentelemetry",
+        "rustls",
+    ];
+    let target = meta.target();
+    !STACK.iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || rest.starts_with('_'))
+    })
+}
+
+fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
+    let (exported, failed) = stats.snapshot();
+    Delivery {
+        handed: handed.total(),
+        exported,
+        failed,
+    }
+}
+
 /// Reads the environment and sets everything up (see the module docs). Prefer the
 /// [`init!`](crate::init!) macro, which also records your `service.version`.
 pub fn init() -> Result<Guard, InitError> {
@@ -371,6 +408,8 @@ pub struct Guard {
     runtime: Option<RuntimeSlot>,
     spans: Arc<DeliveryStats>,
     logs: Arc<DeliveryStats>,
+    spans_handed: Arc<HandedCounter>,
+    logs_handed: Arc<HandedCounter>,
     shutdown_timeout: Duration,
 }
 
@@ -395,6 +434,8 @@ impl Guard {
             runtime: None,
             spans: Arc::default(),
             logs: Arc::default(),
+            spans_handed: Arc::new(HandedCounter::new()),
+            logs_handed: Arc::new(HandedCounter::new()),
             shutdown_timeout,
         }
     }
@@ -419,43 +460,47 @@ impl Guard {
         self.meter_provider.as_ref()
     }
 
-    /// Spans `(exported, failed)` so far.
-    pub fn span_delivery(&self) -> (u64, u64) {
-        self.spans.snapshot()
+    /// What happened to the spans so far.
+    pub fn span_delivery(&self) -> Delivery {
+        delivery(&self.spans_handed, &self.spans)
     }
 
-    /// Log records `(exported, failed)` so far.
-    pub fn log_delivery(&self) -> (u64, u64) {
-        self.logs.snapshot()
+    /// What happened to the log records so far.
+    pub fn log_delivery(&self) -> Delivery {
+        delivery(&self.logs_handed, &self.logs)
     }
 
     /// The `tracing-opentelemetry` layer on our tracer, for your subscriber.
+    ///
+    /// It leaves out the spans and events of the export stack itself (`h2`,
+    /// `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*`): exporting them
+    /// would make telemetry about exporting telemetry, without end.
     #[cfg(feature = "tracing")]
-    pub fn tracing_layer<S>(
-        &self,
-    ) -> Option<tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>>
+    pub fn tracing_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
-        self.tracer_provider
-            .as_ref()
-            .map(|tp| tracing_opentelemetry::layer().with_tracer(tp.tracer("tracing")))
+        use tracing_subscriber::Layer as _;
+        self.tracer_provider.as_ref().map(|tp| {
+            tracing_opentelemetry::layer()
+                .with_tracer(tp.tracer("tracing"))
+                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
+        })
     }
 
     /// The log bridge (`tracing` events → OpenTelemetry log records), for your
-    /// subscriber.
+    /// subscriber; like [`tracing_layer`](Self::tracing_layer) it leaves out the
+    /// export stack's own events.
     #[cfg(feature = "tracing")]
-    pub fn log_layer(
-        &self,
-    ) -> Option<
-        opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge<
-            SdkLoggerProvider,
-            opentelemetry_sdk::logs::SdkLogger,
-        >,
-    > {
-        self.logger_provider
-            .as_ref()
-            .map(opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new)
+    pub fn log_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        use tracing_subscriber::Layer as _;
+        self.logger_provider.as_ref().map(|lp| {
+            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
+                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
+        })
     }
 
     /// Ends the session and shuts down now (what drop does).
@@ -504,11 +549,23 @@ impl Guard {
                 )),
             }
         }
-        let (se, sf) = self.spans.snapshot();
-        let (le, lf) = self.logs.snapshot();
-        if sf > 0 || lf > 0 {
+        let (s, l) = (self.span_delivery(), self.log_delivery());
+        let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued();
+        if lost > 0 {
             crate::warn::stderr(format_args!(
-                "delivery report: spans {se} exported, {sf} failed; log records {le} exported, {lf} failed"
+                "delivery report: spans {} handed, {} exported, {} failed, {} not delivered; \
+                 log records {} handed, {} exported, {} failed, {} not delivered. \
+                 A collector that is down or slow fails exports; a full queue drops \
+                 (raise OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE), and what is \
+                 still queued when the shutdown timeout ends is lost.",
+                s.handed,
+                s.exported,
+                s.failed,
+                s.dropped_or_queued(),
+                l.handed,
+                l.exported,
+                l.failed,
+                l.dropped_or_queued()
             ));
         }
         if crate::global_manager().is_some_and(|g| g.ptr_eq(&self.sessions)) {

@@ -262,6 +262,24 @@ fn a_burst_with_the_collector_down_finishes_in_bounded_time_and_memory() {
         .expect("peak rss printed");
     assert!(rss_kb < 400 * 1024, "peak RSS {rss_kb} kB");
     assert!(run.stderr.contains("could not export"), "{}", run.stderr);
+    // The delivery report accounts for every span (100,000 + the lifecycle).
+    let report = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("delivery report: spans"))
+        .unwrap_or_else(|| panic!("no delivery report: {}", run.stderr));
+    let numbers: Vec<u64> = report
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (handed, exported, failed, dropped) = (numbers[0], numbers[1], numbers[2], numbers[3]);
+    assert!(handed >= 100_000, "{report}");
+    assert_eq!(exported, 0, "{report}");
+    assert_eq!(handed, exported + failed + dropped, "{report}");
+    assert!(failed > 0, "{report}");
+    // Only our two lifecycle log events: the export stack's own events (h2,
+    // hyper, tonic) are not turned into log records that would be exported in turn.
+    assert_eq!(numbers[4], 2, "log records handed: {report}");
 }
 
 #[test]
