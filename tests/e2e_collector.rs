@@ -40,7 +40,11 @@ fn complete(r: &Received) -> bool {
     summaries >= 2 && end_events >= 2 && ended
 }
 
-fn basic_scenario(protocol: &str, endpoint: impl Fn(&Rotel) -> String) {
+/// `metric_values`: whether metric values survive the trip. rotel 0.0.1a15 reads
+/// OTLP/JSON's string-encoded 64-bit integers (`"asInt": "1"`, as the OTLP/JSON
+/// spec and opentelemetry-otlp write them) as 0, so over http/json only the
+/// metric points' arrival is checked.
+fn basic_scenario(protocol: &str, endpoint: impl Fn(&Rotel) -> String, metric_values: bool) {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
     let run = run_child(
@@ -169,6 +173,15 @@ fn basic_scenario(protocol: &str, endpoint: impl Fn(&Rotel) -> String) {
             .map(|p| p.value)
             .fold(0.0, f64::max)
     };
+    if !metric_values {
+        // (It drops the histogram altogether: its "count" is a string too.)
+        for name in ["otel_session.started", "otel_session.ended"] {
+            assert!(got.points.iter().any(|p| p.name == name), "{name} arrived");
+        }
+        drop(got);
+        rotel.stop();
+        return;
+    }
     assert_eq!(total("otel_session.started", None), 2.0);
     assert_eq!(total("otel_session.ended", Some("errored")), 1.0);
     assert_eq!(total("otel_session.ended", Some("ok")), 1.0);
@@ -183,12 +196,17 @@ fn basic_scenario(protocol: &str, endpoint: impl Fn(&Rotel) -> String) {
 
 #[test]
 fn sessions_arrive_through_rotel_over_grpc() {
-    basic_scenario("grpc", Rotel::grpc_endpoint);
+    basic_scenario("grpc", Rotel::grpc_endpoint, true);
 }
 
 #[test]
 fn sessions_arrive_through_rotel_over_http_protobuf() {
-    basic_scenario("http/protobuf", Rotel::http_endpoint);
+    basic_scenario("http/protobuf", Rotel::http_endpoint, true);
+}
+
+#[test]
+fn sessions_arrive_through_rotel_over_http_json() {
+    basic_scenario("http/json", Rotel::http_endpoint, false);
 }
 
 #[test]
