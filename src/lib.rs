@@ -32,13 +32,20 @@
 //! # provider.shutdown().unwrap();
 //! ```
 //!
-//! ## Modules
-//! - [`session`](crate::Session): the model ([`Session`], [`SessionId`], [`SessionStatus`],
-//!   [`EndReason`], [`User`]);
+//! ## One call
+//!
+//! `otel_session::init!()` reads the environment and builds the whole pipeline
+//! (see [`Builder`] and [`Guard`]); the README lists the variables.
+//!
+//! ## What is where
+//! - the model: [`Session`], [`SessionId`], [`SessionStatus`], [`EndReason`], [`User`];
 //! - [`SessionManager`]: the state machine and the session API;
 //! - span and log processors: [`SessionSpanProcessor`], [`SessionSpanEnricher`],
 //!   [`SessionLogProcessor`], [`SessionLogEnricher`];
 //! - [`SessionResourceDetector`]: the app and device resource;
+//! - [`metrics`]: the stability metrics; [`config`]: the environment;
+//!   [`export`]: the exporters `init()` builds; [`console`]: readable console
+//!   exporters; [`attr`]: every name this crate writes;
 //! - the crate-root verbs ([`start_session`], …) acting on the context's or the
 //!   global manager.
 //!
