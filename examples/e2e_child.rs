@@ -14,9 +14,49 @@ fn wait_for_test() {
     let _ = std::io::stdin().lock().read_line(&mut line);
 }
 
+/// `init!()` inside a current-thread tokio runtime, spans from async code, and
+/// the guard dropped inside the runtime: no "no reactor running", no stall.
+fn in_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let guard = otel_session::init!().expect("init inside a runtime");
+        let subscriber = tracing_subscriber::registry()
+            .with(guard.tracing_layer())
+            .with(guard.log_layer());
+        let _default = tracing::subscriber::set_default(subscriber);
+        for i in 0..3 {
+            use tracing::Instrument as _;
+            async {
+                tokio::task::yield_now().await;
+                tracing::info!("async work");
+            }
+            .instrument(tracing::info_span!("async-work", i))
+            .await;
+        }
+        println!(
+            "SESSION={}",
+            otel_session::current_session()
+                .map(|s| s.id().to_string())
+                .unwrap_or_default()
+        );
+        drop(guard);
+    });
+}
+
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
-    let guard = match otel_session::init!() {
+    if scenario == "tokio-current-thread" {
+        return in_tokio_current_thread();
+    }
+    let guard = if scenario == "no-version" {
+        otel_session::init()
+    } else {
+        otel_session::init!()
+    };
+    let guard = match guard {
         Ok(g) => g,
         Err(e) => {
             println!("INIT_ERROR={e}");

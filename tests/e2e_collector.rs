@@ -425,3 +425,74 @@ fn the_quickstart_ships_to_a_collector_when_an_endpoint_is_set() {
         env!("CARGO_PKG_VERSION")
     );
 }
+
+#[test]
+fn init_inside_a_current_thread_runtime_exports_over_grpc_and_shuts_down_promptly() {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child(
+        "tokio-current-thread",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+        ],
+        LIMIT,
+    );
+    assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("reactor"), "{}", run.stderr);
+    assert!(
+        run.elapsed < Duration::from_secs(4),
+        "shutdown stalled: {:?}",
+        run.elapsed
+    );
+    let sid = run.get("SESSION").expect("session");
+    let got = receiver.wait_for(Duration::from_secs(15), |r| {
+        r.spans.iter().filter(|s| s.name == "async-work").count() == 3
+            && r.spans.iter().any(|s| s.name == "session")
+    });
+    let work: Vec<_> = got
+        .spans
+        .iter()
+        .filter(|s| s.name == "async-work")
+        .collect();
+    assert_eq!(work.len(), 3);
+    assert!(work.iter().all(|s| s.sid() == Some(sid.as_str())));
+    assert!(got
+        .spans
+        .iter()
+        .any(|s| s.name == "session" && s.sid() == Some(sid.as_str())));
+}
+
+#[test]
+fn init_without_a_service_version_warns_once() {
+    let run = run_child(
+        "no-version",
+        &[
+            ("OTEL_TRACES_EXPORTER", "none".into()),
+            ("OTEL_LOGS_EXPORTER", "none".into()),
+            ("OTEL_METRICS_EXPORTER", "none".into()),
+        ],
+        LIMIT,
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("service.version is not set").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let with_macro = run_child(
+        "plain",
+        &[
+            ("OTEL_TRACES_EXPORTER", "none".into()),
+            ("OTEL_LOGS_EXPORTER", "none".into()),
+            ("OTEL_METRICS_EXPORTER", "none".into()),
+        ],
+        LIMIT,
+    );
+    assert!(
+        !with_macro.stderr.contains("service.version"),
+        "{}",
+        with_macro.stderr
+    );
+}
