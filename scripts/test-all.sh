@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 ROTEL_BIN="$(bash scripts/install-collector.sh)"
 PHOENIX_BIN="$(bash scripts/install-phoenix.sh)"
 export ROTEL_BIN PHOENIX_BIN
-# --all-targets also builds examples/e2e_child.rs, the end-to-end tests' child program.
+# The end-to-end tests run examples as child programs (examples/e2e_child.rs and
+# the quickstart): build them as programs first (`cargo test` builds examples as
+# test harnesses only).
+cargo build --examples
 cargo test --all-targets
 cargo test --doc

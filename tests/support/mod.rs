@@ -545,7 +545,7 @@ pub fn example_bin(name: &str) -> PathBuf {
     let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --all-targets` (it builds the examples)",
+        "{} is missing: run `cargo build --examples` first (scripts/test-all.sh does)",
         bin.display()
     );
     bin
