@@ -168,12 +168,74 @@ pub(crate) fn grpc_runtime() -> Result<tokio::runtime::Runtime, InitError> {
         .map_err(|e| InitError::Runtime(e.to_string()))
 }
 
+/// The exporter type when no OTLP transport is compiled in: never built.
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+#[derive(Debug)]
+pub(crate) enum NoOtlp {}
+
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+mod no_otlp {
+    use super::*;
+
+    impl SpanExporter for NoOtlp {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            match *self {}
+        }
+    }
+
+    impl LogExporter for NoOtlp {
+        async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
+            match *self {}
+        }
+    }
+
+    impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for NoOtlp {
+        async fn export(
+            &self,
+            _metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+        ) -> OTelSdkResult {
+            match *self {}
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            match *self {}
+        }
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            match *self {}
+        }
+        fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+            match *self {}
+        }
+    }
+
+    pub(crate) fn otlp_spans(
+        t: Transport,
+        _rt: &mut Option<RuntimeSlot>,
+    ) -> Result<NoOtlp, InitError> {
+        Err(InitError::FeatureMissing(t))
+    }
+    pub(crate) fn otlp_logs(
+        t: Transport,
+        _rt: &mut Option<RuntimeSlot>,
+    ) -> Result<NoOtlp, InitError> {
+        Err(InitError::FeatureMissing(t))
+    }
+    pub(crate) fn otlp_metrics(
+        t: Transport,
+        _rt: &mut Option<RuntimeSlot>,
+    ) -> Result<NoOtlp, InitError> {
+        Err(InitError::FeatureMissing(t))
+    }
+}
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+pub(crate) use no_otlp::{otlp_logs, otlp_metrics, otlp_spans};
+
 /// The OTLP span exporter for `transport`.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_spans(
     transport: Transport,
     rt: &mut Option<RuntimeSlot>,
 ) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    use opentelemetry_otlp::WithExportConfig as _;
+    let _ = &rt; // unused when only HTTP is compiled in
     match transport {
         #[cfg(feature = "otlp-grpc")]
         Transport::Grpc => {
@@ -186,6 +248,7 @@ pub(crate) fn otlp_spans(
         }
         #[cfg(feature = "otlp-http")]
         Transport::HttpProtobuf | Transport::HttpJson => {
+            use opentelemetry_otlp::WithExportConfig as _;
             opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(protocol(transport))
@@ -198,11 +261,12 @@ pub(crate) fn otlp_spans(
 }
 
 /// The OTLP log exporter for `transport`.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_logs(
     transport: Transport,
     rt: &mut Option<RuntimeSlot>,
 ) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-    use opentelemetry_otlp::WithExportConfig as _;
+    let _ = &rt; // unused when only HTTP is compiled in
     match transport {
         #[cfg(feature = "otlp-grpc")]
         Transport::Grpc => {
@@ -214,22 +278,26 @@ pub(crate) fn otlp_logs(
                 .map_err(|e| InitError::Exporter("logs", e.to_string()))
         }
         #[cfg(feature = "otlp-http")]
-        Transport::HttpProtobuf | Transport::HttpJson => opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_protocol(protocol(transport))
-            .build()
-            .map_err(|e| InitError::Exporter("logs", e.to_string())),
+        Transport::HttpProtobuf | Transport::HttpJson => {
+            use opentelemetry_otlp::WithExportConfig as _;
+            opentelemetry_otlp::LogExporter::builder()
+                .with_http()
+                .with_protocol(protocol(transport))
+                .build()
+                .map_err(|e| InitError::Exporter("logs", e.to_string()))
+        }
         #[allow(unreachable_patterns)]
         other => Err(InitError::FeatureMissing(other)),
     }
 }
 
 /// The OTLP metric exporter for `transport`.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_metrics(
     transport: Transport,
     rt: &mut Option<RuntimeSlot>,
 ) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    use opentelemetry_otlp::WithExportConfig as _;
+    let _ = &rt; // unused when only HTTP is compiled in
     match transport {
         #[cfg(feature = "otlp-grpc")]
         Transport::Grpc => {
@@ -242,6 +310,7 @@ pub(crate) fn otlp_metrics(
         }
         #[cfg(feature = "otlp-http")]
         Transport::HttpProtobuf | Transport::HttpJson => {
+            use opentelemetry_otlp::WithExportConfig as _;
             opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .with_protocol(protocol(transport))

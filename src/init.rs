@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
+#[cfg(feature = "tracing")]
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::logs::{
     BatchLogProcessor, LogProcessor, SdkLoggerProvider, SimpleLogProcessor,
