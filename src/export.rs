@@ -45,31 +45,48 @@ impl fmt::Display for Transport {
     }
 }
 
-/// The transport for `signal` (`TRACES`, `LOGS`, `METRICS`) from the environment:
-/// the signal's variable, else the generic one, else `http/protobuf`.
-pub(crate) fn transport_from_env(signal: &str) -> Result<Transport, InitError> {
+/// The transport used when none is configured: `http/protobuf` (the OTLP default)
+/// when compiled in, else `grpc`.
+pub fn default_transport() -> Transport {
+    if cfg!(feature = "otlp-http") || !cfg!(feature = "otlp-grpc") {
+        Transport::HttpProtobuf
+    } else {
+        Transport::Grpc
+    }
+}
+
+/// The transport for `signal` (`TRACES`, `LOGS`, `METRICS`): the signal's
+/// `OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+/// [`default_transport`]. A bad value is reported (returned as a warning) and the
+/// next source is used.
+pub fn transport_from_lookup(
+    signal: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (Transport, Vec<String>) {
     let specific = format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL");
+    let mut warnings = Vec::new();
     for var in [specific.as_str(), "OTEL_EXPORTER_OTLP_PROTOCOL"] {
-        if let Ok(v) = std::env::var(var) {
-            let v = v.trim();
-            if v.is_empty() {
-                continue;
-            }
-            return match v {
-                "grpc" => Ok(Transport::Grpc),
-                "http/protobuf" => Ok(Transport::HttpProtobuf),
-                "http/json" => Ok(Transport::HttpJson),
-                other => {
-                    crate::warn::stderr(format_args!(
-                        "{var}={other:?} is not valid (expected grpc, http/protobuf or http/json); \
-                         using the default http/protobuf"
-                    ));
-                    Ok(Transport::HttpProtobuf)
-                }
-            };
+        let Some(v) = lookup(var) else { continue };
+        let v = v.trim();
+        match v {
+            "" => {}
+            "grpc" => return (Transport::Grpc, warnings),
+            "http/protobuf" => return (Transport::HttpProtobuf, warnings),
+            "http/json" => return (Transport::HttpJson, warnings),
+            other => warnings.push(format!(
+                "{var}={other:?} is not valid (expected grpc, http/protobuf or http/json); ignoring it"
+            )),
         }
     }
-    Ok(Transport::HttpProtobuf)
+    (default_transport(), warnings)
+}
+
+pub(crate) fn transport_from_env(signal: &str) -> Transport {
+    let (t, warnings) = transport_from_lookup(signal, &|v| std::env::var(v).ok());
+    for w in warnings {
+        crate::warn::stderr(format_args!("{w}"));
+    }
+    t
 }
 
 /// Delivery counts of one signal's exporter.
@@ -80,9 +97,40 @@ pub struct DeliveryStats {
     /// Items in exports that failed (collector down, slow, refusing).
     pub failed: AtomicU64,
     warned: AtomicBool,
+    /// What reaches the exporting processor, and how much it can hold: more
+    /// outstanding than that means its queue dropped some.
+    watch: std::sync::OnceLock<(Arc<HandedCounter>, u64)>,
+    warned_drop: AtomicBool,
 }
 
 impl DeliveryStats {
+    /// Warns (once) as soon as more items are outstanding than the processor
+    /// can hold (queue plus one export batch): the queue is dropping them.
+    pub fn watch_drops(&self, handed: Arc<HandedCounter>, capacity: u64) {
+        let _ = self.watch.set((handed, capacity));
+    }
+
+    fn check_drops(&self, signal: &str) {
+        let Some((handed, capacity)) = self.watch.get() else {
+            return;
+        };
+        if self.warned_drop.load(Ordering::Relaxed) {
+            return;
+        }
+        let (exported, failed) = self.snapshot();
+        let outstanding = handed.total().saturating_sub(exported + failed);
+        if outstanding > *capacity {
+            crate::warn::once(
+                &self.warned_drop,
+                format_args!(
+                    "the {signal} queue is full and dropping ({outstanding} waiting for \
+                     a queue of {capacity}); the collector is slower than the program: \
+                     raise OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE or lower the volume"
+                ),
+            );
+        }
+    }
+
     fn record(&self, signal: &str, n: usize, result: &OTelSdkResult) {
         match result {
             Ok(()) => {
@@ -129,6 +177,7 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
         let n = batch.len();
         let result = self.inner.export(batch).await;
         self.stats.record("spans", n, &result);
+        self.stats.check_drops("span");
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -147,6 +196,7 @@ impl<E: LogExporter> LogExporter for Counted<E> {
         let n = batch.iter().count();
         let result = self.inner.export(batch).await;
         self.stats.record("log records", n, &result);
+        self.stats.check_drops("log");
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -330,9 +380,38 @@ fn protocol(t: Transport) -> opentelemetry_otlp::Protocol {
     }
 }
 
-/// The gRPC runtime, created on first need.
+/// The runtime that drives gRPC exporters, created on first need. Dropping it
+/// never blocks (and so never panics inside an async context).
 #[cfg(feature = "otlp-grpc")]
-pub(crate) type RuntimeSlot = tokio::runtime::Runtime;
+pub(crate) struct RuntimeSlot(Option<tokio::runtime::Runtime>);
+
+#[cfg(feature = "otlp-grpc")]
+impl std::ops::Deref for RuntimeSlot {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        match &self.0 {
+            Some(rt) => rt,
+            None => unreachable!("the runtime is only taken in drop"),
+        }
+    }
+}
+
+#[cfg(feature = "otlp-grpc")]
+impl Drop for RuntimeSlot {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[cfg(feature = "otlp-grpc")]
+impl std::fmt::Debug for RuntimeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuntimeSlot")
+    }
+}
+
 /// No gRPC: no runtime.
 #[cfg(not(feature = "otlp-grpc"))]
 pub(crate) type RuntimeSlot = ();
@@ -340,7 +419,7 @@ pub(crate) type RuntimeSlot = ();
 #[cfg(feature = "otlp-grpc")]
 fn runtime(slot: &mut Option<RuntimeSlot>) -> Result<&RuntimeSlot, InitError> {
     if slot.is_none() {
-        *slot = Some(grpc_runtime()?);
+        *slot = Some(RuntimeSlot(Some(grpc_runtime()?)));
     }
     slot.as_ref()
         .ok_or_else(|| InitError::Runtime("no runtime".into()))
@@ -348,26 +427,56 @@ fn runtime(slot: &mut Option<RuntimeSlot>) -> Result<&RuntimeSlot, InitError> {
 
 /// Counts the items handed to an exporting processor, per thread: the hot path
 /// touches only its own thread's counter (a plain load and store on a line no
-/// other thread writes), and the total is summed when asked.
-#[derive(Debug, Default)]
+/// other thread writes), and the total is summed when asked. A thread's count is
+/// folded into the shared total when the thread exits.
+#[derive(Debug)]
 pub struct HandedCounter {
+    inner: Arc<HandedInner>,
+}
+
+#[derive(Debug, Default)]
+struct HandedInner {
     id: usize,
     shards: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    retired: AtomicU64,
 }
 
 static NEXT_COUNTER_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
+/// This thread's shards; on thread exit their counts move to `retired`.
+#[derive(Default)]
+struct ThreadShards(Vec<(Arc<HandedInner>, Arc<AtomicU64>)>);
+
+impl Drop for ThreadShards {
+    fn drop(&mut self) {
+        for (counter, shard) in self.0.drain(..) {
+            let mut shards = counter.shards.lock().unwrap_or_else(|e| e.into_inner());
+            shards.retain(|s| !Arc::ptr_eq(s, &shard));
+            counter
+                .retired
+                .fetch_add(shard.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
 thread_local! {
-    static SHARDS: std::cell::RefCell<Vec<(usize, Arc<AtomicU64>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static SHARDS: std::cell::RefCell<ThreadShards> = std::cell::RefCell::new(ThreadShards::default());
+}
+
+impl Default for HandedCounter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl HandedCounter {
     /// A new counter at zero.
     pub fn new() -> Self {
         HandedCounter {
-            id: NEXT_COUNTER_ID.fetch_add(1, Ordering::Relaxed),
-            shards: std::sync::Mutex::new(Vec::new()),
+            inner: Arc::new(HandedInner {
+                id: NEXT_COUNTER_ID.fetch_add(1, Ordering::Relaxed),
+                ..HandedInner::default()
+            }),
         }
     }
 
@@ -378,37 +487,131 @@ impl HandedCounter {
             let Ok(mut shards) = shards.try_borrow_mut() else {
                 return false;
             };
-            if let Some((_, c)) = shards.iter().find(|(id, _)| *id == self.id) {
+            if let Some((_, c)) = shards.0.iter().find(|(k, _)| k.id == self.inner.id) {
                 // Only this thread writes this shard.
                 c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 return true;
             }
             let c = Arc::new(AtomicU64::new(1));
-            self.shards
+            self.inner
+                .shards
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Arc::clone(&c));
-            shards.push((self.id, c));
+            shards.0.push((Arc::clone(&self.inner), c));
             true
         });
         if !matches!(counted, Ok(true)) {
-            // Thread exiting or re-entered: count on a shared shard.
-            let c = Arc::new(AtomicU64::new(1));
-            self.shards
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(c);
+            // Thread exiting or re-entered: count on the shared total.
+            self.inner.retired.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// The total so far.
     pub fn total(&self) -> u64 {
-        self.shards
+        let live: u64 = self
+            .inner
+            .shards
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+            .sum();
+        live + self.inner.retired.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::{default_transport, transport_from_lookup, Transport};
+    use std::collections::HashMap;
+
+    fn pick(vars: &[(&str, &str)]) -> (Transport, Vec<String>) {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        transport_from_lookup("TRACES", &|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_signal_variable_wins_then_the_generic_one_then_the_default() {
+        assert_eq!(pick(&[]).0, default_transport());
+        assert_eq!(
+            pick(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).0,
+            Transport::Grpc
+        );
+        assert_eq!(
+            pick(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+            ])
+            .0,
+            Transport::HttpJson
+        );
+        assert_eq!(
+            pick(&[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc")]).0,
+            default_transport(),
+            "another signal's variable does not apply"
+        );
+    }
+
+    #[test]
+    fn a_bad_signal_value_falls_through_to_the_generic_one_with_a_warning() {
+        let (t, warnings) = pick(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "bogus"),
+        ]);
+        assert_eq!(t, Transport::Grpc);
+        assert_eq!(
+            warnings,
+            ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"bogus\" is not valid (expected grpc, http/protobuf or http/json); ignoring it"]
+        );
+    }
+
+    #[test]
+    fn the_default_is_a_compiled_in_transport() {
+        let t = default_transport();
+        if cfg!(feature = "otlp-http") {
+            assert_eq!(t, Transport::HttpProtobuf);
+        } else if cfg!(feature = "otlp-grpc") {
+            assert_eq!(t, Transport::Grpc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod handed_tests {
+    use super::HandedCounter;
+
+    #[test]
+    fn counters_are_independent_and_survive_their_threads() {
+        let a = HandedCounter::default();
+        let b = HandedCounter::default();
+        a.add_one();
+        b.add_one();
+        b.add_one();
+        assert_eq!((a.total(), b.total()), (1, 2));
+        let b = std::sync::Arc::new(b);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let b = std::sync::Arc::clone(&b);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        b.add_one();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.total(), 8_002);
+        assert_eq!(
+            b.inner.shards.lock().unwrap().len(),
+            1,
+            "exited threads' shards are folded into the total"
+        );
     }
 }
 

@@ -156,98 +156,116 @@ impl Builder {
         let spans_handed = Arc::new(HandedCounter::new());
         let logs_handed = Arc::new(HandedCounter::new());
 
+        // Exporters first: one that cannot be built (a bad endpoint, a transport
+        // compiled out) turns its signal off with a warning; it never stops the app.
+        let span_out = match config.traces_exporter {
+            ExporterKind::Console => Some(Out::Console),
+            ExporterKind::Otlp => {
+                let t = export::transport_from_env("TRACES");
+                usable("traces", export::otlp_spans(t, &mut rt)).map(Out::Otlp)
+            }
+            _ => None,
+        };
+        let log_out = match config.logs_exporter {
+            ExporterKind::Console => Some(Out::Console),
+            ExporterKind::Otlp => {
+                let t = export::transport_from_env("LOGS");
+                usable("logs", export::otlp_logs(t, &mut rt)).map(Out::Otlp)
+            }
+            _ => None,
+        };
         let meter_provider = match config.metrics_exporter {
-            ExporterKind::None => None,
             ExporterKind::Console => Some(
                 SdkMeterProvider::builder()
                     .with_resource(resource.clone())
                     .with_reader(PeriodicReader::builder(ConsoleMetricExporter).build())
                     .build(),
             ),
-            _ => {
-                let t = export::transport_from_env("METRICS")?;
-                let exporter = export::otlp_metrics(t, &mut rt)?;
-                Some(
+            ExporterKind::Otlp => {
+                let t = export::transport_from_env("METRICS");
+                usable("metrics", export::otlp_metrics(t, &mut rt)).map(|exporter| {
                     SdkMeterProvider::builder()
                         .with_resource(resource.clone())
                         .with_reader(PeriodicReader::builder(exporter).build())
-                        .build(),
-                )
+                        .build()
+                })
             }
+            _ => None,
         };
+
+        // The manager: a signal that is off is off for the lifecycle too (quietly).
         let mut sessions = self.sessions;
         if let Some(mp) = &meter_provider {
             sessions = sessions.with_meter(mp.meter(crate::attr::SCOPE_NAME));
         }
+        if span_out.is_none() {
+            sessions = sessions.without_span_export();
+        }
+        if log_out.is_none() {
+            sessions = sessions.without_log_export();
+        }
         let sessions = sessions.build();
 
-        let tracer_provider = match config.traces_exporter {
-            ExporterKind::None => None,
-            kind => {
-                let processor: Box<dyn SpanProcessor> = match kind {
-                    ExporterKind::Console => Box::new(sessions.span_processor(Handed::new(
-                        SimpleSpanProcessor::new(Counted::new(
-                            ConsoleSpanExporter,
-                            Arc::clone(&spans_stats),
+        let tracer_provider = span_out.map(|out| {
+            let processor: Box<dyn SpanProcessor> = match out {
+                Out::Console => Box::new(sessions.span_processor(Handed::new(
+                    SimpleSpanProcessor::new(Counted::new(
+                        ConsoleSpanExporter,
+                        Arc::clone(&spans_stats),
+                    )),
+                    Arc::clone(&spans_handed),
+                ))),
+                Out::Otlp(exporter) => {
+                    let queue = queue_size("OTEL_BSP_MAX_QUEUE_SIZE");
+                    spans_stats.watch_drops(Arc::clone(&spans_handed), capacity(queue));
+                    Box::new(
+                        sessions.span_processor(Handed::new(
+                            BatchSpanProcessor::builder(Counted::new(
+                                exporter,
+                                Arc::clone(&spans_stats),
+                            ))
+                            .with_batch_config(span_batch_config(queue))
+                            .build(),
+                            Arc::clone(&spans_handed),
                         )),
-                        Arc::clone(&spans_handed),
-                    ))),
-                    _ => {
-                        let t = export::transport_from_env("TRACES")?;
-                        let exporter =
-                            Counted::new(export::otlp_spans(t, &mut rt)?, Arc::clone(&spans_stats));
-                        Box::new(
-                            sessions.span_processor(Handed::new(
-                                BatchSpanProcessor::builder(exporter)
-                                    .with_batch_config(span_batch_config())
-                                    .build(),
-                                Arc::clone(&spans_handed),
-                            )),
-                        )
-                    }
-                };
-                Some(
-                    SdkTracerProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_span_processor(BoxedSpanProcessor(processor))
-                        .build(),
-                )
-            }
-        };
-
-        let logger_provider = match config.logs_exporter {
-            ExporterKind::None => None,
-            kind => {
-                let processor: Box<dyn LogProcessor> = match kind {
-                    ExporterKind::Console => Box::new(sessions.log_processor(Handed::new(
-                        SimpleLogProcessor::new(Counted::new(
-                            ConsoleLogExporter,
-                            Arc::clone(&logs_stats),
+                    )
+                }
+            };
+            SdkTracerProvider::builder()
+                .with_resource(resource.clone())
+                .with_span_processor(BoxedSpanProcessor(processor))
+                .build()
+        });
+        let logger_provider = log_out.map(|out| {
+            let processor: Box<dyn LogProcessor> = match out {
+                Out::Console => Box::new(sessions.log_processor(Handed::new(
+                    SimpleLogProcessor::new(Counted::new(
+                        ConsoleLogExporter,
+                        Arc::clone(&logs_stats),
+                    )),
+                    Arc::clone(&logs_handed),
+                ))),
+                Out::Otlp(exporter) => {
+                    let queue = queue_size("OTEL_BLRP_MAX_QUEUE_SIZE");
+                    logs_stats.watch_drops(Arc::clone(&logs_handed), capacity(queue));
+                    Box::new(
+                        sessions.log_processor(Handed::new(
+                            BatchLogProcessor::builder(Counted::new(
+                                exporter,
+                                Arc::clone(&logs_stats),
+                            ))
+                            .with_batch_config(log_batch_config(queue))
+                            .build(),
+                            Arc::clone(&logs_handed),
                         )),
-                        Arc::clone(&logs_handed),
-                    ))),
-                    _ => {
-                        let t = export::transport_from_env("LOGS")?;
-                        let exporter =
-                            Counted::new(export::otlp_logs(t, &mut rt)?, Arc::clone(&logs_stats));
-                        Box::new(
-                            sessions.log_processor(Handed::new(
-                                BatchLogProcessor::builder(exporter)
-                                    .with_batch_config(log_batch_config())
-                                    .build(),
-                                Arc::clone(&logs_handed),
-                            )),
-                        )
-                    }
-                };
-                Some(
-                    SdkLoggerProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_log_processor(BoxedLogProcessor(processor))
-                        .build(),
-                )
-            }
-        };
+                    )
+                }
+            };
+            SdkLoggerProvider::builder()
+                .with_resource(resource.clone())
+                .with_log_processor(BoxedLogProcessor(processor))
+                .build()
+        });
 
         if let Some(tp) = &tracer_provider {
             opentelemetry::global::set_tracer_provider(tp.clone());
@@ -270,26 +288,60 @@ impl Builder {
             spans_handed,
             logs_handed,
             shutdown_timeout: self.shutdown_timeout,
+            done: false,
         })
     }
 }
 
-fn span_batch_config() -> opentelemetry_sdk::trace::BatchConfig {
-    let b = BatchConfigBuilder::default();
-    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_some() {
-        b.build()
-    } else {
-        b.with_max_queue_size(DEFAULT_QUEUE_SIZE).build()
+/// Where one signal goes once its exporter is built.
+enum Out<E> {
+    Console,
+    Otlp(E),
+}
+
+/// The exporter, or a warning and `None` (the signal is then off).
+fn usable<E>(signal: &str, built: Result<E, InitError>) -> Option<E> {
+    match built {
+        Ok(e) => Some(e),
+        Err(e) => {
+            crate::warn::stderr(format_args!("{e}; {signal} are not exported"));
+            None
+        }
     }
 }
 
-fn log_batch_config() -> opentelemetry_sdk::logs::BatchConfig {
-    let b = opentelemetry_sdk::logs::BatchConfigBuilder::default();
-    if std::env::var_os("OTEL_BLRP_MAX_QUEUE_SIZE").is_some() {
-        b.build()
-    } else {
-        b.with_max_queue_size(DEFAULT_QUEUE_SIZE).build()
+/// The queue size: `var` when it is a positive integer, else ours (a bad value is
+/// reported, not silently replaced by the SDK's 2,048).
+fn queue_size(var: &str) -> usize {
+    match std::env::var(var) {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                crate::warn::stderr(format_args!(
+                    "{var}={v:?} is not valid (expected a positive integer); using {DEFAULT_QUEUE_SIZE}"
+                ));
+                DEFAULT_QUEUE_SIZE
+            }
+        },
+        Err(_) => DEFAULT_QUEUE_SIZE,
     }
+}
+
+/// Room in a batch processor: its queue plus the batch being exported.
+fn capacity(queue: usize) -> u64 {
+    (queue + 512) as u64
+}
+
+fn span_batch_config(queue: usize) -> opentelemetry_sdk::trace::BatchConfig {
+    BatchConfigBuilder::default()
+        .with_max_queue_size(queue)
+        .build()
+}
+
+fn log_batch_config(queue: usize) -> opentelemetry_sdk::logs::BatchConfig {
+    opentelemetry_sdk::logs::BatchConfigBuilder::default()
+        .with_max_queue_size(queue)
+        .build()
 }
 
 /// A boxed span processor as a processor (the provider builder wants a sized one).
@@ -348,24 +400,81 @@ impl LogProcessor for BoxedLogProcessor {
     }
 }
 
-/// `false` for spans and events of the crates that carry telemetry out.
+/// `false` for spans and events of the crates that carry telemetry out (exact
+/// crate names: `tower_http`, an application's own layer, passes).
 #[cfg(feature = "tracing")]
 fn not_export_stack(meta: &tracing::Metadata<'_>) -> bool {
-    const STACK: [&str; 7] = [
+    const STACK: [&str; 11] = [
         "h2",
         "hyper",
+        "hyper_util",
         "tonic",
         "tower",
         "reqwest",
-        "opentelemetry",
         "rustls",
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+        "opentelemetry_http",
     ];
     let target = meta.target();
-    !STACK.iter().any(|c| {
-        target
-            .strip_prefix(c)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || rest.starts_with('_'))
-    })
+    let krate = target.split("::").next().unwrap_or(target);
+    !STACK.contains(&krate)
+}
+
+#[cfg(all(test, feature = "tracing"))]
+mod tests {
+    use tracing::subscriber::with_default;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    /// Records which targets pass the filter.
+    fn passes(target_events: impl FnOnce()) -> Vec<String> {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::Layer as _;
+        #[derive(Clone, Default)]
+        struct Seen(Arc<Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(e.metadata().target().to_string());
+            }
+        }
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(seen.clone().with_filter(
+            tracing_subscriber::filter::filter_fn(super::not_export_stack),
+        ));
+        with_default(subscriber, target_events);
+        let out = seen.0.lock().unwrap().clone();
+        out
+    }
+
+    #[test]
+    fn the_export_stack_is_left_out_by_crate_name_only() {
+        let seen = passes(|| {
+            tracing::info!(target: "h2::codec", "frame");
+            tracing::info!(target: "hyper", "conn");
+            tracing::info!(target: "tonic::transport", "channel");
+            tracing::info!(target: "opentelemetry_sdk", "internal");
+            tracing::info!(target: "tower::buffer", "poll");
+            tracing::info!(target: "tower_http::trace::on_failure", "500");
+            tracing::info!(target: "hyperion", "app crate");
+            tracing::info!(target: "my_app::checkout", "app");
+        });
+        assert_eq!(
+            seen,
+            [
+                "tower_http::trace::on_failure",
+                "hyperion",
+                "my_app::checkout"
+            ]
+        );
+    }
 }
 
 fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
@@ -412,6 +521,7 @@ pub struct Guard {
     spans_handed: Arc<HandedCounter>,
     logs_handed: Arc<HandedCounter>,
     shutdown_timeout: Duration,
+    done: bool,
 }
 
 impl std::fmt::Debug for Guard {
@@ -438,6 +548,7 @@ impl Guard {
             spans_handed: Arc::new(HandedCounter::new()),
             logs_handed: Arc::new(HandedCounter::new()),
             shutdown_timeout,
+            done: false,
         }
     }
 
@@ -510,45 +621,62 @@ impl Guard {
     }
 
     fn shutdown_now(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
         self.sessions.end_for_shutdown();
-        let tp = self.tracer_provider.take();
-        let lp = self.logger_provider.take();
-        let mp = self.meter_provider.take();
         let timeout = self.shutdown_timeout;
-        if tp.is_some() || lp.is_some() || mp.is_some() {
-            // On a helper thread, so a slow collector cannot hold us past `timeout`
-            // (and so no async runtime of the caller's is blocked in place).
-            let (tx, rx) = std::sync::mpsc::channel();
-            let worker = std::thread::Builder::new()
-                .name("otel-session-shutdown".into())
+        let deadline = std::time::Instant::now() + timeout;
+        // Each provider shuts down on its own thread, all against one deadline: a
+        // slow collector for one signal does not eat the others' time, and no
+        // async runtime of the caller's is blocked in place.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let mut started = 0;
+        let mut spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("otel-session-shutdown-{name}"))
                 .spawn(move || {
-                    if let Some(tp) = tp {
-                        let _ = tp.shutdown_with_timeout(timeout);
-                    }
-                    if let Some(lp) = lp {
-                        let _ = lp.shutdown_with_timeout(timeout);
-                    }
-                    if let Some(mp) = mp {
-                        let _ = mp.shutdown_with_timeout(timeout);
-                    }
+                    f();
                     let _ = tx.send(());
                 });
-            match worker {
-                Ok(_) => {
-                    if rx
-                        .recv_timeout(timeout + Duration::from_millis(500))
-                        .is_err()
-                    {
-                        crate::warn::stderr(format_args!(
-                            "telemetry shutdown did not finish within {timeout:?}; \
-                             what was not yet exported is lost"
-                        ));
-                    }
-                }
+            match spawned {
+                Ok(_) => started += 1,
                 Err(e) => crate::warn::stderr(format_args!(
-                    "could not start the shutdown thread ({e}); telemetry not flushed"
+                    "could not start a shutdown thread ({e}); {name} not flushed"
                 )),
             }
+        };
+        if let Some(tp) = self.tracer_provider.take() {
+            spawn(
+                "traces",
+                Box::new(move || drop(tp.shutdown_with_timeout(timeout))),
+            );
+        }
+        if let Some(lp) = self.logger_provider.take() {
+            spawn(
+                "logs",
+                Box::new(move || drop(lp.shutdown_with_timeout(timeout))),
+            );
+        }
+        if let Some(mp) = self.meter_provider.take() {
+            spawn(
+                "metrics",
+                Box::new(move || drop(mp.shutdown_with_timeout(timeout))),
+            );
+        }
+        drop(tx);
+        let mut finished = 0;
+        while finished < started {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if rx.recv_timeout(left + Duration::from_millis(250)).is_err() {
+                crate::warn::stderr(format_args!(
+                    "telemetry shutdown did not finish within {timeout:?}; \
+                     what was not yet exported is lost"
+                ));
+                break;
+            }
+            finished += 1;
         }
         let (s, l) = (self.span_delivery(), self.log_delivery());
         let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued();
@@ -572,12 +700,8 @@ impl Guard {
         if crate::global_manager().is_some_and(|g| g.ptr_eq(&self.sessions)) {
             crate::clear_global_manager();
         }
-        #[cfg(feature = "otlp-grpc")]
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-        #[cfg(not(feature = "otlp-grpc"))]
-        let _ = self.runtime.take();
+        // Dropping the slot shuts the gRPC runtime down without blocking.
+        drop(self.runtime.take());
     }
 }
 

@@ -170,8 +170,10 @@ pub(crate) struct Lifecycle {
     /// Only makes `SdkLogRecord`s (the SDK offers no other constructor); it has no
     /// processors, records are delivered to the log sinks directly.
     record_factory: Option<(SdkLoggerProvider, SdkLogger)>,
-    /// Export is disabled: drop lifecycle output without a word.
-    discard: bool,
+    /// No span export by choice: drop lifecycle spans without a word.
+    discard_spans: bool,
+    /// No log export by choice: drop lifecycle log events without a word.
+    discard_logs: bool,
     outbox: Arc<Outbox>,
     warned_no_span_sink: AtomicBool,
     warned_span_overflow: AtomicBool,
@@ -190,9 +192,10 @@ impl fmt::Debug for Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(discard: bool, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn new(discard_spans: bool, discard_logs: bool, outbox: Arc<Outbox>) -> Self {
         Lifecycle {
-            discard,
+            discard_spans,
+            discard_logs,
             outbox,
             span_sinks: Vec::new(),
             log_sinks: Vec::new(),
@@ -303,7 +306,7 @@ impl Lifecycle {
     }
 
     fn emit_span(&mut self, span: SpanData) {
-        if self.discard {
+        if self.discard_spans {
             return;
         }
         match self.span_sinks.as_slice() {
@@ -343,7 +346,7 @@ impl Lifecycle {
         span_id: SpanId,
         attributes: Vec<KeyValue>,
     ) {
-        if self.discard {
+        if self.discard_logs {
             return;
         }
         let Some(mut record) = self.new_record() else {

@@ -272,6 +272,8 @@ pub struct SessionManagerBuilder {
     user: Option<User>,
     meter: Option<Meter>,
     without_export: bool,
+    without_span_export: bool,
+    without_log_export: bool,
 }
 
 impl fmt::Debug for SessionManagerBuilder {
@@ -330,6 +332,18 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// No span pipeline by choice: lifecycle spans are dropped quietly.
+    pub(crate) fn without_span_export(mut self) -> Self {
+        self.without_span_export = true;
+        self
+    }
+
+    /// No log pipeline by choice: lifecycle log events are dropped quietly.
+    pub(crate) fn without_log_export(mut self) -> Self {
+        self.without_log_export = true;
+        self
+    }
+
     /// The user of the first and later sessions.
     pub fn with_user(mut self, user: User) -> Self {
         self.user = if user.is_empty() { None } else { Some(user) };
@@ -350,7 +364,11 @@ impl SessionManagerBuilder {
                     paused: false,
                     last_reported: None,
                     user: self.user,
-                    lifecycle: Lifecycle::new(self.without_export, Arc::clone(&outbox)),
+                    lifecycle: Lifecycle::new(
+                        self.without_export || self.without_span_export,
+                        self.without_export || self.without_log_export,
+                        Arc::clone(&outbox),
+                    ),
                 }),
                 outbox,
                 start_lock: Mutex::new(()),

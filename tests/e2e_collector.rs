@@ -280,6 +280,8 @@ fn a_burst_with_the_collector_down_finishes_in_bounded_time_and_memory() {
         .expect("peak rss printed");
     assert!(rss_kb < 400 * 1024, "peak RSS {rss_kb} kB");
     assert!(run.stderr.contains("could not export"), "{}", run.stderr);
+    // The full queue is reported while it happens, not only at shutdown.
+    assert!(run.stderr.contains("the span queue is full and dropping"), "{}", run.stderr);
     // The delivery report accounts for every span (100,000 + the lifecycle).
     let report = run
         .stderr
@@ -494,5 +496,40 @@ fn init_without_a_service_version_warns_once() {
         !with_macro.stderr.contains("service.version"),
         "{}",
         with_macro.stderr
+    );
+}
+
+#[test]
+fn a_bad_endpoint_turns_the_signal_off_with_a_warning_and_the_app_runs_on() {
+    let run = run_child(
+        "plain",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost 4318".into()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+        LIMIT,
+    );
+    assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.get("INIT_ERROR").is_none(),
+        "init succeeded: {}",
+        run.stdout
+    );
+    assert!(
+        run.get("SESSION").is_some_and(|s| !s.is_empty()),
+        "sessions work: {}",
+        run.stdout
+    );
+    for signal in ["traces", "logs", "metrics"] {
+        assert!(
+            run.stderr.contains(&format!("; {signal} are not exported")),
+            "{signal}: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        !run.stderr.contains("no exporting span processor"),
+        "{}",
+        run.stderr
     );
 }
