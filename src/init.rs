@@ -701,7 +701,7 @@ impl Guard {
             crate::clear_global_manager();
         }
         // Dropping the slot shuts the gRPC runtime down without blocking.
-        drop(self.runtime.take());
+        let _ = self.runtime.take();
     }
 }
 
