@@ -290,18 +290,41 @@ impl Reader<'_> {
         }
     }
 
+    /// One exporter per signal. The spec allows a list (`otlp,console`); the first
+    /// is used and the rest reported.
     fn exporter(&mut self, var: &'static str) -> ExporterKind {
-        self.parse(
-            var,
-            ExporterKind::Otlp,
-            |_| "otlp".into(),
-            |raw| match raw.to_ascii_lowercase().as_str() {
-                "otlp" => Ok(ExporterKind::Otlp),
-                "console" | "stdout" => Ok(ExporterKind::Console),
-                "none" => Ok(ExporterKind::None),
-                _ => Err("expected otlp, console or none".into()),
-            },
-        )
+        let parse = |raw: &str| match raw.trim().to_ascii_lowercase().as_str() {
+            "otlp" => Ok(ExporterKind::Otlp),
+            "console" | "stdout" => Ok(ExporterKind::Console),
+            "none" => Ok(ExporterKind::None),
+            _ => Err("expected otlp, console or none".to_string()),
+        };
+        let Some(raw) = self.get(var) else {
+            return ExporterKind::Otlp;
+        };
+        let parts: Vec<&str> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let parsed: Result<Vec<ExporterKind>, String> = parts.iter().map(|p| parse(p)).collect();
+        match parsed {
+            Ok(kinds) if !kinds.is_empty() => {
+                if kinds.len() > 1 {
+                    self.issues.push(ConfigIssue::Suspicious {
+                        var,
+                        value: raw.clone(),
+                        note: format!("one exporter per signal is supported; using {}", parts[0]),
+                    });
+                }
+                kinds[0]
+            }
+            Ok(_) => ExporterKind::Otlp,
+            Err(reason) => {
+                self.invalid(var, &raw, reason, "otlp");
+                ExporterKind::Otlp
+            }
+        }
     }
 }
 

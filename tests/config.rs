@@ -162,4 +162,27 @@ fn empty_values_mean_unset() {
     ]);
     assert!(issues.is_empty());
     assert_eq!(c.mode, SessionMode::App);
+    assert_eq!(c.sample_ratio, 1.0);
+}
+
+#[test]
+fn exporter_lists_use_the_first_and_say_so() {
+    let (c, issues) = read(&[
+        ("OTEL_TRACES_EXPORTER", "console, otlp"),
+        ("OTEL_LOGS_EXPORTER", "stdout"),
+    ]);
+    assert_eq!(c.traces_exporter, ExporterKind::Console);
+    assert_eq!(
+        c.logs_exporter,
+        ExporterKind::Console,
+        "stdout is the console"
+    );
+    assert_eq!(issues.len(), 1);
+    assert_eq!(
+        issues[0].to_string(),
+        "OTEL_TRACES_EXPORTER=\"console, otlp\": one exporter per signal is supported; using console"
+    );
+    let (c, issues) = read(&[("OTEL_TRACES_EXPORTER", "otlp,zipkin")]);
+    assert_eq!(c.traces_exporter, ExporterKind::Otlp);
+    assert!(matches!(issues[0], ConfigIssue::Invalid(_)));
 }

@@ -281,7 +281,11 @@ fn a_burst_with_the_collector_down_finishes_in_bounded_time_and_memory() {
     assert!(rss_kb < 400 * 1024, "peak RSS {rss_kb} kB");
     assert!(run.stderr.contains("could not export"), "{}", run.stderr);
     // The full queue is reported while it happens, not only at shutdown.
-    assert!(run.stderr.contains("the span queue is full and dropping"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the span queue is full and dropping"),
+        "{}",
+        run.stderr
+    );
     // The delivery report accounts for every span (100,000 + the lifecycle).
     let report = run
         .stderr
