@@ -279,35 +279,46 @@ mod no_otlp {
 #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
 pub(crate) use no_otlp::{otlp_logs, otlp_metrics, otlp_spans};
 
+/// Builds one signal's OTLP exporter (`$exporter` is `SpanExporter`,
+/// `LogExporter` or `MetricExporter`): gRPC inside our runtime, HTTP with the
+/// protobuf or JSON body.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+macro_rules! otlp_exporter {
+    ($exporter:ident, $signal:literal, $transport:expr, $rt:expr) => {{
+        let transport: Transport = $transport;
+        let _ = &$rt; // unused when only HTTP is compiled in
+        match transport {
+            #[cfg(feature = "otlp-grpc")]
+            Transport::Grpc => {
+                let rt = runtime($rt)?;
+                let _enter = rt.enter();
+                opentelemetry_otlp::$exporter::builder()
+                    .with_tonic()
+                    .build()
+                    .map_err(|e| InitError::Exporter($signal, e.to_string()))
+            }
+            #[cfg(feature = "otlp-http")]
+            Transport::HttpProtobuf | Transport::HttpJson => {
+                use opentelemetry_otlp::WithExportConfig as _;
+                opentelemetry_otlp::$exporter::builder()
+                    .with_http()
+                    .with_protocol(protocol(transport))
+                    .build()
+                    .map_err(|e| InitError::Exporter($signal, e.to_string()))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(InitError::FeatureMissing(other)),
+        }
+    }};
+}
+
 /// The OTLP span exporter for `transport`.
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_spans(
     transport: Transport,
     rt: &mut Option<RuntimeSlot>,
 ) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    let _ = &rt; // unused when only HTTP is compiled in
-    match transport {
-        #[cfg(feature = "otlp-grpc")]
-        Transport::Grpc => {
-            let rt = runtime(rt)?;
-            let _enter = rt.enter();
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(|e| InitError::Exporter("traces", e.to_string()))
-        }
-        #[cfg(feature = "otlp-http")]
-        Transport::HttpProtobuf | Transport::HttpJson => {
-            use opentelemetry_otlp::WithExportConfig as _;
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(protocol(transport))
-                .build()
-                .map_err(|e| InitError::Exporter("traces", e.to_string()))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(InitError::FeatureMissing(other)),
-    }
+    otlp_exporter!(SpanExporter, "traces", transport, rt)
 }
 
 /// The OTLP log exporter for `transport`.
@@ -316,29 +327,7 @@ pub(crate) fn otlp_logs(
     transport: Transport,
     rt: &mut Option<RuntimeSlot>,
 ) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-    let _ = &rt; // unused when only HTTP is compiled in
-    match transport {
-        #[cfg(feature = "otlp-grpc")]
-        Transport::Grpc => {
-            let rt = runtime(rt)?;
-            let _enter = rt.enter();
-            opentelemetry_otlp::LogExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(|e| InitError::Exporter("logs", e.to_string()))
-        }
-        #[cfg(feature = "otlp-http")]
-        Transport::HttpProtobuf | Transport::HttpJson => {
-            use opentelemetry_otlp::WithExportConfig as _;
-            opentelemetry_otlp::LogExporter::builder()
-                .with_http()
-                .with_protocol(protocol(transport))
-                .build()
-                .map_err(|e| InitError::Exporter("logs", e.to_string()))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(InitError::FeatureMissing(other)),
-    }
+    otlp_exporter!(LogExporter, "logs", transport, rt)
 }
 
 /// The OTLP metric exporter for `transport`.
@@ -347,29 +336,7 @@ pub(crate) fn otlp_metrics(
     transport: Transport,
     rt: &mut Option<RuntimeSlot>,
 ) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    let _ = &rt; // unused when only HTTP is compiled in
-    match transport {
-        #[cfg(feature = "otlp-grpc")]
-        Transport::Grpc => {
-            let rt = runtime(rt)?;
-            let _enter = rt.enter();
-            opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(|e| InitError::Exporter("metrics", e.to_string()))
-        }
-        #[cfg(feature = "otlp-http")]
-        Transport::HttpProtobuf | Transport::HttpJson => {
-            use opentelemetry_otlp::WithExportConfig as _;
-            opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_protocol(protocol(transport))
-                .build()
-                .map_err(|e| InitError::Exporter("metrics", e.to_string()))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(InitError::FeatureMissing(other)),
-    }
+    otlp_exporter!(MetricExporter, "metrics", transport, rt)
 }
 
 #[cfg(feature = "otlp-http")]
