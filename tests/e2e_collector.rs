@@ -537,3 +537,42 @@ fn a_bad_endpoint_turns_the_signal_off_with_a_warning_and_the_app_runs_on() {
         run.stderr
     );
 }
+
+#[test]
+fn a_slow_collector_gets_every_signal_at_shutdown_within_the_timeout() {
+    // Every export is answered after 2.4 s (under the OTLP timeout): the three
+    // providers shut down side by side, so metrics are not starved by traces and logs.
+    let receiver = Receiver::start_slow(Duration::from_millis(2400));
+    let run = run_child(
+        "plain",
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", receiver.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+        LIMIT,
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.elapsed < Duration::from_secs(8),
+        "bounded: {:?}",
+        run.elapsed
+    );
+    let got = receiver.wait_for(Duration::from_secs(5), |r| {
+        r.spans.iter().any(|s| s.name == "session")
+            && r.logs.iter().any(|l| l.event_name == "session.end")
+            && r.points.iter().any(|p| p.name == "otel_session.ended")
+    });
+    assert!(got.spans.iter().any(|s| s.name == "plain"), "traces");
+    assert!(got.spans.iter().any(|s| s.name == "session"), "the summary");
+    assert!(
+        got.logs.iter().any(|l| l.event_name == "session.end"),
+        "logs"
+    );
+    assert!(
+        got.points.iter().any(|p| p.name == "otel_session.ended"),
+        "metrics"
+    );
+}

@@ -106,7 +106,7 @@ fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
 }
 
 #[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Received>>, bool);
+struct Sink(Arc<Mutex<Received>>, bool, Duration);
 
 #[tonic::async_trait]
 impl TraceService for Sink {
@@ -114,6 +114,7 @@ impl TraceService for Sink {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        tokio::time::sleep(self.2).await;
         let req = req.into_inner();
         let mut got = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if self.1 {
@@ -182,6 +183,7 @@ impl LogsService for Sink {
         &self,
         req: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        tokio::time::sleep(self.2).await;
         let mut got = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for rl in req.into_inner().resource_logs {
             let resource = rl
@@ -217,6 +219,7 @@ impl MetricsService for Sink {
         &self,
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        tokio::time::sleep(self.2).await;
         let mut got = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for rm in req.into_inner().resource_metrics {
             for sm in rm.scope_metrics {
@@ -265,16 +268,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Receiver {
-        Self::start_with(false)
+        Self::start_with(false, Duration::ZERO)
     }
 
     /// A receiver that keeps only span names (for benchmarks).
     pub fn start_light() -> Receiver {
-        Self::start_with(true)
+        Self::start_with(true, Duration::ZERO)
     }
 
-    fn start_with(light: bool) -> Receiver {
-        let sink = Sink(Arc::default(), light);
+    /// A receiver that answers every export only after `delay` (a slow collector).
+    pub fn start_slow(delay: Duration) -> Receiver {
+        Self::start_with(false, delay)
+    }
+
+    fn start_with(light: bool, delay: Duration) -> Receiver {
+        let sink = Sink(Arc::default(), light, delay);
         let data = Arc::clone(&sink.0);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         listener.set_nonblocking(true).unwrap();
@@ -282,7 +290,7 @@ impl Receiver {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+                .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
