@@ -14,12 +14,10 @@ use std::time::Duration;
 use opentelemetry::metrics::MeterProvider as _;
 #[cfg(feature = "tracing")]
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::logs::{
-    BatchLogProcessor, LogProcessor, SdkLoggerProvider, SimpleLogProcessor,
-};
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider, SimpleLogProcessor};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor, SpanProcessor,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 
@@ -206,9 +204,12 @@ impl Builder {
         }
         let sessions = sessions.build();
 
+        // Each arm registers its concrete processor: no boxing, no extra dynamic
+        // call per span or record.
         let tracer_provider = span_out.map(|out| {
-            let processor: Box<dyn SpanProcessor> = match out {
-                Out::Console => Box::new(sessions.span_processor(Handed::new(
+            let builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            match out {
+                Out::Console => builder.with_span_processor(sessions.span_processor(Handed::new(
                     SimpleSpanProcessor::new(Counted::new(
                         ConsoleSpanExporter,
                         Arc::clone(&spans_stats),
@@ -218,7 +219,7 @@ impl Builder {
                 Out::Otlp(exporter) => {
                     let queue = queue_size("OTEL_BSP_MAX_QUEUE_SIZE");
                     spans_stats.watch_drops(Arc::clone(&spans_handed), capacity(queue));
-                    Box::new(
+                    builder.with_span_processor(
                         sessions.span_processor(Handed::new(
                             BatchSpanProcessor::builder(Counted::new(
                                 exporter,
@@ -230,15 +231,13 @@ impl Builder {
                         )),
                     )
                 }
-            };
-            SdkTracerProvider::builder()
-                .with_resource(resource.clone())
-                .with_span_processor(BoxedSpanProcessor(processor))
-                .build()
+            }
+            .build()
         });
         let logger_provider = log_out.map(|out| {
-            let processor: Box<dyn LogProcessor> = match out {
-                Out::Console => Box::new(sessions.log_processor(Handed::new(
+            let builder = SdkLoggerProvider::builder().with_resource(resource.clone());
+            match out {
+                Out::Console => builder.with_log_processor(sessions.log_processor(Handed::new(
                     SimpleLogProcessor::new(Counted::new(
                         ConsoleLogExporter,
                         Arc::clone(&logs_stats),
@@ -248,7 +247,7 @@ impl Builder {
                 Out::Otlp(exporter) => {
                     let queue = queue_size("OTEL_BLRP_MAX_QUEUE_SIZE");
                     logs_stats.watch_drops(Arc::clone(&logs_handed), capacity(queue));
-                    Box::new(
+                    builder.with_log_processor(
                         sessions.log_processor(Handed::new(
                             BatchLogProcessor::builder(Counted::new(
                                 exporter,
@@ -260,11 +259,8 @@ impl Builder {
                         )),
                     )
                 }
-            };
-            SdkLoggerProvider::builder()
-                .with_resource(resource.clone())
-                .with_log_processor(BoxedLogProcessor(processor))
-                .build()
+            }
+            .build()
         });
 
         if let Some(tp) = &tracer_provider {
@@ -342,62 +338,6 @@ fn log_batch_config(queue: usize) -> opentelemetry_sdk::logs::BatchConfig {
     opentelemetry_sdk::logs::BatchConfigBuilder::default()
         .with_max_queue_size(queue)
         .build()
-}
-
-/// A boxed span processor as a processor (the provider builder wants a sized one).
-#[derive(Debug)]
-struct BoxedSpanProcessor(Box<dyn SpanProcessor>);
-
-impl SpanProcessor for BoxedSpanProcessor {
-    #[inline]
-    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
-        self.0.on_start(span, cx);
-    }
-    #[inline]
-    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
-    }
-}
-
-/// A boxed log processor as a processor.
-#[derive(Debug)]
-struct BoxedLogProcessor(Box<dyn LogProcessor>);
-
-impl LogProcessor for BoxedLogProcessor {
-    #[inline]
-    fn emit(
-        &self,
-        record: &mut opentelemetry_sdk::logs::SdkLogRecord,
-        scope: &opentelemetry::InstrumentationScope,
-    ) {
-        self.0.emit(record, scope);
-    }
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-    fn event_enabled(
-        &self,
-        level: opentelemetry::logs::Severity,
-        target: &str,
-        name: Option<&str>,
-    ) -> bool {
-        self.0.event_enabled(level, target, name)
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
-    }
 }
 
 /// `false` for spans and events of the crates that carry telemetry out (exact
