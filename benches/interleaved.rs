@@ -9,12 +9,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use common::{attrs, log_batch, one_span, provider, thread_cpu, FORMS};
-use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use common::{attrs, contention_run, log_batch, one_log, provider, thread_cpu, FORMS};
+use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -38,55 +34,19 @@ fn run(tracer: &SdkTracer, spare: bool) -> f64 {
 }
 
 fn run_logs(logger: &SdkLogger) -> f64 {
-    let spans = sizes().0;
+    let records = sizes().0;
     let start = thread_cpu();
-    for _ in 0..spans {
-        let mut r = logger.create_log_record();
-        r.set_severity_number(Severity::Info);
-        r.set_body("order placed".into());
-        r.add_attribute("app.items", 3);
-        r.add_attribute("url.path", "/checkout");
-        logger.emit(r);
+    for _ in 0..records {
+        one_log(logger);
     }
-    (thread_cpu() - start).as_nanos() as f64 / spans as f64
+    (thread_cpu() - start).as_nanos() as f64 / records as f64
 }
 
-/// Wall time per span of 2 threads making spans, optionally while a third thread
-/// pauses and resumes the session every 0.5 ms.
+/// Wall time per span of 2 threads making spans, with or without the flipper.
 fn run_contention(tp: &SdkTracerProvider, sessions: &SessionManager, flip: bool) -> f64 {
     let spans = sizes().0;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flipper = flip.then(|| {
-        let (s, stop) = (sessions.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                s.pause_session();
-                std::thread::sleep(Duration::from_micros(500));
-                s.resume_session();
-                std::thread::sleep(Duration::from_micros(500));
-            }
-        })
-    });
-    let start = Instant::now();
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            let tracer = tp.tracer("bench");
-            std::thread::spawn(move || {
-                for _ in 0..spans / 2 {
-                    one_span(&tracer, true);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
-    }
-    let ns = start.elapsed().as_nanos() as f64 / spans as f64;
-    stop.store(true, Ordering::Relaxed);
-    if let Some(f) = flipper {
-        let _ = f.join();
-    }
-    ns
+    let took = contention_run(tp, sessions, (spans / 2) as u64, flip);
+    took.as_nanos() as f64 / spans as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

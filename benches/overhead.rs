@@ -9,13 +9,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{log_batch, one_span, provider, ThreadCpuTime, FORMS};
+use common::{contention_run, log_batch, one_log, one_span, provider, ThreadCpuTime, FORMS};
 use criterion::{criterion_group, criterion_main, Criterion};
-use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use otel_session::SessionManager;
@@ -56,14 +54,7 @@ fn logs(c: &mut Criterion<ThreadCpuTime>) {
         }
         let logger = lp.logger("bench");
         g.bench_function(if wrapped { "wrapper" } else { "bare" }, |b| {
-            b.iter(|| {
-                let mut r = logger.create_log_record();
-                r.set_severity_number(Severity::Info);
-                r.set_body("order placed".into());
-                r.add_attribute("app.items", 3);
-                r.add_attribute("url.path", "/checkout");
-                logger.emit(r);
-            })
+            b.iter(|| one_log(&logger))
         });
         let _ = lp.shutdown();
     }
@@ -79,41 +70,7 @@ fn contention(c: &mut Criterion) {
         let tp = provider("wrapper", &sessions);
         sessions.start_session();
         g.bench_function(if flip { "flipping" } else { "steady" }, |b| {
-            b.iter_custom(|iters| {
-                let stop = Arc::new(AtomicBool::new(false));
-                let flipper = flip.then(|| {
-                    let (s, stop) = (sessions.clone(), Arc::clone(&stop));
-                    std::thread::spawn(move || {
-                        while !stop.load(Ordering::Relaxed) {
-                            s.pause_session();
-                            std::thread::sleep(Duration::from_micros(500));
-                            s.resume_session();
-                            std::thread::sleep(Duration::from_micros(500));
-                        }
-                    })
-                });
-                let per_thread = iters.div_ceil(2);
-                let start = Instant::now();
-                let workers: Vec<_> = (0..2)
-                    .map(|_| {
-                        let tracer = tp.tracer("bench");
-                        std::thread::spawn(move || {
-                            for _ in 0..per_thread {
-                                one_span(&tracer, true);
-                            }
-                        })
-                    })
-                    .collect();
-                for w in workers {
-                    let _ = w.join();
-                }
-                let elapsed = start.elapsed();
-                stop.store(true, Ordering::Relaxed);
-                if let Some(f) = flipper {
-                    let _ = f.join();
-                }
-                elapsed
-            })
+            b.iter_custom(|iters| contention_run(&tp, &sessions, iters.div_ceil(2), flip))
         });
         let _ = tp.shutdown();
     }

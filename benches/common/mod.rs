@@ -165,3 +165,61 @@ impl Measurement for ThreadCpuTime {
         WALL.formatter()
     }
 }
+
+/// Emits one log record (severity, body, 2 attributes).
+#[inline]
+pub fn one_log(logger: &opentelemetry_sdk::logs::SdkLogger) {
+    use opentelemetry::logs::{LogRecord as _, Logger as _, Severity};
+    let mut r = logger.create_log_record();
+    r.set_severity_number(Severity::Info);
+    r.set_body("order placed".into());
+    r.add_attribute("app.items", 3);
+    r.add_attribute("url.path", "/checkout");
+    logger.emit(r);
+}
+
+/// Wall time for 2 threads to make `per_thread` spans each, optionally while a
+/// third thread pauses and resumes the session every 0.5 ms (a lock on the hot
+/// path would show here).
+pub fn contention_run(
+    tp: &SdkTracerProvider,
+    sessions: &SessionManager,
+    per_thread: u64,
+    flip: bool,
+) -> Duration {
+    use opentelemetry::trace::TracerProvider as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = flip.then(|| {
+        let (s, stop) = (sessions.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                s.pause_session();
+                std::thread::sleep(Duration::from_micros(500));
+                s.resume_session();
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        })
+    });
+    let start = std::time::Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let tracer = tp.tracer("bench");
+            std::thread::spawn(move || {
+                for _ in 0..per_thread {
+                    one_span(&tracer, true);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(f) = flipper {
+        let _ = f.join();
+    }
+    elapsed
+}
