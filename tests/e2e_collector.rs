@@ -312,11 +312,7 @@ fn sdk_disabled_sends_nothing_but_sessions_still_work() {
     let rotel = Rotel::start(receiver.addr);
     let run = run_child(
         "plain",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
-            ("OTEL_SDK_DISABLED", "true".to_string()),
-        ],
+        &support::grpc_env(rotel.grpc_endpoint(), &[("OTEL_SDK_DISABLED", "true")]),
         LIMIT,
     );
     assert!(run.status.success(), "{}", run.stderr);
@@ -340,12 +336,13 @@ fn bad_environment_values_warn_once_and_use_defaults() {
     let rotel = Rotel::start(receiver.addr);
     let run = run_child(
         "plain",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
-            ("OTEL_SESSION_MODE", "desktop".to_string()),
-            ("OTEL_SESSION_SAMPLE_RATIO", "2".to_string()),
-        ],
+        &support::grpc_env(
+            rotel.grpc_endpoint(),
+            &[
+                ("OTEL_SESSION_MODE", "desktop"),
+                ("OTEL_SESSION_SAMPLE_RATIO", "2"),
+            ],
+        ),
         LIMIT,
     );
     assert!(run.status.success(), "{}", run.stderr);
@@ -438,10 +435,7 @@ fn init_inside_a_current_thread_runtime_exports_over_grpc_and_shuts_down_promptl
     let rotel = Rotel::start(receiver.addr);
     let run = run_child(
         "tokio-current-thread",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
-        ],
+        &support::grpc_env(rotel.grpc_endpoint(), &[]),
         LIMIT,
     );
     assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
@@ -505,14 +499,7 @@ fn init_without_a_service_version_warns_once() {
 
 #[test]
 fn a_bad_endpoint_turns_the_signal_off_with_a_warning_and_the_app_runs_on() {
-    let run = run_child(
-        "plain",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost 4318".into()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
-        ],
-        LIMIT,
-    );
+    let run = run_child("plain", &support::grpc_env("localhost 4318", &[]), LIMIT);
     assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.get("INIT_ERROR").is_none(),

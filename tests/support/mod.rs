@@ -528,6 +528,19 @@ impl Drop for Rotel {
     }
 }
 
+/// The environment that points a child at `endpoint` over OTLP/gRPC, plus `more`.
+pub fn grpc_env(
+    endpoint: impl Into<String>,
+    more: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.into()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+    ];
+    env.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
+    env
+}
+
 /// What a child scenario printed and how it ended.
 pub struct ChildRun {
     pub status: std::process::ExitStatus,
