@@ -52,42 +52,33 @@
 //! wasm32 targets are not supported yet.
 #![warn(missing_docs)]
 
-pub mod attr;
-mod callbacks;
-mod clock;
-pub mod config;
-pub mod console;
-mod context;
-mod error;
-pub mod export;
-mod global;
-mod id;
-mod init;
-mod lifecycle;
-mod log_processor;
-mod manager;
-pub mod metrics;
-mod outbox;
-mod resource;
-mod session;
-mod span_processor;
-mod stamp;
+// Data flows downward: model → core → processors → tracking, stability → setup.
+mod core;
+pub mod model;
+mod processors;
+mod setup;
+mod stability;
+mod tracking;
 mod warn;
 
-pub use callbacks::{CallbackHandle, SessionCandidate, SessionObserver};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::SessionContextExt;
-pub use error::InitError;
-pub use global::{
+pub use crate::core::callbacks::{CallbackHandle, SessionCandidate, SessionObserver};
+pub use crate::core::context::SessionContextExt;
+pub use crate::core::global::{
     active_manager, add_on_session, clear_global_manager, current_session, end_session,
     global_manager, pause_session, record_handled_error, record_unhandled_error, remove_on_session,
     resume_session, set_global_manager, set_user, start_session,
 };
-pub use id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
-pub use init::{init, Builder, Guard, DEFAULT_QUEUE_SIZE, DEFAULT_SHUTDOWN_TIMEOUT};
-pub use lifecycle::PENDING_LIMIT;
-pub use log_processor::{SessionLogEnricher, SessionLogProcessor};
-pub use manager::{SessionManager, SessionManagerBuilder};
-pub use resource::SessionResourceDetector;
-pub use session::{EndReason, Session, SessionId, SessionStatus, User};
-pub use span_processor::{SessionSpanEnricher, SessionSpanProcessor};
+pub use crate::core::lifecycle::PENDING_LIMIT;
+pub use crate::core::manager::{SessionManager, SessionManagerBuilder};
+pub use model::attr;
+pub use model::clock::{Clock, ManualClock, SystemClock};
+pub use model::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
+pub use model::session::{EndReason, Session, SessionId, SessionStatus, User};
+pub use processors::log::{SessionLogEnricher, SessionLogProcessor};
+pub use processors::span::{SessionSpanEnricher, SessionSpanProcessor};
+pub use setup::error::InitError;
+pub use setup::guard::Guard;
+pub use setup::init::{init, Builder, DEFAULT_QUEUE_SIZE, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use setup::resource::SessionResourceDetector;
+pub use setup::{config, console, export};
+pub use stability::metrics;

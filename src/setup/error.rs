@@ -1,7 +1,7 @@
 //! Errors of this crate, as typed enums.
 
-use crate::config::ConfigError;
-use crate::export::Transport;
+use crate::setup::config::ConfigError;
+use crate::setup::config::Transport;
 
 /// Why `init()` could not set up the pipeline. Nothing was installed.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 
 use opentelemetry::Context;
 
-use crate::manager::SessionManager;
+use crate::core::manager::SessionManager;
 
 #[derive(Clone, Debug)]
 pub(crate) struct ContextSession(pub(crate) SessionManager);

@@ -17,17 +17,17 @@ use opentelemetry::metrics::Meter;
 use opentelemetry::trace::{Event, SpanId, TraceId};
 use opentelemetry::{KeyValue, StringValue, Value};
 
-use crate::attr;
-use crate::callbacks::{
+use crate::core::callbacks::{
     in_on_session, run_on_session, CallbackHandle, Notifications, RegisteredCallback,
     RegisteredObserver, SessionCandidate, SessionObserver,
 };
-use crate::clock::{Clock, SystemClock};
-use crate::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
-use crate::lifecycle::{Lifecycle, Timeline, Transition};
-use crate::metrics::SessionMetrics;
-use crate::outbox::{Outbox, Outgoing};
-use crate::session::{EndReason, Session, SessionId, SessionStatus, User};
+use crate::core::lifecycle::{Lifecycle, Timeline, Transition};
+use crate::core::outbox::{Outbox, Outgoing};
+use crate::model::attr;
+use crate::model::clock::{Clock, SystemClock};
+use crate::model::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
+use crate::model::session::{EndReason, Session, SessionId, SessionStatus, User};
+use crate::stability::metrics::SessionMetrics;
 
 /// One live session. Shared by the manager and the hot path.
 pub(crate) struct SessionState {
@@ -222,7 +222,7 @@ impl Shared {
     /// caches. Only under the state lock.
     fn set_stamp(&self, session: Option<Arc<SessionState>>) {
         self.stamp.store(session);
-        crate::stamp::bump();
+        crate::core::stamp::bump();
     }
 }
 
@@ -354,7 +354,7 @@ impl SessionManagerBuilder {
     /// [`SessionManager::start_session`].
     pub fn build(self) -> SessionManager {
         let next_handle = AtomicU64::new(self.callbacks.len() as u64 + 1);
-        let outbox = Arc::new(Outbox::new(crate::lifecycle::scope()));
+        let outbox = Arc::new(Outbox::new(crate::core::lifecycle::scope()));
         let callbacks = self.callbacks;
         let manager = SessionManager {
             shared: Arc::new(Shared {
@@ -389,7 +389,7 @@ impl SessionManagerBuilder {
             }),
         };
         // A new manager may live where a dropped one did: no stale thread caches.
-        crate::stamp::bump();
+        crate::core::stamp::bump();
         manager
     }
 }

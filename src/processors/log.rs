@@ -22,10 +22,10 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::Resource;
 
-use crate::attr;
-use crate::lifecycle::{SinkLink, SinkRef};
-use crate::manager::SessionManager;
-use crate::stamp::{is_ours, our_key, stamp_value, with_session};
+use crate::core::lifecycle::{SinkLink, SinkRef};
+use crate::core::manager::SessionManager;
+use crate::core::stamp::{is_ours, our_key, stamp_value, with_session};
+use crate::model::attr;
 
 #[inline]
 fn is_error(record: &SdkLogRecord) -> bool {

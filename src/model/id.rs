@@ -5,7 +5,7 @@ use std::fmt;
 
 use opentelemetry::trace::{SpanId, TraceId};
 
-use crate::session::SessionId;
+use crate::model::session::SessionId;
 
 /// Makes new session ids. The default, [`UuidV4Generator`], draws UUID v4 from the
 /// operating system's CSPRNG. A custom generator may return any non-empty string;

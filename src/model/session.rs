@@ -191,13 +191,13 @@ impl User {
     pub fn attributes(&self) -> Vec<KeyValue> {
         let mut out = Vec::with_capacity(3);
         if let Some(v) = &self.id {
-            out.push(KeyValue::new(crate::attr::USER_ID, v.clone()));
+            out.push(KeyValue::new(crate::model::attr::USER_ID, v.clone()));
         }
         if let Some(v) = &self.email {
-            out.push(KeyValue::new(crate::attr::USER_EMAIL, v.clone()));
+            out.push(KeyValue::new(crate::model::attr::USER_EMAIL, v.clone()));
         }
         if let Some(v) = &self.full_name {
-            out.push(KeyValue::new(crate::attr::USER_FULL_NAME, v.clone()));
+            out.push(KeyValue::new(crate::model::attr::USER_FULL_NAME, v.clone()));
         }
         out
     }

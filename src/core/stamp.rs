@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::{Context, Key, StringValue};
 
-use crate::callbacks::in_hook;
-use crate::context::ContextSession;
-use crate::manager::{SessionState, Shared};
+use crate::core::callbacks::in_hook;
+use crate::core::context::ContextSession;
+use crate::core::manager::{SessionState, Shared};
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
-#[cfg(feature = "tracing")]
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider, SimpleLogProcessor};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
@@ -21,12 +19,13 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
-use crate::config::{ConfigIssue, ExporterKind, SessionConfig, SessionMode};
-use crate::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
-use crate::error::InitError;
-use crate::export::{self, Counted, Delivery, DeliveryStats, Handed, HandedCounter, RuntimeSlot};
-use crate::manager::{SessionManager, SessionManagerBuilder};
-use crate::resource::SessionResourceDetector;
+use crate::core::manager::{SessionManager, SessionManagerBuilder};
+use crate::setup::config::{ConfigIssue, ExporterKind, SessionConfig, SessionMode};
+use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
+use crate::setup::error::InitError;
+use crate::setup::export::{self, Counted, DeliveryStats, Handed, HandedCounter, RuntimeSlot};
+use crate::setup::guard::Guard;
+use crate::setup::resource::SessionResourceDetector;
 
 /// Default span/log queue when `OTEL_BSP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_QUEUE_SIZE`
 /// are unset. The SDK's 2,048 drops most of a burst of spans made in a tight loop;
@@ -194,7 +193,7 @@ impl Builder {
         // The manager: a signal that is off is off for the lifecycle too (quietly).
         let mut sessions = self.sessions;
         if let Some(mp) = &meter_provider {
-            sessions = sessions.with_meter(mp.meter(crate::attr::SCOPE_NAME));
+            sessions = sessions.with_meter(mp.meter(crate::model::attr::SCOPE_NAME));
         }
         if span_out.is_none() {
             sessions = sessions.without_span_export();
@@ -340,92 +339,6 @@ fn log_batch_config(queue: usize) -> opentelemetry_sdk::logs::BatchConfig {
         .build()
 }
 
-/// `false` for spans and events of the crates that carry telemetry out (exact
-/// crate names: `tower_http`, an application's own layer, passes).
-#[cfg(feature = "tracing")]
-fn not_export_stack(meta: &tracing::Metadata<'_>) -> bool {
-    const STACK: [&str; 11] = [
-        "h2",
-        "hyper",
-        "hyper_util",
-        "tonic",
-        "tower",
-        "reqwest",
-        "rustls",
-        "opentelemetry",
-        "opentelemetry_sdk",
-        "opentelemetry_otlp",
-        "opentelemetry_http",
-    ];
-    let target = meta.target();
-    let krate = target.split("::").next().unwrap_or(target);
-    !STACK.contains(&krate)
-}
-
-#[cfg(all(test, feature = "tracing"))]
-mod tests {
-    use tracing::subscriber::with_default;
-    use tracing_subscriber::layer::SubscriberExt as _;
-
-    /// Records which targets pass the filter.
-    fn passes(target_events: impl FnOnce()) -> Vec<String> {
-        use std::sync::{Arc, Mutex};
-        use tracing_subscriber::Layer as _;
-        #[derive(Clone, Default)]
-        struct Seen(Arc<Mutex<Vec<String>>>);
-        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
-            fn on_event(
-                &self,
-                e: &tracing::Event<'_>,
-                _: tracing_subscriber::layer::Context<'_, S>,
-            ) {
-                self.0
-                    .lock()
-                    .unwrap()
-                    .push(e.metadata().target().to_string());
-            }
-        }
-        let seen = Seen::default();
-        let subscriber = tracing_subscriber::registry().with(seen.clone().with_filter(
-            tracing_subscriber::filter::filter_fn(super::not_export_stack),
-        ));
-        with_default(subscriber, target_events);
-        let out = seen.0.lock().unwrap().clone();
-        out
-    }
-
-    #[test]
-    fn the_export_stack_is_left_out_by_crate_name_only() {
-        let seen = passes(|| {
-            tracing::info!(target: "h2::codec", "frame");
-            tracing::info!(target: "hyper", "conn");
-            tracing::info!(target: "tonic::transport", "channel");
-            tracing::info!(target: "opentelemetry_sdk", "internal");
-            tracing::info!(target: "tower::buffer", "poll");
-            tracing::info!(target: "tower_http::trace::on_failure", "500");
-            tracing::info!(target: "hyperion", "app crate");
-            tracing::info!(target: "my_app::checkout", "app");
-        });
-        assert_eq!(
-            seen,
-            [
-                "tower_http::trace::on_failure",
-                "hyperion",
-                "my_app::checkout"
-            ]
-        );
-    }
-}
-
-fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
-    let (exported, failed) = stats.snapshot();
-    Delivery {
-        handed: handed.total(),
-        exported,
-        failed,
-    }
-}
-
 /// Reads the environment and sets everything up (see the module docs). Prefer the
 /// [`init!`](crate::init!) macro, which also records your `service.version`.
 pub fn init() -> Result<Guard, InitError> {
@@ -445,208 +358,4 @@ macro_rules! init {
             .with_service_version(env!("CARGO_PKG_VERSION"))
             .init()
     };
-}
-
-/// Owns the pipeline `init()` built. Dropping it ends the current session (reason
-/// `shutdown`), flushes and shuts the providers down, all within the shutdown
-/// timeout (a collector that is down or slow cannot hold the program longer).
-pub struct Guard {
-    sessions: SessionManager,
-    tracer_provider: Option<SdkTracerProvider>,
-    logger_provider: Option<SdkLoggerProvider>,
-    meter_provider: Option<SdkMeterProvider>,
-    runtime: Option<RuntimeSlot>,
-    spans: Arc<DeliveryStats>,
-    logs: Arc<DeliveryStats>,
-    spans_handed: Arc<HandedCounter>,
-    logs_handed: Arc<HandedCounter>,
-    shutdown_timeout: Duration,
-    done: bool,
-}
-
-impl std::fmt::Debug for Guard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard")
-            .field("sessions", &self.sessions)
-            .field("traces", &self.tracer_provider.is_some())
-            .field("logs", &self.logger_provider.is_some())
-            .field("metrics", &self.meter_provider.is_some())
-            .finish()
-    }
-}
-
-impl Guard {
-    fn disabled(sessions: SessionManager, shutdown_timeout: Duration) -> Self {
-        Guard {
-            sessions,
-            tracer_provider: None,
-            logger_provider: None,
-            meter_provider: None,
-            runtime: None,
-            spans: Arc::default(),
-            logs: Arc::default(),
-            spans_handed: Arc::new(HandedCounter::new()),
-            logs_handed: Arc::new(HandedCounter::new()),
-            shutdown_timeout,
-            done: false,
-        }
-    }
-
-    /// The session manager (also installed globally).
-    pub fn sessions(&self) -> &SessionManager {
-        &self.sessions
-    }
-
-    /// The tracer provider, unless traces are off.
-    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
-        self.tracer_provider.as_ref()
-    }
-
-    /// The logger provider, unless logs are off.
-    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
-        self.logger_provider.as_ref()
-    }
-
-    /// The meter provider, unless metrics are off.
-    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
-        self.meter_provider.as_ref()
-    }
-
-    /// What happened to the spans so far.
-    pub fn span_delivery(&self) -> Delivery {
-        delivery(&self.spans_handed, &self.spans)
-    }
-
-    /// What happened to the log records so far.
-    pub fn log_delivery(&self) -> Delivery {
-        delivery(&self.logs_handed, &self.logs)
-    }
-
-    /// The `tracing-opentelemetry` layer on our tracer, for your subscriber.
-    ///
-    /// It leaves out the spans and events of the export stack itself (`h2`,
-    /// `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*`): exporting them
-    /// would make telemetry about exporting telemetry, without end.
-    #[cfg(feature = "tracing")]
-    pub fn tracing_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
-    where
-        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-    {
-        use tracing_subscriber::Layer as _;
-        self.tracer_provider.as_ref().map(|tp| {
-            tracing_opentelemetry::layer()
-                .with_tracer(tp.tracer("tracing"))
-                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
-        })
-    }
-
-    /// The log bridge (`tracing` events → OpenTelemetry log records), for your
-    /// subscriber; like [`tracing_layer`](Self::tracing_layer) it leaves out the
-    /// export stack's own events.
-    #[cfg(feature = "tracing")]
-    pub fn log_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
-    where
-        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-    {
-        use tracing_subscriber::Layer as _;
-        self.logger_provider.as_ref().map(|lp| {
-            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
-                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
-        })
-    }
-
-    /// Ends the session and shuts down now (what drop does).
-    pub fn shutdown(mut self) {
-        self.shutdown_now();
-    }
-
-    fn shutdown_now(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        self.sessions.end_for_shutdown();
-        let timeout = self.shutdown_timeout;
-        let deadline = std::time::Instant::now() + timeout;
-        // Each provider shuts down on its own thread, all against one deadline: a
-        // slow collector for one signal does not eat the others' time, and no
-        // async runtime of the caller's is blocked in place.
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let mut started = 0;
-        let mut spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            let tx = tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("otel-session-shutdown-{name}"))
-                .spawn(move || {
-                    f();
-                    let _ = tx.send(());
-                });
-            match spawned {
-                Ok(_) => started += 1,
-                Err(e) => crate::warn::stderr(format_args!(
-                    "could not start a shutdown thread ({e}); {name} not flushed"
-                )),
-            }
-        };
-        if let Some(tp) = self.tracer_provider.take() {
-            spawn(
-                "traces",
-                Box::new(move || drop(tp.shutdown_with_timeout(timeout))),
-            );
-        }
-        if let Some(lp) = self.logger_provider.take() {
-            spawn(
-                "logs",
-                Box::new(move || drop(lp.shutdown_with_timeout(timeout))),
-            );
-        }
-        if let Some(mp) = self.meter_provider.take() {
-            spawn(
-                "metrics",
-                Box::new(move || drop(mp.shutdown_with_timeout(timeout))),
-            );
-        }
-        drop(tx);
-        let mut finished = 0;
-        while finished < started {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if rx.recv_timeout(left + Duration::from_millis(250)).is_err() {
-                crate::warn::stderr(format_args!(
-                    "telemetry shutdown did not finish within {timeout:?}; \
-                     what was not yet exported is lost"
-                ));
-                break;
-            }
-            finished += 1;
-        }
-        let (s, l) = (self.span_delivery(), self.log_delivery());
-        let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued();
-        if lost > 0 {
-            crate::warn::stderr(format_args!(
-                "delivery report: spans {} handed, {} exported, {} failed, {} not delivered; \
-                 log records {} handed, {} exported, {} failed, {} not delivered. \
-                 A collector that is down or slow fails exports; a full queue drops \
-                 (raise OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE), and what is \
-                 still queued when the shutdown timeout ends is lost.",
-                s.handed,
-                s.exported,
-                s.failed,
-                s.dropped_or_queued(),
-                l.handed,
-                l.exported,
-                l.failed,
-                l.dropped_or_queued()
-            ));
-        }
-        if crate::global_manager().is_some_and(|g| g.ptr_eq(&self.sessions)) {
-            crate::clear_global_manager();
-        }
-        // Dropping the slot shuts the gRPC runtime down without blocking.
-        let _ = self.runtime.take();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.shutdown_now();
-    }
 }

@@ -26,10 +26,10 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks, SpanProcessor};
 
-use crate::attr;
-use crate::id::random_span_id;
-use crate::manager::SessionManager;
-use crate::outbox::{Outbox, Outgoing};
+use crate::core::manager::SessionManager;
+use crate::core::outbox::{Outbox, Outgoing};
+use crate::model::attr;
+use crate::model::id::random_span_id;
 
 /// How many lifecycle spans (and, separately, log events) are held while no sink is
 /// connected. Older ones are dropped first, with a warning.

@@ -58,6 +58,27 @@ pub enum SessionMode {
     Manual,
 }
 
+/// The OTLP transport of one signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/gRPC (tonic).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies.
+    HttpJson,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Grpc => "grpc",
+            Transport::HttpProtobuf => "http/protobuf",
+            Transport::HttpJson => "http/json",
+        })
+    }
+}
+
 /// Which signals count as handled errors (`OTEL_SESSION_ERROR_SOURCES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorSources {

@@ -20,7 +20,7 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 
-use crate::callbacks::{notify, Notifications, RegisteredObserver};
+use crate::core::callbacks::{notify, Notifications, RegisteredObserver};
 
 /// One thing to deliver.
 pub(crate) enum Outgoing {
@@ -112,7 +112,7 @@ impl Outbox {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone()
                     .unwrap_or_else(|| {
-                        InstrumentationScope::builder(crate::attr::SCOPE_NAME).build()
+                        InstrumentationScope::builder(crate::model::attr::SCOPE_NAME).build()
                     });
                 for sink in &sinks {
                     let mut copy = record.clone();

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
 
-use crate::attr;
-use crate::session::SessionStatus;
+use crate::model::attr;
+use crate::model::session::SessionStatus;
 
 /// `otel_session.started`
 pub const STARTED: &str = "otel_session.started";

@@ -11,7 +11,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
-use crate::attr;
+use crate::model::attr;
 
 /// Prints each span as one line: `span  <name>  session.id=…  key=value …`.
 ///

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use opentelemetry::Context;
 
-use crate::callbacks::{CallbackHandle, SessionCandidate};
-use crate::context::ContextSession;
-use crate::manager::{SessionManager, Shared};
-use crate::session::{Session, User};
+use crate::core::callbacks::{CallbackHandle, SessionCandidate};
+use crate::core::context::ContextSession;
+use crate::core::manager::{SessionManager, Shared};
+use crate::model::session::{Session, User};
 
 static GLOBAL: ArcSwapOption<Shared> = ArcSwapOption::const_empty();
 

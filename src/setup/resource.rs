@@ -118,7 +118,7 @@ impl ResourceDetector for SessionResourceDetector {
         }
         attributes.push(KeyValue::new(
             TELEMETRY_DISTRO_NAME,
-            crate::attr::SCOPE_NAME,
+            crate::model::attr::SCOPE_NAME,
         ));
         attributes.push(KeyValue::new(
             TELEMETRY_DISTRO_VERSION,

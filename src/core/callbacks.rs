@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
 
-use crate::session::{EndReason, Session, SessionId, User};
+use crate::model::session::{EndReason, Session, SessionId, User};
 
 /// The session about to start, as an `on_session` callback sees it.
 ///

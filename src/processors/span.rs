@@ -24,10 +24,10 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
-use crate::attr;
-use crate::lifecycle::{SinkLink, SinkRef};
-use crate::manager::SessionManager;
-use crate::stamp::{is_ours, our_key, stamp_value};
+use crate::core::lifecycle::{SinkLink, SinkRef};
+use crate::core::manager::SessionManager;
+use crate::core::stamp::{is_ours, our_key, stamp_value};
+use crate::model::attr;
 
 #[inline]
 fn is_session_id(key: &Key) -> bool {

@@ -1,0 +1,16 @@
+//! The model: plain values every other part of the crate speaks in.
+//!
+//! - [`session`]: [`Session`](session::Session) snapshots, [`SessionId`](session::SessionId),
+//!   [`SessionStatus`](session::SessionStatus), [`EndReason`](session::EndReason),
+//!   [`User`](session::User);
+//! - [`id`]: session id generation and the id → lifecycle trace mapping;
+//! - [`clock`]: the injectable time source;
+//! - [`attr`]: every attribute, event and span name this crate writes.
+//!
+//! May use: the standard library and `opentelemetry` types only. Nothing here
+//! knows about managers, processors or exporters.
+
+pub mod attr;
+pub(crate) mod clock;
+pub(crate) mod id;
+pub(crate) mod session;

@@ -1,0 +1,12 @@
+//! Span and log processors: stamp `session.id` on application telemetry and carry
+//! the session lifecycle to the exporting processors they wrap.
+//!
+//! - `span`: [`SessionSpanProcessor`](crate::SessionSpanProcessor) (wrapper) and
+//!   [`SessionSpanEnricher`](crate::SessionSpanEnricher) (beside);
+//! - `log`: [`SessionLogProcessor`](crate::SessionLogProcessor) (wrapper) and
+//!   [`SessionLogEnricher`](crate::SessionLogEnricher) (first in line).
+//!
+//! May use: [`model`](crate::model) and [`core`](crate::core).
+
+pub(crate) mod log;
+pub(crate) mod span;

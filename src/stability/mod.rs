@@ -1,0 +1,9 @@
+//! Stability: what makes crash-free rates computable.
+//!
+//! - [`metrics`]: `otel_session.started`, `otel_session.ended` by status and the
+//!   `otel_session.duration` histogram.
+//!
+//! May use: [`model`](crate::model), [`core`](crate::core) and
+//! [`processors`](crate::processors).
+
+pub mod metrics;

@@ -1,0 +1,4 @@
+//! Sessions that track themselves.
+//!
+//! May use: [`model`](crate::model), [`core`](crate::core) and
+//! [`processors`](crate::processors).
