@@ -69,7 +69,7 @@ fn provider(
     }
     .build();
     if form == Form::Ours {
-        sessions.start_session();
+        sessions.start_session().unwrap();
     }
     (tp, sessions)
 }

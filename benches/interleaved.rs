@@ -81,7 +81,7 @@ fn main() {
             .unwrap_or(100_000);
         let sessions = SessionManager::builder().build();
         let p = provider(form, &sessions);
-        sessions.start_session();
+        sessions.start_session().unwrap();
         let tracer = p.tracer("bench");
         counted_run(&tracer, spare, n);
         let _ = p.shutdown();
@@ -92,7 +92,7 @@ fn main() {
         let sessions = SessionManager::builder().build();
         let providers: Vec<SdkTracerProvider> =
             forms.iter().map(|f| provider(f, &sessions)).collect();
-        sessions.start_session();
+        sessions.start_session().unwrap();
         let tracers: Vec<_> = providers.iter().map(|p| p.tracer("bench")).collect();
         let mut results = vec![Vec::new(); forms.len()];
         for round in 0..sizes().1 {
@@ -136,7 +136,7 @@ fn main() {
     let ours = SdkLoggerProvider::builder()
         .with_log_processor(sessions.log_processor(log_batch()))
         .build();
-    sessions.start_session();
+    sessions.start_session().unwrap();
     let (lb, lw) = (bare.logger("bench"), ours.logger("bench"));
     let (mut b, mut w) = (Vec::new(), Vec::new());
     for round in 0..sizes().1 {
@@ -162,7 +162,7 @@ fn main() {
     // Contention: 2 span threads, with and without a pause/resume flipper.
     let sessions = SessionManager::builder().build();
     let tp = provider("wrapper", &sessions);
-    sessions.start_session();
+    sessions.start_session().unwrap();
     let (mut steady, mut flipping) = (Vec::new(), Vec::new());
     for round in 0..sizes().1 {
         if round % 2 == 0 {

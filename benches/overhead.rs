@@ -25,7 +25,7 @@ fn spans(c: &mut Criterion<ThreadCpuTime>) {
             let sessions = SessionManager::builder().build();
             let tp = provider(form, &sessions);
             if matches!(form, "wrapper" | "standalone") {
-                sessions.start_session();
+                sessions.start_session().unwrap();
             }
             let tracer = tp.tracer("bench");
             let id = format!("{form}/{}", if spare { "spare" } else { "full" });
@@ -50,7 +50,7 @@ fn logs(c: &mut Criterion<ThreadCpuTime>) {
                 .build()
         };
         if wrapped {
-            sessions.start_session();
+            sessions.start_session().unwrap();
         }
         let logger = lp.logger("bench");
         g.bench_function(if wrapped { "wrapper" } else { "bare" }, |b| {
@@ -68,7 +68,7 @@ fn contention(c: &mut Criterion) {
     for flip in [false, true] {
         let sessions = SessionManager::builder().build();
         let tp = provider("wrapper", &sessions);
-        sessions.start_session();
+        sessions.start_session().unwrap();
         g.bench_function(if flip { "flipping" } else { "steady" }, |b| {
             b.iter_custom(|iters| contention_run(&tp, &sessions, iters.div_ceil(2), flip))
         });

@@ -62,18 +62,20 @@ mod tracking;
 mod warn;
 
 pub use crate::core::callbacks::{CallbackHandle, SessionCandidate, SessionObserver};
-pub use crate::core::context::SessionContextExt;
+pub use crate::core::error::SessionError;
 pub use crate::core::global::{
-    active_manager, add_on_session, clear_global_manager, current_session, end_session,
-    global_manager, pause_session, record_handled_error, record_unhandled_error, remove_on_session,
-    resume_session, set_global_manager, set_user, start_session,
+    add_on_session, clear_global_manager, current_session, end_session, global_manager,
+    pause_session, record_handled_error, record_unhandled_error, remove_on_session, resume_session,
+    set_global_manager, set_user, start_session,
 };
-pub use crate::core::lifecycle::PENDING_LIMIT;
 pub use crate::core::manager::{SessionManager, SessionManagerBuilder};
+pub use crate::core::outbox::OUTBOX_LIMIT;
+pub use crate::core::scope::SessionContextExt;
+pub use crate::core::sinks::PENDING_LIMIT;
 pub use model::attr;
-pub use model::clock::{Clock, ManualClock, SystemClock};
+pub use model::clock::{Clock, ClockWaker, ManualClock, SystemClock};
 pub use model::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
-pub use model::session::{EndReason, Session, SessionId, SessionStatus, User};
+pub use model::session::{EndReason, Session, SessionId, SessionMode, SessionStatus, User};
 pub use processors::log::{SessionLogEnricher, SessionLogProcessor};
 pub use processors::span::{SessionSpanEnricher, SessionSpanProcessor};
 pub use setup::error::InitError;
@@ -82,3 +84,4 @@ pub use setup::init::{init, Builder, DEFAULT_QUEUE_SIZE, DEFAULT_SHUTDOWN_TIMEOU
 pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
 pub use stability::metrics;
+pub use tracking::app::{background, foreground};

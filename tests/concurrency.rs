@@ -12,6 +12,7 @@ use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanProcessor};
 use otel_session::SessionManager;
+use otel_session::SessionMode;
 use otel_session::{EndReason, Session, SessionObserver, User};
 
 /// Records, for each span start, the session id it got, the span's start time
@@ -56,6 +57,7 @@ impl SpanProcessor for Probe {
 #[test]
 fn every_stamped_id_was_reported_and_current_at_span_start() {
     let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
         // Every fourth session is discarded: its id must never be stamped.
         .on_session({
             let n = Arc::new(Mutex::new(0u32));
@@ -88,7 +90,7 @@ fn every_stamped_id_was_reported_and_current_at_span_start() {
     for round in 0..1_500u32 {
         match round % 6 {
             0 | 3 => {
-                sessions.start_session();
+                sessions.start_session().unwrap();
             }
             1 | 4 => sessions.pause_session(),
             2 => {
@@ -156,6 +158,7 @@ fn every_stamped_id_was_reported_and_current_at_span_start() {
 #[test]
 fn set_user_during_start_is_not_lost() {
     let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
         .on_session(|_| {
             std::thread::sleep(Duration::from_millis(300));
             true
@@ -165,7 +168,7 @@ fn set_user_during_start_is_not_lost() {
     let t = std::thread::spawn(move || s2.start_session());
     std::thread::sleep(Duration::from_millis(100));
     sessions.set_user(User::with_id("u2")); // returns before the start finishes
-    t.join().unwrap();
+    t.join().unwrap().unwrap();
     let cur = sessions.current_session().unwrap();
     assert_eq!(
         cur.user().and_then(|u| u.id.as_deref()),
@@ -191,6 +194,7 @@ impl SessionObserver for SlowRec {
 fn observers_never_see_an_end_before_its_start() {
     let rec = Arc::new(SlowRec::default());
     let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
         .with_observer(Arc::clone(&rec))
         .build();
     let s2 = sessions.clone();
@@ -210,6 +214,7 @@ fn concurrent_resumes_with_no_session_start_one_session() {
     let starts = Arc::new(Mutex::new(0));
     let c = Arc::clone(&starts);
     let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
         .on_session(move |_| {
             *c.lock().unwrap() += 1;
             std::thread::sleep(Duration::from_millis(200));

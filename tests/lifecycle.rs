@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::{pipeline, sid, span_attr};
 use opentelemetry::trace::{SpanId, TraceContextExt as _, Tracer as _};
 use opentelemetry::Context;
+use otel_session::SessionMode;
 use otel_session::{session_trace_id, ManualClock, SessionId, SessionManager};
 
 #[test]
@@ -16,7 +17,11 @@ fn lifecycle_spans_share_the_session_trace_with_the_summary_as_root() {
     let clock = Arc::new(ManualClock::new(
         UNIX_EPOCH + Duration::from_secs(1_000_000),
     ));
-    let p = pipeline(SessionManager::builder().with_clock(clock.clone()));
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .with_clock(clock.clone()),
+    );
     let s = p.sessions.start_session().unwrap();
     clock.advance(Duration::from_secs(5));
     p.sessions.pause_session();
@@ -83,8 +88,8 @@ fn lifecycle_spans_share_the_session_trace_with_the_summary_as_root() {
 
 #[test]
 fn transitions_are_exported_the_moment_they_happen() {
-    let p = pipeline(SessionManager::builder());
-    p.sessions.start_session();
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
+    p.sessions.start_session().unwrap();
     assert_eq!(
         p.lifecycle_spans().len(),
         1,
@@ -97,7 +102,7 @@ fn transitions_are_exported_the_moment_they_happen() {
 
 #[test]
 fn lifecycle_spans_never_parent_application_spans() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let s = p.sessions.start_session().unwrap();
     assert!(!Context::current().has_active_span());
     p.tracer().in_span("root-work", |_| {});
@@ -110,8 +115,8 @@ fn lifecycle_spans_never_parent_application_spans() {
 
 #[test]
 fn a_long_session_keeps_the_first_and_last_64_events_and_the_end() {
-    let p = pipeline(SessionManager::builder());
-    p.sessions.start_session();
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
+    p.sessions.start_session().unwrap();
     for _ in 0..100 {
         p.sessions.pause_session();
         p.sessions.resume_session();
@@ -146,7 +151,11 @@ impl otel_session::IdGenerator for Fixed {
 
 #[test]
 fn custom_ids_get_a_hashed_trace_id() {
-    let p = pipeline(SessionManager::builder().with_id_generator(Fixed("checkout-7")));
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .with_id_generator(Fixed("checkout-7")),
+    );
     let s = p.sessions.start_session().unwrap();
     assert_eq!(s.id().as_str(), "checkout-7");
     let start = &p.lifecycle_spans()[0];
@@ -158,7 +167,7 @@ fn custom_ids_get_a_hashed_trace_id() {
 
 #[test]
 fn shutting_the_pipeline_down_ends_the_session_first() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let s = p.sessions.start_session().unwrap();
     p.tracer_provider.shutdown().unwrap();
     assert!(p.sessions.current_session().is_none());
@@ -179,8 +188,8 @@ fn shutting_the_pipeline_down_ends_the_session_first() {
 
 #[test]
 fn lifecycle_log_events_link_to_their_transition_span() {
-    let p = pipeline(SessionManager::builder());
-    p.sessions.start_session();
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
+    p.sessions.start_session().unwrap();
     let start = &p.lifecycle_spans()[0];
     let logs = p.logs();
     let log = logs

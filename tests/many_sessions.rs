@@ -7,10 +7,11 @@ mod common;
 use common::sid;
 use opentelemetry::trace::Tracer as _;
 use otel_session::SessionManager;
+use otel_session::SessionMode;
 
 #[test]
 fn sessions_past_the_static_id_budget_are_stamped_the_same() {
-    let p = common::pipeline(SessionManager::builder());
+    let p = common::pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let tracer = p.tracer();
     let mut last = None;
     for i in 0..4_200 {

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use otel_session::SessionMode;
 use otel_session::{ManualClock, SessionManager};
 
 fn sum(metrics: &[ResourceMetrics], name: &str, status: Option<&str>) -> u64 {
@@ -43,21 +44,23 @@ fn started_ended_and_duration_are_recorded_for_reported_sessions() {
     let discard_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let d = Arc::clone(&discard_next);
     let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
         .with_clock(clock.clone())
+        .with_inactivity_timeout(None) // the 45-minute session below is one session
         .with_meter(provider.meter("otel-session"))
         .on_session(move |_| !d.load(std::sync::atomic::Ordering::Relaxed))
         .build();
 
-    sessions.start_session(); // ok, 12 s
+    sessions.start_session().unwrap(); // ok, 12 s
     clock.advance(Duration::from_secs(12));
-    sessions.start_session(); // crashed, 45 min
+    sessions.start_session().unwrap(); // crashed, 45 min
     sessions.record_unhandled_error();
     clock.advance(Duration::from_secs(45 * 60));
     discard_next.store(true, std::sync::atomic::Ordering::Relaxed);
-    sessions.start_session(); // discarded: not counted
+    sessions.start_session().unwrap(); // discarded: not counted
     sessions.end_session();
     discard_next.store(false, std::sync::atomic::Ordering::Relaxed);
-    sessions.start_session(); // still open
+    sessions.start_session().unwrap(); // still open
 
     provider.force_flush().unwrap();
     let metrics = exporter.get_finished_metrics().unwrap();

@@ -14,12 +14,13 @@ use opentelemetry_sdk::trace::{
     SdkTracerProvider, SimpleSpanProcessor, Span, SpanData, SpanProcessor,
 };
 use otel_session::SessionManager;
+use otel_session::SessionMode;
 use std::sync::mpsc;
 use std::time::Duration;
 
 #[test]
 fn wrapper_never_adds_a_second_session_id() {
-    let p = common::pipeline(SessionManager::builder());
+    let p = common::pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let s = p.sessions.start_session().unwrap();
     let tracer = p.tracer();
     tracer
@@ -47,7 +48,9 @@ fn wrapper_never_adds_a_second_session_id() {
 
 #[test]
 fn standalone_span_enricher_stamps_beside_the_users_processor() {
-    let sessions = SessionManager::builder().build();
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .build();
     let app = SpanRecorder::default();
     let lifecycle = SpanRecorder::default();
     let provider = SdkTracerProvider::builder()
@@ -89,7 +92,9 @@ fn standalone_span_enricher_stamps_beside_the_users_processor() {
 
 #[test]
 fn lifecycle_made_before_any_pipeline_is_held_and_delivered_when_one_connects() {
-    let sessions = SessionManager::builder().build();
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .build();
     let first = sessions.start_session().unwrap();
     sessions.pause_session();
     let spans = SpanRecorder::default();
@@ -121,7 +126,9 @@ fn lifecycle_made_before_any_pipeline_is_held_and_delivered_when_one_connects() 
 #[test]
 fn standalone_log_enricher_stamps_but_never_turns_logs_on() {
     use opentelemetry_sdk::logs::LogProcessor;
-    let sessions = SessionManager::builder().build();
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .build();
     let enricher = sessions.standalone_log_processor();
     assert!(!enricher.event_enabled(Severity::Error, "t", None));
 
@@ -165,8 +172,8 @@ fn standalone_log_enricher_stamps_but_never_turns_logs_on() {
 
 #[test]
 fn paused_logs_carry_no_id() {
-    let p = common::pipeline(SessionManager::builder());
-    p.sessions.start_session();
+    let p = common::pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
+    p.sessions.start_session().unwrap();
     p.sessions.pause_session();
     let logger = p.logger_provider.logger("t");
     let mut r = logger.create_log_record();
@@ -180,13 +187,15 @@ fn paused_logs_carry_no_id() {
 
 #[test]
 fn two_wrapped_pipelines_both_get_the_lifecycle() {
-    let sessions = SessionManager::builder().build();
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .build();
     let (a, b) = (SpanRecorder::default(), SpanRecorder::default());
     let tp = SdkTracerProvider::builder()
         .with_span_processor(sessions.span_processor(SimpleSpanProcessor::new(a.clone())))
         .with_span_processor(sessions.span_processor(SimpleSpanProcessor::new(b.clone())))
         .build();
-    sessions.start_session();
+    sessions.start_session().unwrap();
     tp.tracer("t").in_span("w", |_| {});
     for rec in [&a, &b] {
         let spans = rec.get_finished_spans().unwrap();
@@ -203,12 +212,12 @@ fn two_wrapped_pipelines_both_get_the_lifecycle() {
 #[test]
 fn a_new_manager_never_sees_a_dropped_managers_session() {
     for _ in 0..50 {
-        let p = common::pipeline(SessionManager::builder());
-        p.sessions.start_session();
+        let p = common::pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
+        p.sessions.start_session().unwrap();
         p.tracer().in_span("old", |_| {});
         assert!(sid(&p.app_span("old")).is_some());
         drop(p);
-        let q = common::pipeline(SessionManager::builder());
+        let q = common::pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
         q.tracer().in_span("new", |_| {});
         assert_eq!(sid(&q.app_span("new")), None, "no session was started here");
     }
@@ -217,12 +226,14 @@ fn a_new_manager_never_sees_a_dropped_managers_session() {
 /// Two stamping log processors on one provider count an ERROR record once.
 #[test]
 fn error_log_counted_once_with_two_wrapped_log_pipelines() {
-    let sessions = SessionManager::builder().build();
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .build();
     let lp = SdkLoggerProvider::builder()
         .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(LogRecorder::default())))
         .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(LogRecorder::default())))
         .build();
-    sessions.start_session();
+    sessions.start_session().unwrap();
     let logger = lp.logger("t");
     let mut r = logger.create_log_record();
     r.set_severity_number(Severity::Error);
@@ -233,12 +244,14 @@ fn error_log_counted_once_with_two_wrapped_log_pipelines() {
 /// Same with the recommended "enricher first + wrapped exporter" mix.
 #[test]
 fn error_log_counted_once_with_enricher_and_wrapper() {
-    let sessions = SessionManager::builder().build();
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .build();
     let lp = SdkLoggerProvider::builder()
         .with_log_processor(sessions.standalone_log_processor())
         .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(LogRecorder::default())))
         .build();
-    sessions.start_session();
+    sessions.start_session().unwrap();
     let logger = lp.logger("t");
     let mut r = logger.create_log_record();
     r.set_severity_number(Severity::Error);
@@ -268,14 +281,16 @@ impl SpanProcessor for Tagging {
 fn sink_calling_current_session_does_not_deadlock() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let sessions = SessionManager::builder().build();
+        let sessions = SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .build();
         let tp = SdkTracerProvider::builder()
             .with_span_processor(sessions.span_processor(Tagging(
                 sessions.clone(),
                 SimpleSpanProcessor::new(SpanRecorder::default()),
             )))
             .build();
-        sessions.start_session();
+        sessions.start_session().unwrap();
         let _ = tx.send(());
         std::mem::forget(tp);
     });
@@ -304,7 +319,9 @@ impl SpanProcessor for Panicking {
 
 #[test]
 fn a_panicking_sink_never_reaches_the_caller_and_the_session_goes_on() {
-    let sessions = SessionManager::builder().build();
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .build();
     let tp = SdkTracerProvider::builder()
         .with_span_processor(sessions.span_processor(Panicking))
         .build();

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use common::{pipeline, sid, span_attr};
 use opentelemetry::trace::Tracer as _;
 use opentelemetry::KeyValue;
+use otel_session::SessionMode;
 use otel_session::{EndReason, Session, SessionManager, SessionObserver, SessionStatus, User};
 
 #[test]
 fn no_session_before_first_start_and_after_end() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     assert!(p.sessions.current_session().is_none());
     p.tracer().in_span("before", |_| {});
     let s = p.sessions.start_session().expect("started");
@@ -35,7 +36,7 @@ fn no_session_before_first_start_and_after_end() {
 
 #[test]
 fn pause_then_span_has_no_id_and_resume_keeps_the_id() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let s = p.sessions.start_session().unwrap();
     p.sessions.pause_session();
     assert!(p.sessions.current_session().unwrap().is_paused());
@@ -56,7 +57,7 @@ fn pause_then_span_has_no_id_and_resume_keeps_the_id() {
 
 #[test]
 fn resume_on_an_active_session_changes_nothing() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let s = p.sessions.start_session().unwrap();
     assert!(!p.sessions.resume_session());
     assert_eq!(p.sessions.current_session().unwrap().id(), s.id());
@@ -70,7 +71,7 @@ fn resume_on_an_active_session_changes_nothing() {
 
 #[test]
 fn resume_with_no_session_starts_one_and_returns_false() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     assert!(!p.sessions.resume_session());
     let s = p.sessions.current_session().expect("a new session");
     assert!(!s.is_paused());
@@ -83,7 +84,7 @@ fn resume_with_no_session_starts_one_and_returns_false() {
 
 #[test]
 fn start_replacing_start_ends_the_old_one_first() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let a = p.sessions.start_session().unwrap();
     let b = p.sessions.start_session().unwrap();
     assert_ne!(a.id(), b.id());
@@ -129,7 +130,7 @@ fn start_replacing_start_ends_the_old_one_first() {
 
 #[test]
 fn a_discarded_session_is_current_but_silent() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let reported = p.sessions.start_session().unwrap();
     let discard = Arc::new(Mutex::new(true));
     let flag = Arc::clone(&discard);
@@ -167,7 +168,7 @@ fn a_discarded_session_is_current_but_silent() {
 
 #[test]
 fn callbacks_added_at_run_time_can_be_removed() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let calls = Arc::new(Mutex::new(Vec::new()));
     let c = Arc::clone(&calls);
     let handle = p.sessions.add_on_session(move |cand| {
@@ -178,7 +179,7 @@ fn callbacks_added_at_run_time_can_be_removed() {
     let first = p.sessions.start_session().unwrap();
     assert!(p.sessions.remove_on_session(handle));
     assert!(!p.sessions.remove_on_session(handle), "already removed");
-    p.sessions.start_session();
+    p.sessions.start_session().unwrap();
     assert_eq!(*calls.lock().unwrap(), [first.id().to_string()]);
     let summary = p
         .lifecycle_spans()
@@ -194,6 +195,7 @@ fn callbacks_run_in_registration_order_and_amend_the_user() {
     let (o1, o2) = (Arc::clone(&order), Arc::clone(&order));
     let p = pipeline(
         SessionManager::builder()
+            .with_mode(SessionMode::Manual)
             .on_session(move |c| {
                 o1.lock().unwrap().push(1);
                 c.set_user(User::with_id("u-1"));
@@ -212,7 +214,11 @@ fn callbacks_run_in_registration_order_and_amend_the_user() {
 
 #[test]
 fn a_panicking_callback_keeps_the_session() {
-    let p = pipeline(SessionManager::builder().on_session(|_| panic!("callback bug")));
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .on_session(|_| panic!("callback bug")),
+    );
     let s = p.sessions.start_session().unwrap();
     assert!(!s.is_discarded());
     let again = p.sessions.start_session().unwrap();
@@ -226,14 +232,14 @@ fn a_panicking_callback_keeps_the_session() {
 
 #[test]
 fn telemetry_made_inside_a_callback_is_not_stamped_and_verbs_are_refused() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let tracer = p.tracer();
     let inner = p.sessions.clone();
-    p.sessions.start_session();
+    p.sessions.start_session().unwrap();
     p.sessions.add_on_session(move |_| {
         tracer.in_span("from-callback", |_| {});
         // Re-entrant verbs are refused instead of deadlocking.
-        inner.start_session();
+        inner.start_session().unwrap();
         inner.end_session();
         true
     });
@@ -266,7 +272,11 @@ impl SessionObserver for Recorder {
 #[test]
 fn observers_see_the_old_end_before_the_new_start() {
     let rec = Arc::new(Recorder::default());
-    let p = pipeline(SessionManager::builder().with_observer(Arc::clone(&rec)));
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .with_observer(Arc::clone(&rec)),
+    );
     let a = p.sessions.start_session().unwrap();
     let b = p.sessions.start_session().unwrap();
     p.sessions.end_session();
@@ -286,18 +296,19 @@ fn observers_are_not_told_of_discarded_sessions_and_their_spans_are_unstamped() 
     let rec = Arc::new(Recorder::default());
     let p = pipeline(
         SessionManager::builder()
+            .with_mode(SessionMode::Manual)
             .with_observer(Arc::clone(&rec))
             .on_session(|_| false),
     );
-    p.sessions.start_session();
+    p.sessions.start_session().unwrap();
     p.sessions.end_session();
     assert!(rec.0.lock().unwrap().is_empty());
 }
 
 #[test]
 fn errors_are_counted_and_status_never_downgrades() {
-    let p = pipeline(SessionManager::builder());
-    p.sessions.start_session();
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
+    p.sessions.start_session().unwrap();
     p.sessions.record_handled_error();
     assert_eq!(
         p.sessions.current_session().unwrap().status(),
@@ -337,8 +348,8 @@ fn errors_are_counted_and_status_never_downgrades() {
 
 #[test]
 fn set_user_applies_to_current_and_later_sessions_and_is_recorded() {
-    let p = pipeline(SessionManager::builder());
-    p.sessions.start_session();
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
+    p.sessions.start_session().unwrap();
     p.sessions
         .set_user(User::with_id("42").email("a@example.com").full_name("Ada"));
     assert_eq!(
@@ -374,7 +385,7 @@ fn set_user_applies_to_current_and_later_sessions_and_is_recorded() {
 #[test]
 fn error_logs_count_toward_the_session_they_carry() {
     use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let logger = p.logger_provider.logger("test");
     let s = p.sessions.start_session().unwrap();
     for sev in [Severity::Info, Severity::Error, Severity::Fatal] {
@@ -401,51 +412,63 @@ fn error_logs_count_toward_the_session_they_carry() {
 }
 
 #[test]
-fn free_functions_act_on_the_global_manager_and_the_context_wins() {
+fn free_functions_act_on_the_global_manager_and_a_joined_context_stamps_the_caller() {
     use opentelemetry::Context;
-    use otel_session::SessionContextExt;
-    let global = pipeline(SessionManager::builder());
-    let scoped = pipeline(SessionManager::builder());
+    use otel_session::{SessionContextExt, SessionId};
+    let global = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     otel_session::set_global_manager(global.sessions.clone());
     let g = otel_session::start_session().unwrap();
     assert_eq!(global.sessions.current_session().unwrap().id(), g.id());
     {
         let _attached = Context::current()
-            .with_session_manager(&scoped.sessions)
+            .with_joined_session(SessionId::from("caller-42"))
             .attach();
-        let s = otel_session::start_session().unwrap();
-        assert_eq!(scoped.sessions.current_session().unwrap().id(), s.id());
+        // A joined session is the caller's: errors here count toward nobody.
         otel_session::record_handled_error();
-        assert_eq!(otel_session::current_session().unwrap().id(), s.id());
-        // A span started here by the global pipeline is attributed to the context's session.
-        global.tracer().in_span("scoped-work", |_| {});
+        // Telemetry here carries the caller's id, even through the global pipeline.
+        global.tracer().in_span("joined-work", |_| {});
         assert_eq!(
-            sid(&global.app_span("scoped-work")).as_deref(),
-            Some(s.id().as_str())
+            sid(&global.app_span("joined-work")).as_deref(),
+            Some("caller-42")
         );
+        // Other verbs act on the global manager.
+        assert_eq!(otel_session::current_session().unwrap().id(), g.id());
     }
-    assert_eq!(otel_session::current_session().unwrap().id(), g.id());
+    global.tracer().in_span("own-work", |_| {});
     assert_eq!(
-        scoped.sessions.current_session().unwrap().handled_errors(),
-        1
+        sid(&global.app_span("own-work")).as_deref(),
+        Some(g.id().as_str())
     );
     assert_eq!(
         global.sessions.current_session().unwrap().handled_errors(),
         0
     );
+    otel_session::record_handled_error();
+    assert_eq!(
+        global.sessions.current_session().unwrap().handled_errors(),
+        1
+    );
     otel_session::end_session();
     assert!(otel_session::current_session().is_none());
     otel_session::clear_global_manager();
     assert!(!otel_session::resume_session());
+    assert_eq!(
+        otel_session::start_session().unwrap_err(),
+        otel_session::SessionError::NoManager
+    );
 }
 
 #[test]
 fn logs_with_no_session_or_in_a_discarded_one_carry_no_id() {
     use opentelemetry::logs::{Logger as _, LoggerProvider as _};
-    let p = pipeline(SessionManager::builder().on_session(|c| c.previous_id().is_some()));
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .on_session(|c| c.previous_id().is_some()),
+    );
     let logger = p.logger_provider.logger("t");
     logger.emit(logger.create_log_record()); // no session
-    p.sessions.start_session(); // first: no previous id → discarded
+    p.sessions.start_session().unwrap(); // first: no previous id → discarded
     logger.emit(logger.create_log_record());
     let app = p.app_logs();
     assert_eq!(app.len(), 2);
@@ -456,7 +479,7 @@ fn logs_with_no_session_or_in_a_discarded_one_carry_no_id() {
 
 #[test]
 fn ending_while_paused_exports_the_end_and_a_summary_with_the_pause() {
-    let p = pipeline(SessionManager::builder());
+    let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let s = p.sessions.start_session().unwrap();
     p.sessions.pause_session();
     p.sessions.end_session();
@@ -479,7 +502,11 @@ fn ending_while_paused_exports_the_end_and_a_summary_with_the_pause() {
 fn previous_id_skips_a_discarded_session_after_a_manual_end() {
     let discard = Arc::new(Mutex::new(false));
     let d = Arc::clone(&discard);
-    let p = pipeline(SessionManager::builder().on_session(move |_| !*d.lock().unwrap()));
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .on_session(move |_| !*d.lock().unwrap()),
+    );
     let a = p.sessions.start_session().unwrap();
     p.sessions.end_session();
     *discard.lock().unwrap() = true;

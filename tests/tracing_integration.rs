@@ -8,12 +8,13 @@ use common::{log_attr, sid};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use otel_session::SessionManager;
+use otel_session::SessionMode;
 use tracing::Instrument as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracing_spans_and_events_on_worker_threads_carry_the_session() {
-    let p = common::pipeline(SessionManager::builder());
+    let p = common::pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(p.tracer_provider.tracer("app")))
         .with(OpenTelemetryTracingBridge::new(&p.logger_provider));

@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
 
+use crate::model::attr;
 use crate::model::session::{EndReason, Session, SessionId, User};
 
 /// The session about to start, as an `on_session` callback sees it.
@@ -30,6 +31,9 @@ pub struct SessionCandidate {
     pub(crate) previous_id: Option<SessionId>,
     pub(crate) started_at: SystemTime,
     pub(crate) user: Option<User>,
+    /// `true` once a callback set the user (it then wins over a `set_user` made
+    /// while the callbacks ran).
+    pub(crate) user_set: bool,
     pub(crate) attributes: Vec<KeyValue>,
 }
 
@@ -59,10 +63,31 @@ impl SessionCandidate {
     /// through [`SessionManager::set_user`](crate::SessionManager::set_user)).
     pub fn set_user(&mut self, user: User) {
         self.user = if user.is_empty() { None } else { Some(user) };
+        self.user_set = true;
     }
 
     /// Adds an attribute to the session's summary span.
-    pub fn set_attribute(&mut self, attribute: KeyValue) {
+    ///
+    /// `session.id`, `session.previous_id` and the `otel_session.*` names belong
+    /// to this crate: setting one is refused (with one warning per process) and
+    /// returns `false`.
+    pub fn set_attribute(&mut self, attribute: KeyValue) -> bool {
+        let key = attribute.key.as_str();
+        if key == attr::SESSION_ID
+            || key == attr::SESSION_PREVIOUS_ID
+            || key.starts_with(attr::NAMESPACE)
+        {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            crate::warn::once(
+                &WARNED,
+                format_args!(
+                    "an on_session callback tried to set {key:?}; session.id, \
+                     session.previous_id and otel_session.* are set by otel-session only, \
+                     so it was ignored (reported once)"
+                ),
+            );
+            return false;
+        }
         if let Some(existing) = self
             .attributes
             .iter_mut()
@@ -72,6 +97,7 @@ impl SessionCandidate {
         } else {
             self.attributes.push(attribute);
         }
+        true
     }
 
     /// Attributes added so far.
@@ -83,9 +109,13 @@ impl SessionCandidate {
 type OnSessionFn = dyn Fn(&mut SessionCandidate) -> bool + Send + Sync;
 
 /// Handle returned when a callback is added at run time; pass it to
-/// [`SessionManager::remove_on_session`](crate::SessionManager::remove_on_session).
+/// [`SessionManager::remove_on_session`](crate::SessionManager::remove_on_session)
+/// of the same manager (another manager's callbacks are never removed by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CallbackHandle(pub(crate) u64);
+pub struct CallbackHandle {
+    pub(crate) manager: u64,
+    pub(crate) seq: u64,
+}
 
 #[derive(Clone)]
 pub(crate) struct RegisteredCallback {
@@ -222,7 +252,7 @@ fn report_observer_panic(o: &RegisteredObserver, result: std::thread::Result<()>
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -1,20 +1,29 @@
 //! The global session manager and the crate-root verbs.
 //!
-//! Each free function acts on the session manager carried by
-//! [`Context::current()`] if there is one (see [`SessionContextExt`]), else on the
-//! global manager installed with [`set_global_manager`] (which `init()` does). With
-//! neither, they do nothing and `current_session()` is `None`.
-//!
-//! [`SessionContextExt`]: crate::SessionContextExt
+//! Each free function first looks at [`Context::current()`]:
+//! - inside a request (request mode), it acts on **the request's session**:
+//!   `current_session()` returns it, `record_handled_error()` makes it
+//!   `errored`, `set_user(..)` sets its user; starting, pausing, resuming and
+//!   ending are refused (the request layer owns it);
+//! - inside a context that only *joined* a caller's session, errors are not
+//!   counted (a joined session belongs to the caller), and the other verbs act
+//!   on the global manager;
+//! - otherwise they act on the global manager installed with
+//!   [`set_global_manager`] (which `init()` does). With none, they do nothing
+//!   (`start_session()` says so).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use opentelemetry::Context;
 
 use crate::core::callbacks::{CallbackHandle, SessionCandidate};
-use crate::core::context::ContextSession;
-use crate::core::manager::{SessionManager, Shared};
+use crate::core::error::SessionError;
+use crate::core::machine::Shared;
+use crate::core::manager::SessionManager;
+use crate::core::scope::Scope;
+use crate::core::state::SessionState;
 use crate::model::session::{Session, User};
 
 static GLOBAL: ArcSwapOption<Shared> = ArcSwapOption::const_empty();
@@ -38,71 +47,146 @@ pub fn global_manager() -> Option<SessionManager> {
         .map(|shared: Arc<Shared>| SessionManager { shared })
 }
 
-/// The manager the crate-root verbs act on right now.
-pub fn active_manager() -> Option<SessionManager> {
-    Context::map_current(|cx| cx.get::<ContextSession>().map(|c| c.0.clone()))
-        .or_else(global_manager)
+/// Where a crate-root verb lands.
+enum Target {
+    Request(Arc<SessionState>),
+    Joined,
+    Manager(SessionManager),
+    Nothing,
 }
 
-/// [`SessionManager::start_session`] on the active manager.
-pub fn start_session() -> Option<Session> {
-    active_manager().and_then(|m| m.start_session())
+fn target() -> Target {
+    let scoped = Context::map_current(|cx| Scope::of(cx).map(|s| s.request.clone()));
+    match scoped {
+        Some(Some(request)) => Target::Request(request),
+        Some(None) => Target::Joined,
+        None => global_manager().map_or(Target::Nothing, Target::Manager),
+    }
 }
 
-/// [`SessionManager::pause_session`] on the active manager.
+fn manager_or_global() -> Option<SessionManager> {
+    match target() {
+        Target::Manager(m) => Some(m),
+        Target::Joined => global_manager(),
+        _ => None,
+    }
+}
+
+fn refuse_in_request(verb: &'static str) -> SessionError {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    crate::warn::once(
+        &WARNED,
+        format_args!(
+            "{verb}() was called inside a request and was ignored: in request mode each \
+             request's session starts and ends with the request (reported once)"
+        ),
+    );
+    SessionError::InRequest { verb }
+}
+
+/// [`SessionManager::start_session`] on the global manager.
+///
+/// # Errors
+/// [`SessionError::InRequest`] inside a request, [`SessionError::NoManager`]
+/// without a global manager, [`SessionError::Reentrant`] inside a callback.
+pub fn start_session() -> Result<Session, SessionError> {
+    if let Target::Request(_) = target() {
+        return Err(refuse_in_request("start_session"));
+    }
+    manager_or_global()
+        .ok_or(SessionError::NoManager)?
+        .start_session()
+}
+
+/// [`SessionManager::pause_session`] on the global manager.
 pub fn pause_session() {
-    if let Some(m) = active_manager() {
-        m.pause_session();
+    match target() {
+        Target::Request(_) => drop(refuse_in_request("pause_session")),
+        _ => {
+            if let Some(m) = manager_or_global() {
+                m.pause_session();
+            }
+        }
     }
 }
 
-/// [`SessionManager::resume_session`] on the active manager (`false` without one).
+/// [`SessionManager::resume_session`] on the global manager (`false` without one).
 pub fn resume_session() -> bool {
-    active_manager().is_some_and(|m| m.resume_session())
+    match target() {
+        Target::Request(_) => {
+            refuse_in_request("resume_session");
+            false
+        }
+        _ => manager_or_global().is_some_and(|m| m.resume_session()),
+    }
 }
 
-/// [`SessionManager::end_session`] on the active manager.
+/// [`SessionManager::end_session`] on the global manager.
 pub fn end_session() {
-    if let Some(m) = active_manager() {
-        m.end_session();
+    match target() {
+        Target::Request(_) => drop(refuse_in_request("end_session")),
+        _ => {
+            if let Some(m) = manager_or_global() {
+                m.end_session();
+            }
+        }
     }
 }
 
-/// [`SessionManager::current_session`] on the active manager.
+/// The request's session inside a request, else
+/// [`SessionManager::current_session`] on the global manager.
 pub fn current_session() -> Option<Session> {
-    active_manager().and_then(|m| m.current_session())
-}
-
-/// [`SessionManager::set_user`] on the active manager.
-pub fn set_user(user: User) {
-    if let Some(m) = active_manager() {
-        m.set_user(user);
+    match target() {
+        Target::Request(r) => Some(r.snapshot(false)),
+        _ => manager_or_global().and_then(|m| m.current_session()),
     }
 }
 
-/// [`SessionManager::add_on_session`] on the active manager (`None` without one).
+/// Sets the user of the request's session inside a request, else
+/// [`SessionManager::set_user`] on the global manager.
+pub fn set_user(user: User) {
+    match target() {
+        Target::Request(r) => {
+            r.detail().user = if user.is_empty() { None } else { Some(user) };
+        }
+        _ => {
+            if let Some(m) = manager_or_global() {
+                m.set_user(user);
+            }
+        }
+    }
+}
+
+/// [`SessionManager::add_on_session`] on the global manager (`None` without one).
 pub fn add_on_session<F>(f: F) -> Option<CallbackHandle>
 where
     F: Fn(&mut SessionCandidate) -> bool + Send + Sync + 'static,
 {
-    active_manager().map(|m| m.add_on_session(f))
+    global_manager().map(|m| m.add_on_session(f))
 }
 
-/// [`SessionManager::remove_on_session`] on the active manager.
+/// [`SessionManager::remove_on_session`] on the global manager.
 pub fn remove_on_session(handle: CallbackHandle) -> bool {
-    active_manager().is_some_and(|m| m.remove_on_session(handle))
+    global_manager().is_some_and(|m| m.remove_on_session(handle))
 }
 
-/// [`SessionManager::record_handled_error`] on the active manager.
+/// Counts a handled error toward the request's session inside a request
+/// (making it `errored`), nothing in a joined-only context, else
+/// [`SessionManager::record_handled_error`] on the global manager.
 pub fn record_handled_error() {
-    if let Some(m) = active_manager() {
-        m.record_handled_error();
+    match target() {
+        Target::Request(r) => r.count_handled(),
+        Target::Manager(m) => m.record_handled_error(),
+        Target::Joined | Target::Nothing => {}
     }
 }
 
-/// [`SessionManager::record_unhandled_error`] on the active manager.
+/// Like [`record_handled_error`], for an unhandled error (the session becomes
+/// `crashed`).
 pub fn record_unhandled_error() {
-    if let Some(m) = active_manager() {
-        m.record_unhandled_error();
+    match target() {
+        Target::Request(r) => r.count_unhandled(),
+        Target::Manager(m) => m.record_unhandled_error(),
+        Target::Joined | Target::Nothing => {}
     }
 }

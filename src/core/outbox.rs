@@ -1,125 +1,195 @@
-//! Ordered delivery of everything a state change produces — lifecycle spans and
-//! log events for the sinks, notifications for the observers — *outside* the
+//! Ordered delivery of every [`Effect`] — lifecycle spans and log events for the
+//! sinks, metric counts, notifications for the observers — *outside* the
 //! manager's lock.
 //!
-//! Items are queued while the state lock is held, so the queue's order is the
-//! order of the state changes. After releasing the lock, the caller drains the
-//! queue; one thread drains at a time (a thread that finds a drain under way, or
-//! a sink or observer that calls back into the manager, only queues), so delivery
-//! keeps that order and user code never runs under our lock: a sink or observer
-//! may call any session verb without deadlocking. A panicking sink or observer is
-//! caught and reported once; delivery goes on.
+//! Effects are queued while the state lock is held, so the queue's order is the
+//! order of the state changes; each gets a sequence number. One thread delivers
+//! at a time, in order. A verb returns only once its own effects were handed over
+//! (so `end_session(); provider.force_flush()` always contains the end), whoever
+//! delivers them: it delivers them itself, or waits (bounded) for the thread that
+//! is delivering. A sink or observer that calls a verb while it is being
+//! delivered to does not wait (that would wait on itself): its effects go out
+//! right after it returns. User code never runs under the state lock.
+//!
+//! The queue is bounded ([`OUTBOX_LIMIT`]); if delivery is stuck long enough to
+//! fill it, the oldest effects are dropped with a warning. A panicking sink or
+//! observer is caught and reported once; delivery goes on.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
-use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
+use crate::core::callbacks::notify;
+use crate::core::effects::Effect;
+use crate::core::sinks::Sinks;
 
-use crate::core::callbacks::{notify, Notifications, RegisteredObserver};
+/// Effects queued at most; beyond, the oldest are dropped (with a warning).
+pub const OUTBOX_LIMIT: usize = 8192;
 
-/// One thing to deliver.
-pub(crate) enum Outgoing {
-    Span(SpanData, Vec<Arc<dyn SpanProcessor>>),
-    Log(SdkLogRecord, Vec<Arc<dyn LogProcessor>>),
-    Notify(Notifications, Arc<Vec<RegisteredObserver>>),
+/// How long a verb waits for another thread to deliver its effects.
+pub(crate) const VERB_WAIT: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// Set while this thread delivers effects.
+    static DELIVERING: Cell<bool> = const { Cell::new(false) };
 }
 
 #[derive(Default)]
+struct Queue {
+    items: VecDeque<(u64, Effect)>,
+    /// The sequence number the next effect gets (starts at 1).
+    next: u64,
+    /// A thread is delivering.
+    busy: bool,
+}
+
+/// A manager's outbox.
 pub(crate) struct Outbox {
-    queue: Mutex<VecDeque<Outgoing>>,
-    draining: AtomicBool,
+    queue: Mutex<Queue>,
+    /// Every effect up to this sequence number was delivered (or dropped).
+    done: AtomicU64,
+    /// The sequence number of the last effect queued.
+    queued: AtomicU64,
+    progressed: Condvar,
     warned_panic: AtomicBool,
-    scope: Mutex<Option<InstrumentationScope>>,
+    warned_full: AtomicBool,
+    warned_slow: AtomicBool,
 }
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").finish_non_exhaustive()
+        f.debug_struct("Outbox")
+            .field("done", &self.done.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            queue: Mutex::new(Queue {
+                next: 1,
+                ..Queue::default()
+            }),
+            done: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            progressed: Condvar::new(),
+            warned_panic: AtomicBool::new(false),
+            warned_full: AtomicBool::new(false),
+            warned_slow: AtomicBool::new(false),
+        }
     }
 }
 
 impl Outbox {
-    pub(crate) fn new(scope: InstrumentationScope) -> Self {
-        Outbox {
-            scope: Mutex::new(Some(scope)),
-            ..Outbox::default()
-        }
-    }
-
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Outgoing>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues an item (call it under the state lock, so order = state order).
-    pub(crate) fn push(&self, item: Outgoing) {
-        self.queue().push_back(item);
-    }
-
-    /// Delivers what is queued unless another drain is under way (which will).
-    pub(crate) fn drain(&self) {
-        loop {
-            if self.draining.swap(true, Ordering::Acquire) {
-                return;
+    /// Queues an effect (call it under the state lock, so order = state order);
+    /// returns its sequence number.
+    pub(crate) fn push(&self, effect: Effect) -> u64 {
+        let mut q = self.queue();
+        if q.items.len() >= OUTBOX_LIMIT {
+            if let Some((seq, _)) = q.items.pop_front() {
+                self.done.fetch_max(seq, Ordering::Release);
             }
-            loop {
-                let next = self.queue().pop_front();
-                match next {
-                    Some(item) => self.deliver(item),
-                    None => break,
-                }
-            }
-            self.draining.store(false, Ordering::Release);
-            // An item queued between our last pop and the store above would wait
-            // for the next state change: look once more.
-            if self.queue().is_empty() {
-                return;
-            }
+            crate::warn::once(
+                &self.warned_full,
+                format_args!(
+                    "session lifecycle delivery is stuck (a span or log processor, or an \
+                     observer, does not return); {OUTBOX_LIMIT} items wait and the oldest are \
+                     being dropped"
+                ),
+            );
         }
+        let seq = q.next;
+        q.next += 1;
+        q.items.push_back((seq, effect));
+        self.queued.store(seq, Ordering::Release);
+        seq
     }
 
-    /// Drains, then waits (up to `limit`) for a drain under way on another thread
-    /// to finish: used before a pipeline shuts down.
-    pub(crate) fn drain_and_wait(&self, limit: Duration) {
-        self.drain();
+    /// The sequence number of the last effect queued so far.
+    pub(crate) fn last_queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Delivers until everything up to `seq` is out, waiting up to `limit` for
+    /// another thread that is delivering. `false` if that did not happen in time.
+    pub(crate) fn flush_through(&self, seq: u64, sinks: &Sinks, limit: Duration) -> bool {
+        if self.done.load(Ordering::Acquire) >= seq {
+            return true;
+        }
+        if DELIVERING.with(Cell::get) {
+            // A sink or observer called a verb: its effects go out after it returns.
+            return false;
+        }
         let deadline = Instant::now() + limit;
-        while (self.draining.load(Ordering::Acquire) || !self.queue().is_empty())
-            && Instant::now() < deadline
-        {
-            std::thread::yield_now();
-            self.drain();
+        let mut q = self.queue();
+        loop {
+            if self.done.load(Ordering::Acquire) >= seq {
+                return true;
+            }
+            if !q.busy {
+                q.busy = true;
+                drop(q);
+                self.deliver_all(sinks);
+                q = self.queue();
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                crate::warn::once(
+                    &self.warned_slow,
+                    format_args!(
+                        "session lifecycle telemetry was not handed to the exporting \
+                         processors within {limit:?}: a span or log processor, or an \
+                         observer, is slow; it will be delivered when it returns"
+                    ),
+                );
+                return false;
+            }
+            q = self
+                .progressed
+                .wait_timeout(q, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 
-    fn deliver(&self, item: Outgoing) {
-        let result = catch_unwind(AssertUnwindSafe(|| match item {
-            Outgoing::Span(span, sinks) => match sinks.as_slice() {
-                [only] => only.on_end(span),
-                many => {
-                    for sink in many {
-                        sink.on_end(span.clone());
-                    }
-                }
-            },
-            Outgoing::Log(record, sinks) => {
-                let scope = self
-                    .scope
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-                    .unwrap_or_else(|| {
-                        InstrumentationScope::builder(crate::model::attr::SCOPE_NAME).build()
-                    });
-                for sink in &sinks {
-                    let mut copy = record.clone();
-                    sink.emit(&mut copy, &scope);
-                }
-            }
-            Outgoing::Notify(notes, observers) => notify(&observers, notes),
+    /// Called with `busy` set by this thread: delivers until the queue is empty,
+    /// then clears `busy` (under the queue lock, so nothing is left behind).
+    fn deliver_all(&self, sinks: &Sinks) {
+        DELIVERING.with(|d| d.set(true));
+        let mut q = self.queue();
+        loop {
+            let Some((seq, effect)) = q.items.pop_front() else {
+                q.busy = false;
+                drop(q);
+                self.progressed.notify_all();
+                break;
+            };
+            drop(q);
+            self.deliver(effect, sinks);
+            q = self.queue();
+            // Under the queue lock: a waiter checks `done` holding it.
+            self.done.fetch_max(seq, Ordering::Release);
+            self.progressed.notify_all();
+        }
+        DELIVERING.with(|d| d.set(false));
+    }
+
+    fn deliver(&self, effect: Effect, sinks: &Sinks) {
+        let result = catch_unwind(AssertUnwindSafe(|| match effect {
+            Effect::Span(span) => sinks.deliver_span(span),
+            Effect::Log(log) => sinks.deliver_log(log),
+            Effect::Count(count, counter) => count.apply(&*counter),
+            Effect::Notify(notes, observers) => notify(&observers, notes),
+            Effect::Connect(sink) => sinks.connect(sink),
         }));
         if result.is_err() {
             crate::warn::once(

@@ -38,5 +38,12 @@ pub const ERRORS_UNHANDLED: &str = "otel_session.errors.unhandled";
 /// `otel_session.dropped_events`: lifecycle events left off the summary span.
 pub const DROPPED_EVENTS: &str = "otel_session.dropped_events";
 
+/// The prefix of every name this crate adds beyond the semantic conventions.
+pub const NAMESPACE: &str = "otel_session.";
+/// Summary-span event: the app went to the background.
+pub const EVENT_BACKGROUND: &str = "otel_session.background";
+/// Summary-span event: the app came back to the foreground.
+pub const EVENT_FOREGROUND: &str = "otel_session.foreground";
+
 /// Instrumentation scope name of the telemetry this crate emits itself.
 pub const SCOPE_NAME: &str = "otel-session";

@@ -124,6 +124,8 @@ pub enum EndReason {
     Crash,
     /// The process died without ending the session (found on the next start).
     Lost,
+    /// The request a request-mode session belonged to finished.
+    Request,
 }
 
 impl EndReason {
@@ -138,11 +140,44 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::Crash => "crash",
             EndReason::Lost => "lost",
+            EndReason::Request => "request",
         }
     }
 }
 
 impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How sessions start and end by themselves (`OTEL_SESSION_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[non_exhaustive]
+pub enum SessionMode {
+    /// A session starts when the manager is built; inactivity, the maximum
+    /// duration and a long enough absence in the background rotate it.
+    #[default]
+    App,
+    /// Every incoming request gets its own session (servers; see
+    /// `SessionLayer`). No app-wide session.
+    Request,
+    /// Nothing starts by itself; timeouts still end a session.
+    Manual,
+}
+
+impl SessionMode {
+    /// `app`, `request` or `manual`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::App => "app",
+            SessionMode::Request => "request",
+            SessionMode::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for SessionMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

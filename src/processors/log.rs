@@ -17,14 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
-use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry::{Context, InstrumentationScope, Key};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::Resource;
 
-use crate::core::lifecycle::{SinkLink, SinkRef};
+use crate::core::callbacks::in_hook;
 use crate::core::manager::SessionManager;
-use crate::core::stamp::{is_ours, our_key, stamp_value, with_session};
+use crate::core::scope::ScopeHandle;
+use crate::core::sinks::{SinkLink, SinkRef};
+use crate::core::stamp::{app_key, app_stamp, origin, scope_key, with_counted_session, Origin};
 use crate::model::attr;
 
 #[inline]
@@ -35,57 +37,99 @@ fn is_error(record: &SdkLogRecord) -> bool {
 }
 
 thread_local! {
-    /// The record (address, observed time) whose application-set id was last
-    /// counted on this thread: every processor of one provider sees the same
-    /// record in one `emit`, and it must count once.
+    /// The record (address, observed time) last counted on this thread without
+    /// a mark of ours on it: every processor of one provider sees the same record
+    /// in one `emit`, and it must count once.
     static LAST_COUNTED: Cell<(usize, Option<SystemTime>)> = const { Cell::new((0, None)) };
 }
 
-/// Stamps the record (unless it has an id) and counts an ERROR record once
-/// toward the session whose id it carries, if that session is still the one
-/// telemetry is attributed to (an error of an ended or paused session is dropped).
-/// With several of our processors on one provider, the one that stamps counts.
+/// `true` the first time this record is seen on this thread (see `LAST_COUNTED`).
+fn first_sighting(record: &SdkLogRecord) -> bool {
+    let key = (
+        record as *const SdkLogRecord as usize,
+        record.observed_timestamp(),
+    );
+    LAST_COUNTED.with(|c| c.replace(key)) != key
+}
+
+/// Stamps the record (unless it has an id), notes it as activity of the app
+/// session it is stamped with, and counts an ERROR record once:
+/// - stamped by us: toward that session (inside a request: the request's);
+/// - unstamped inside a request: toward the request's session (its ids may not
+///   be stamped, the record is still the request's);
+/// - carrying an id the application set: toward the session with that id, if it
+///   is still the one telemetry is attributed to;
+/// - otherwise (no session, paused, a joined caller's session): not counted.
+///
+/// With several of our processors on one provider, the first does all of it.
 #[inline]
-fn stamp(manager: &SessionManager, record: &mut SdkLogRecord) {
-    // None: no id; Some(true): one of our processors stamped it (and counted);
-    // Some(false): the application set it.
+fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
     let carried = record
         .attributes_iter()
         .find(|(k, _)| k.as_str() == attr::SESSION_ID)
-        .map(|(k, _)| is_ours(k));
-    if carried == Some(true) {
+        .map(|(k, v)| (origin(k), v.clone()));
+    match carried {
+        Some((Origin::App | Origin::Scoped, _)) => {}
+        Some((Origin::Theirs, id)) => {
+            if is_error(record) && first_sighting(record) {
+                if let AnyValue::String(id) = id {
+                    Context::map_current(|cx| {
+                        with_counted_session(&manager.shared, cx, |s| {
+                            if s.id.as_str() == id.as_str() {
+                                s.count_handled();
+                            }
+                        })
+                    });
+                }
+            }
+        }
+        None => stamp_new(manager, record),
+    }
+}
+
+#[inline]
+fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
+    if in_hook() {
         return;
     }
-    Context::map_current(|cx| {
-        if carried.is_none() {
-            if let Some(id) = stamp_value(&manager.shared, cx) {
-                record.add_attribute(our_key(), AnyValue::String(id));
-            } else {
-                return;
-            }
-        } else if is_error(record) {
-            let key = (
-                record as *const SdkLogRecord as usize,
-                record.observed_timestamp(),
+    let shared = &manager.shared;
+    // Read out of the context first: starting a session must not run while the
+    // thread's context is borrowed.
+    let scope = Context::map_current(|cx| cx.get::<ScopeHandle>().map(|h| Arc::clone(&h.0)));
+    if let Some(scope) = scope {
+        if let Some(id) = &scope.stamp {
+            record.add_attribute(
+                Key::from_static_str(scope_key()),
+                AnyValue::String(id.clone()),
             );
-            if LAST_COUNTED.with(|c| c.replace(key)) == key {
-                return;
+            if is_error(record) {
+                if let Some(r) = &scope.request {
+                    r.count_handled();
+                }
+            }
+        } else if is_error(record) && first_sighting(record) {
+            if let Some(r) = &scope.request {
+                r.count_handled();
             }
         }
-        if is_error(record) {
-            let id = record
-                .attributes_iter()
-                .find(|(k, _)| k.as_str() == attr::SESSION_ID)
-                .map(|(_, v)| v);
-            if let Some(AnyValue::String(id)) = id {
-                with_session(&manager.shared, cx, |s| {
-                    if s.id.as_str() == id.as_str() {
-                        s.count_handled();
-                    }
-                });
-            }
+        return;
+    }
+    if app_stamp(shared).is_none() {
+        return;
+    }
+    // Activity before stamping: a record past the session's limits ends it, and
+    // a racing record may have ended it meanwhile: read the stamp again (a cache
+    // hit unless it changed), so such records all carry the next session.
+    shared.touch(shared.activity_time(record.observed_timestamp()));
+    let Some(id) = app_stamp(shared) else {
+        return;
+    };
+    record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
+    if is_error(record) {
+        if let Some(s) = &*shared.stamp.load() {
+            s.count_handled();
         }
-    });
+    }
 }
 
 /// Wraps the exporting log processor `P`: stamps `session.id`, counts errors,
@@ -102,16 +146,18 @@ pub struct SessionLogProcessor<P: LogProcessor + 'static> {
 impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
     #[inline]
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
-        stamp(&self.manager, record);
+        process(&self.manager, record);
         self.inner.emit(record, scope);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
+        // Lifecycle output queued from inside a processor goes first.
+        self.manager.shared.flush();
         self.inner.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.manager.end_for_shutdown();
+        self.manager.end_for_shutdown(timeout / 2);
         self.link.disconnect(&self.manager);
         self.inner.shutdown_with_timeout(timeout)
     }
@@ -155,15 +201,16 @@ impl SessionLogEnricher {
 
 impl LogProcessor for SessionLogEnricher {
     fn emit(&self, record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
-        stamp(&self.manager, record);
+        process(&self.manager, record);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
+        self.manager.shared.flush();
         self.link.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.manager.end_for_shutdown();
+        self.manager.end_for_shutdown(timeout / 2);
         self.link.shutdown(&self.manager, timeout)
     }
 

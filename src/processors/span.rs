@@ -24,9 +24,9 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
-use crate::core::lifecycle::{SinkLink, SinkRef};
 use crate::core::manager::SessionManager;
-use crate::core::stamp::{is_ours, our_key, stamp_value};
+use crate::core::sinks::{SinkLink, SinkRef};
+use crate::core::stamp::{is_ours, origin, stamp, Origin};
 use crate::model::attr;
 
 #[inline]
@@ -35,19 +35,27 @@ fn is_session_id(key: &Key) -> bool {
     k.len() == attr::SESSION_ID.len() && k == attr::SESSION_ID
 }
 
-/// `true` if more than one `session.id` is present (a one-pass scan).
+/// What one pass over a finished span's attributes found.
+#[derive(Clone, Copy, Default)]
+struct Scan {
+    /// More than one `session.id`: one must go.
+    duplicate: bool,
+    /// We stamped the manager's app session on it: it is that session's activity.
+    app: bool,
+}
+
 #[inline]
-fn has_duplicate(attributes: &[KeyValue]) -> bool {
+fn scan(attributes: &[KeyValue]) -> Scan {
+    let mut found = Scan::default();
     let mut seen = false;
     for kv in attributes {
         if is_session_id(&kv.key) {
-            if seen {
-                return true;
-            }
+            found.duplicate |= seen;
             seen = true;
+            found.app |= origin(&kv.key) == Origin::App;
         }
     }
-    false
+    found
 }
 
 /// Leaves exactly one `session.id`: the application's if it set one (it wins),
@@ -63,6 +71,14 @@ fn dedupe(attributes: &mut Vec<KeyValue>) {
         }
         std::mem::replace(&mut keep_one_of_ours, false)
     });
+}
+
+/// A span we stamped with the app session is that session's activity, dated at
+/// its end (the SDK read the clock already; with a custom clock, it is read).
+#[inline]
+fn touch(manager: &SessionManager, span: &SpanData) {
+    let shared = &manager.shared;
+    shared.touch(shared.activity_time(Some(span.end_time)));
 }
 
 /// Wraps the exporting span processor `P`: stamps `session.id` in `on_start`,
@@ -88,29 +104,32 @@ impl<P: SpanProcessor + 'static> SessionSpanProcessor<P> {
 impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if let Some(id) = stamp_value(&self.manager.shared, cx) {
-            opentelemetry::trace::Span::set_attribute(
-                span,
-                KeyValue::new(our_key(), Value::String(id)),
-            );
+        if let Some((key, id)) = stamp(&self.manager.shared, cx) {
+            opentelemetry::trace::Span::set_attribute(span, KeyValue::new(key, Value::String(id)));
         }
         self.inner.on_start(span, cx);
     }
 
     #[inline]
     fn on_end(&self, span: SpanData) {
-        if has_duplicate(&span.attributes) {
+        let found = scan(&span.attributes);
+        if found.app {
+            touch(&self.manager, &span);
+        }
+        if found.duplicate {
             return self.on_end_deduped(span);
         }
         self.inner.on_end(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
+        // Lifecycle output queued from inside a processor goes first.
+        self.manager.shared.flush();
         self.inner.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.manager.end_for_shutdown();
+        self.manager.end_for_shutdown(timeout / 2);
         self.link.disconnect(&self.manager);
         self.inner.shutdown_with_timeout(timeout)
     }
@@ -155,7 +174,7 @@ impl SessionSpanEnricher {
 
 impl SpanProcessor for SessionSpanEnricher {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if let Some(id) = stamp_value(&self.manager.shared, cx) {
+        if let Some((key, id)) = stamp(&self.manager.shared, cx) {
             // The SDK offers no cheap way to read a started span's attributes.
             let has_one = span.exported_data().is_some_and(|d| {
                 d.attributes
@@ -165,20 +184,25 @@ impl SpanProcessor for SessionSpanEnricher {
             if !has_one {
                 opentelemetry::trace::Span::set_attribute(
                     span,
-                    KeyValue::new(our_key(), Value::String(id)),
+                    KeyValue::new(key, Value::String(id)),
                 );
             }
         }
     }
 
-    fn on_end(&self, _span: SpanData) {}
+    fn on_end(&self, span: SpanData) {
+        if scan(&span.attributes).app {
+            touch(&self.manager, &span);
+        }
+    }
 
     fn force_flush(&self) -> OTelSdkResult {
+        self.manager.shared.flush();
         self.link.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.manager.end_for_shutdown();
+        self.manager.end_for_shutdown(timeout / 2);
         self.link.shutdown(&self.manager, timeout)
     }
 
@@ -229,9 +253,19 @@ impl SessionManager {
 mod tests {
     use super::*;
 
+    fn our_key() -> Key {
+        stamp(
+            &crate::SessionManager::builder().build().shared,
+            &Context::new(),
+        )
+        .map(|(k, _)| k)
+        .unwrap()
+    }
+
     #[test]
     fn our_key_is_told_apart_from_an_equal_application_key() {
         let ours = our_key();
+        assert_eq!(origin(&ours), Origin::App);
         let theirs = Key::new(String::from("session.id"));
         assert_eq!(ours, theirs);
         assert!(is_ours(&ours));

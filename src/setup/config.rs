@@ -45,18 +45,7 @@ pub const ENV_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
 /// `OTEL_METRICS_EXPORTER`
 pub const ENV_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
 
-/// How sessions start and end by themselves (`OTEL_SESSION_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SessionMode {
-    /// A session starts at init; timeouts and foreground/background rotate it.
-    #[default]
-    App,
-    /// Every incoming request gets its own session (servers).
-    Request,
-    /// Nothing starts by itself.
-    Manual,
-}
+pub use crate::model::session::SessionMode;
 
 /// The OTLP transport of one signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -141,7 +141,7 @@ impl Guard {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        self.sessions.end_for_shutdown();
+        self.sessions.end_for_shutdown(self.shutdown_timeout);
         let timeout = self.shutdown_timeout;
         let deadline = std::time::Instant::now() + timeout;
         // Each provider shuts down on its own thread, all against one deadline: a

@@ -20,7 +20,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 
 use crate::core::manager::{SessionManager, SessionManagerBuilder};
-use crate::setup::config::{ConfigIssue, ExporterKind, SessionConfig, SessionMode};
+use crate::setup::config::{ConfigIssue, ExporterKind, SessionConfig};
 use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
 use crate::setup::error::InitError;
 use crate::setup::export::{self, Counted, DeliveryStats, Handed, HandedCounter, RuntimeSlot};
@@ -41,7 +41,7 @@ pub struct Builder {
     issues: Vec<ConfigIssue>,
     service_version: Option<String>,
     deployment_environment: Option<String>,
-    sessions: SessionManagerBuilder,
+    sessions: Vec<SessionsFn>,
     shutdown_timeout: Duration,
 }
 
@@ -64,7 +64,7 @@ impl Builder {
             issues,
             service_version: None,
             deployment_environment: None,
-            sessions: SessionManager::builder(),
+            sessions: Vec::new(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
@@ -96,11 +96,13 @@ impl Builder {
     }
 
     /// Configures the session manager (callbacks, observers, user, clock, ids).
+    /// Applied after the configuration's mode and timeouts, so what you set here
+    /// wins.
     pub fn with_sessions(
         mut self,
-        f: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder,
+        f: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder + Send + 'static,
     ) -> Self {
-        self.sessions = f(self.sessions);
+        self.sessions.push(Box::new(f));
         self
     }
 
@@ -129,11 +131,10 @@ impl Builder {
         }
 
         if config.sdk_disabled {
-            let sessions = self.sessions.without_export().build();
+            let sessions = sessions_builder(&config, self.sessions)
+                .without_export()
+                .build();
             crate::set_global_manager(sessions.clone());
-            if config.mode == SessionMode::App {
-                sessions.start_session();
-            }
             return Ok(Guard::disabled(sessions, self.shutdown_timeout));
         }
 
@@ -191,7 +192,7 @@ impl Builder {
         };
 
         // The manager: a signal that is off is off for the lifecycle too (quietly).
-        let mut sessions = self.sessions;
+        let mut sessions = sessions_builder(&config, self.sessions);
         if let Some(mp) = &meter_provider {
             sessions = sessions.with_meter(mp.meter(crate::model::attr::SCOPE_NAME));
         }
@@ -269,9 +270,6 @@ impl Builder {
             opentelemetry::global::set_meter_provider(mp.clone());
         }
         crate::set_global_manager(sessions.clone());
-        if config.mode == SessionMode::App {
-            sessions.start_session();
-        }
         Ok(Guard {
             sessions,
             tracer_provider,
@@ -287,6 +285,24 @@ impl Builder {
         })
     }
 }
+
+/// The session manager's builder: the configuration's tracking settings, then
+/// what the code asked for with [`Builder::with_sessions`] (code wins).
+fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionManagerBuilder {
+    let mut builder = SessionManager::builder()
+        .with_mode(config.mode)
+        .with_inactivity_timeout(config.inactivity_timeout)
+        .with_max_duration(config.max_duration)
+        .with_background_timeout(config.background_timeout)
+        .with_propagation(config.propagate)
+        .with_request_ids(config.request_ids);
+    for f in code {
+        builder = f(builder);
+    }
+    builder
+}
+
+type SessionsFn = Box<dyn FnOnce(SessionManagerBuilder) -> SessionManagerBuilder + Send>;
 
 /// Where one signal goes once its exporter is built.
 enum Out<E> {

@@ -7,9 +7,13 @@
 
 use std::time::SystemTime;
 
+use std::sync::Arc;
+
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
 
+use crate::core::effects::SessionCounter;
+use crate::core::manager::SessionManagerBuilder;
 use crate::model::attr;
 use crate::model::session::SessionStatus;
 
@@ -53,17 +57,14 @@ impl SessionMetrics {
                 .build(),
         }
     }
+}
 
-    pub(crate) fn started(&self) {
+impl SessionCounter for SessionMetrics {
+    fn started(&self) {
         self.started.add(1, &[]);
     }
 
-    pub(crate) fn ended(
-        &self,
-        status: SessionStatus,
-        started_at: SystemTime,
-        ended_at: SystemTime,
-    ) {
+    fn ended(&self, status: SessionStatus, started_at: SystemTime, ended_at: SystemTime) {
         self.ended
             .add(1, &[KeyValue::new(attr::STATUS, status.as_str())]);
         let secs = ended_at
@@ -71,5 +72,13 @@ impl SessionMetrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.duration.record(secs, &[]);
+    }
+}
+
+impl SessionManagerBuilder {
+    /// Records the stability metrics (`otel_session.started`, `otel_session.ended`,
+    /// `otel_session.duration`) with `meter`, for app and request sessions alike.
+    pub fn with_meter(self, meter: Meter) -> Self {
+        self.with_counter(Arc::new(SessionMetrics::new(&meter)))
     }
 }

@@ -1,0 +1,27 @@
+//! Why a session verb did not do what it was asked.
+
+/// A session verb that could not act.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Called from inside an `on_session` callback, which may only amend or
+    /// discard its candidate.
+    #[error("{verb}() was called from inside an on_session callback and was ignored")]
+    Reentrant {
+        /// The verb.
+        verb: &'static str,
+    },
+    /// A crate-root verb found neither a session scope in the current context nor
+    /// a global manager (call `otel_session::init!()` or `set_global_manager`).
+    #[error("no session manager: call otel_session::init!() or otel_session::set_global_manager(..) first")]
+    NoManager,
+    /// Called inside a request whose session the request layer owns (request
+    /// mode): it starts and ends with the request.
+    #[error(
+        "{verb}() was called inside a request; request sessions start and end with their request"
+    )]
+    InRequest {
+        /// The verb.
+        verb: &'static str,
+    },
+}
