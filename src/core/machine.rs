@@ -247,7 +247,17 @@ impl Shared {
         if self.system_clock {
             return opentelemetry::time::now();
         }
-        match catch_unwind(AssertUnwindSafe(|| self.clock.now())) {
+        thread_local! {
+            static IN_CLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        // A clock that calls back into the manager gets the system time there
+        // instead of recursing.
+        if IN_CLOCK.with(|c| c.replace(true)) {
+            return opentelemetry::time::now();
+        }
+        let read = catch_unwind(AssertUnwindSafe(|| self.clock.now()));
+        IN_CLOCK.with(|c| c.set(false));
+        match read {
             Ok(t) => t,
             Err(p) => {
                 crate::warn::once(

@@ -202,3 +202,39 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::core::effects::{CountEffect, SessionCounter};
+    use crate::model::session::SessionStatus;
+
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+    impl SessionCounter for Counting {
+        fn started(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn ended(&self, _: SessionStatus, _: SystemTime, _: SystemTime) {}
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_and_keeps_the_rest_in_order() {
+        let outbox = Outbox::default();
+        let sinks = Sinks::default();
+        let counter = Arc::new(Counting::default());
+        let mut last = 0;
+        for _ in 0..OUTBOX_LIMIT + 10 {
+            last = outbox.push(Effect::Count(CountEffect::Started, counter.clone()));
+        }
+        assert_eq!(outbox.queue().items.len(), OUTBOX_LIMIT);
+        assert_eq!(outbox.queue().items.front().map(|(s, _)| *s), Some(11));
+        assert!(outbox.flush_through(last, &sinks, Duration::from_secs(1)));
+        assert_eq!(counter.0.load(Ordering::Relaxed), OUTBOX_LIMIT);
+        assert!(outbox.warned_full.load(Ordering::Relaxed));
+    }
+}
