@@ -85,3 +85,10 @@ pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
 pub use stability::metrics;
 pub use tracking::app::{background, foreground};
+pub use tracking::join::{
+    session_id_from_baggage, stamped_session_id, MalformedSessionId, SessionBaggage,
+    MAX_JOINED_ID_LEN,
+};
+#[cfg(feature = "tower")]
+pub use tracking::layer::{SessionFuture, SessionLayer, SessionService};
+pub use tracking::request::{RequestOutcome, RequestScope};

@@ -155,6 +155,10 @@ pub(crate) struct Shared {
     warned_clock: AtomicBool,
     warned_ids: AtomicBool,
     warned_start_wait: AtomicBool,
+    /// A malformed `session.id` in incoming baggage was reported.
+    pub(crate) warned_baggage: AtomicBool,
+    /// A request began (request mode's layer is in place).
+    pub(crate) saw_request: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -221,6 +225,8 @@ impl Shared {
             warned_clock: AtomicBool::new(false),
             warned_ids: AtomicBool::new(false),
             warned_start_wait: AtomicBool::new(false),
+            warned_baggage: AtomicBool::new(false),
+            saw_request: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&shared);
         let _ = shared.me.set(weak.clone());
@@ -273,7 +279,7 @@ impl Shared {
         }
     }
 
-    fn new_id(&self) -> SessionId {
+    pub(crate) fn new_id(&self) -> SessionId {
         match catch_unwind(AssertUnwindSafe(|| self.id_generator.new_session_id())) {
             Ok(id) if !id.as_str().is_empty() => id,
             Ok(_) => {

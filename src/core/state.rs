@@ -184,6 +184,13 @@ impl SessionState {
         self.raise_status(SessionStatus::Crashed);
     }
 
+    /// `errored` without counting an error (a 5xx response, a service error).
+    pub(crate) fn mark_errored(&self) {
+        if !self.discarded {
+            self.raise_status(SessionStatus::Errored);
+        }
+    }
+
     pub(crate) fn counts(&self) -> (u64, u64) {
         (
             self.handled.load(Ordering::Relaxed),

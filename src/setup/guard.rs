@@ -142,6 +142,7 @@ impl Guard {
             return;
         }
         self.sessions.end_for_shutdown(self.shutdown_timeout);
+        self.sessions.report_unused_request_mode();
         let timeout = self.shutdown_timeout;
         let deadline = std::time::Instant::now() + timeout;
         // Each provider shuts down on its own thread, all against one deadline: a
