@@ -123,6 +123,21 @@ fn main() {
             println!("EXPORTED={}", d.exported);
             println!("FAILED={}", d.failed);
         }
+        // A span every 100 ms for 1.6 s: with OTEL_SESSION_MAX_DURATION=1s the
+        // session rotates once while busy.
+        "max-duration" => {
+            let first = otel_session::current_session().expect("a session");
+            println!("A={}", first.id());
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            while started.elapsed() < std::time::Duration::from_millis(1600) {
+                tracing::info_span!("tick", i).in_scope(|| {});
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let last = otel_session::current_session().expect("a session");
+            println!("B={}", last.id());
+        }
         // Whatever the environment says; one span and one log.
         _ => {
             tracing::info_span!("plain").in_scope(|| tracing::info!("plain log"));

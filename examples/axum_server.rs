@@ -1,0 +1,98 @@
+//! A server with request mode: every request is a session of its own, counted
+//! by status (`ok`, `errored` for a 5xx, a service error or a recorded error,
+//! `crashed` for a panic), and a caller's session joined from W3C baggage.
+//!
+//! ```text
+//! OTEL_SESSION_MODE=request OTEL_SESSION_PROPAGATE=true OTEL_SESSION_REQUEST_IDS=true \
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 cargo run --example axum_server
+//! curl localhost:3000/                          # ok
+//! curl localhost:3000/fail                      # errored (500)
+//! curl localhost:3000/checkout                  # errored (record_handled_error)
+//! curl localhost:3000/panic                     # crashed
+//! curl -H 'baggage: session.id=browser-7' localhost:3000/   # joins browser-7
+//! ```
+//!
+//! `PORT` chooses the port (`0`: any free one; the address is printed as
+//! `LISTEN=…`). Ctrl-C or SIGTERM stops it gracefully; the guard then flushes.
+//! The order of layers matters: `SessionLayer` goes outside tower-http's
+//! `TraceLayer` (with axum, add it last).
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use otel_session::config::SessionMode;
+use otel_session::SessionLayer;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+async fn hello() -> String {
+    tracing::info!("hello");
+    let joined = otel_session::stamped_session_id();
+    format!(
+        "request session {}, telemetry carries {}\n",
+        otel_session::current_session()
+            .map(|s| s.id().to_string())
+            .unwrap_or_else(|| "-".into()),
+        joined.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+    )
+}
+
+async fn checkout() -> &'static str {
+    // A failure the handler dealt with: the request's session is `errored`.
+    tracing::warn!("card declined");
+    otel_session::record_handled_error();
+    "declined\n"
+}
+
+#[tokio::main]
+async fn main() {
+    let guard = otel_session::Builder::from_env()
+        .with_service_version(env!("CARGO_PKG_VERSION"))
+        .configure(|c| {
+            if std::env::var_os("OTEL_SESSION_MODE").is_none() {
+                c.mode = SessionMode::Request;
+            }
+        })
+        .init()
+        .expect("telemetry set up");
+    let subscriber = tracing_subscriber::registry()
+        .with(guard.tracing_layer())
+        .with(guard.log_layer());
+    tracing::subscriber::set_global_default(subscriber).expect("subscriber");
+
+    let app = axum::Router::new()
+        .route("/", get(hello))
+        .route("/checkout", get(checkout))
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "failed\n") }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if std::env::var_os("NEVER_SET_THIS").is_none() {
+                    panic!("a bug in the handler");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(SessionLayer::new()); // outermost: added last
+
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .expect("bind");
+    println!("LISTEN={}", listener.local_addr().expect("address"));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        })
+        .await
+        .expect("server");
+    println!("STOPPED");
+    drop(guard);
+}
