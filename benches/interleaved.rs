@@ -123,6 +123,10 @@ fn main() {
                 paired(i, 1)
             );
         }
+        println!(
+            "{vec:5} app-mode tracking: wrapper / wrapper_untimed {:.3}x",
+            paired(2, 3)
+        );
         for p in providers {
             let _ = p.shutdown();
         }

@@ -186,3 +186,32 @@ fn exporter_lists_use_the_first_and_say_so() {
     assert_eq!(c.traces_exporter, ExporterKind::Otlp);
     assert!(matches!(issues[0], ConfigIssue::Invalid(_)));
 }
+
+#[test]
+fn settings_not_built_yet_or_meaningless_in_the_mode_say_so() {
+    let (c, _) = SessionConfig::from_lookup(&|var| match var {
+        "OTEL_SESSION_SAMPLE_RATIO" => Some("0.5".into()),
+        "OTEL_SESSION_PERSIST_PATH" => Some("/tmp/s.json".into()),
+        "OTEL_SESSION_ERROR_SOURCES" => Some("logs,spans".into()),
+        "OTEL_SESSION_REQUEST_IDS" => Some("true".into()),
+        _ => None,
+    });
+    let warnings = otel_session::config::warnings(&c);
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    for var in [
+        "OTEL_SESSION_ERROR_SOURCES",
+        "OTEL_SESSION_SAMPLE_RATIO",
+        "OTEL_SESSION_PERSIST_PATH",
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(var) && w.contains("not acted on yet")),
+            "{var}: {warnings:?}"
+        );
+    }
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("only applies in request mode")));
+    assert!(otel_session::config::warnings(&SessionConfig::default()).is_empty());
+}

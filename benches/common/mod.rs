@@ -87,8 +87,16 @@ impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
     }
 }
 
-/// The pipelines compared.
-pub const FORMS: [&str; 4] = ["bare", "const_wrapper", "wrapper", "standalone"];
+/// The pipelines compared. `wrapper` runs with app-mode tracking on (the
+/// default timeouts); `wrapper_untimed` with both timeouts off (what the wrapper
+/// was before tracking existed).
+pub const FORMS: [&str; 5] = [
+    "bare",
+    "const_wrapper",
+    "wrapper",
+    "wrapper_untimed",
+    "standalone",
+];
 
 /// A tracer provider of form `form` (one of [`FORMS`]).
 pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
@@ -97,6 +105,13 @@ pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
         "bare" => b.with_span_processor(batch()),
         "const_wrapper" => b.with_span_processor(ConstWrapper(batch())),
         "wrapper" => b.with_span_processor(sessions.span_processor(batch())),
+        "wrapper_untimed" => {
+            let untimed = SessionManager::builder()
+                .with_inactivity_timeout(None)
+                .with_max_duration(None)
+                .build();
+            b.with_span_processor(untimed.span_processor(batch()))
+        }
         _ => b
             .with_span_processor(sessions.standalone_span_processor())
             .with_span_processor(batch()),

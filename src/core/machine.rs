@@ -147,6 +147,9 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     /// The clock is the system clock: telemetry timestamps are activity times.
     pub(crate) system_clock: bool,
+    /// An inactivity timeout or a maximum duration is set: telemetry is activity
+    /// worth noting (else the processors skip it).
+    pub(crate) timed: bool,
     /// The clock wakes us when it moves: no real timer.
     manual_clock: AtomicBool,
     pub(crate) tracking: Tracking,
@@ -218,6 +221,7 @@ impl Shared {
             id_generator: p.id_generator.unwrap_or_else(|| Arc::new(UuidV4Generator)),
             clock,
             system_clock,
+            timed: p.tracking.inactivity.is_some() || p.tracking.max_duration.is_some(),
             manual_clock: AtomicBool::new(false),
             tracking: p.tracking,
             counter: p.counter,

@@ -5,6 +5,7 @@
 //! and, for request sessions, the request's `Context`. Its counters are atomics;
 //! its user and timeline sit behind a small mutex that only verbs take.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -226,6 +227,27 @@ impl SessionState {
                 .push(Event::new(name, at.max(self.started_at), attrs, 0));
         }
     }
+}
+
+thread_local! {
+    /// The manager this thread last noted activity for, and when it may next.
+    static NEXT_NOTE: Cell<(usize, SystemTime)> = const { Cell::new((0, UNIX_EPOCH)) };
+}
+
+/// `true` if telemetry ending at `at` on this thread is worth noting as activity
+/// of `owner`'s session: at most once per [`Activity::GRANULARITY`] per thread
+/// (a time comparison, no conversion, in the common case).
+#[inline]
+pub(crate) fn due<T>(owner: &T, at: SystemTime) -> bool {
+    let key = owner as *const T as usize;
+    let Ok((who, next)) = NEXT_NOTE.try_with(Cell::get) else {
+        return true;
+    };
+    if who == key && at < next {
+        return false;
+    }
+    let _ = NEXT_NOTE.try_with(|c| c.set((key, at + Duration::from_nanos(Activity::GRANULARITY))));
+    true
 }
 
 /// Activity of a manager's current app session, read and written without a

@@ -120,7 +120,9 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     // Activity before stamping: a record past the session's limits ends it, and
     // a racing record may have ended it meanwhile: read the stamp again (a cache
     // hit unless it changed), so such records all carry the next session.
-    shared.touch(shared.activity_time(record.observed_timestamp()));
+    if shared.timed {
+        shared.touch(shared.activity_time(record.observed_timestamp()));
+    }
     let Some(id) = app_stamp(shared) else {
         return;
     };

@@ -75,9 +75,16 @@ fn dedupe(attributes: &mut Vec<KeyValue>) {
 
 /// A span we stamped with the app session is that session's activity, dated at
 /// its end (the SDK read the clock already; with a custom clock, it is read).
+/// Each thread notes it at most once per [`Activity::GRANULARITY`]: the common
+/// case is one thread-local read and one time comparison.
+///
+/// [`Activity::GRANULARITY`]: crate::core::state::Activity::GRANULARITY
 #[inline]
 fn touch(manager: &SessionManager, span: &SpanData) {
-    let shared = &manager.shared;
+    let shared = &*manager.shared;
+    if shared.system_clock && !crate::core::state::due(shared, span.end_time) {
+        return;
+    }
     shared.touch(shared.activity_time(Some(span.end_time)));
 }
 
@@ -113,7 +120,7 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_end(&self, span: SpanData) {
         let found = scan(&span.attributes);
-        if found.app {
+        if found.app && self.manager.shared.timed {
             touch(&self.manager, &span);
         }
         if found.duplicate {
@@ -191,7 +198,7 @@ impl SpanProcessor for SessionSpanEnricher {
     }
 
     fn on_end(&self, span: SpanData) {
-        if scan(&span.attributes).app {
+        if self.manager.shared.timed && scan(&span.attributes).app {
             touch(&self.manager, &span);
         }
     }

@@ -463,3 +463,34 @@ impl SessionConfig {
         (config, r.issues)
     }
 }
+
+/// What `init()` warns about a configuration whose values are valid but will
+/// not do what they say (features not built yet, a setting the mode makes
+/// meaningless). Empty for the defaults.
+pub fn warnings(config: &SessionConfig) -> Vec<String> {
+    let defaults = SessionConfig::default();
+    let mut out = Vec::new();
+    let not_yet = |var: &str| {
+        format!(
+            "{var} is set but not acted on yet in this version of otel-session \
+             (it is validated only); unset it to silence this warning"
+        )
+    };
+    if config.error_sources != defaults.error_sources {
+        out.push(not_yet(ENV_ERROR_SOURCES));
+    }
+    if config.sample_ratio != defaults.sample_ratio {
+        out.push(not_yet(ENV_SAMPLE_RATIO));
+    }
+    if config.persist_path.is_some() {
+        out.push(not_yet(ENV_PERSIST_PATH));
+    }
+    if config.request_ids && config.mode != SessionMode::Request {
+        out.push(format!(
+            "{ENV_REQUEST_IDS}=true only applies in request mode (OTEL_SESSION_MODE=request); \
+             the mode is {}, so it does nothing",
+            config.mode
+        ));
+    }
+    out
+}

@@ -118,6 +118,9 @@ impl Builder {
             crate::warn::stderr(format_args!("{issue}"));
         }
         let config = self.config;
+        for w in crate::setup::config::warnings(&config) {
+            crate::warn::stderr(format_args!("{w}"));
+        }
         let version_from_env = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
             v.split(',')
                 .any(|kv| kv.trim_start().starts_with("service.version="))
