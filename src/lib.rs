@@ -75,7 +75,9 @@ pub use crate::core::sinks::PENDING_LIMIT;
 pub use model::attr;
 pub use model::clock::{Clock, ClockWaker, ManualClock, SystemClock};
 pub use model::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
-pub use model::session::{EndReason, Session, SessionId, SessionMode, SessionStatus, User};
+pub use model::session::{
+    EndReason, ErrorSources, Session, SessionId, SessionMode, SessionStatus, User,
+};
 pub use processors::log::{SessionLogEnricher, SessionLogProcessor};
 pub use processors::span::{SessionSpanEnricher, SessionSpanProcessor};
 pub use setup::error::InitError;

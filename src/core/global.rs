@@ -175,7 +175,9 @@ pub fn remove_on_session(handle: CallbackHandle) -> bool {
 /// [`SessionManager::record_handled_error`] on the global manager.
 pub fn record_handled_error() {
     match target() {
-        Target::Request(r) => r.count_handled(),
+        Target::Request(r) => {
+            r.count_handled();
+        }
         Target::Manager(m) => m.record_handled_error(),
         Target::Joined | Target::Nothing => {}
     }
@@ -185,7 +187,9 @@ pub fn record_handled_error() {
 /// `crashed`).
 pub fn record_unhandled_error() {
     match target() {
-        Target::Request(r) => r.count_unhandled(),
+        Target::Request(r) => {
+            r.count_unhandled();
+        }
         Target::Manager(m) => m.record_unhandled_error(),
         Target::Joined | Target::Nothing => {}
     }

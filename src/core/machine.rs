@@ -41,7 +41,7 @@ use crate::core::state::{from_nanos, nanos, Activity, Kind, SessionState};
 use crate::model::attr;
 use crate::model::clock::{Clock, TimeJump};
 use crate::model::id::{random_span_id, IdGenerator, UuidV4Generator};
-use crate::model::session::{EndReason, Session, SessionId, SessionMode, User};
+use crate::model::session::{EndReason, ErrorSources, Session, SessionId, SessionMode, User};
 
 /// How sessions of a manager track themselves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +52,7 @@ pub(crate) struct Tracking {
     pub(crate) background_timeout: Duration,
     pub(crate) propagate: bool,
     pub(crate) request_ids: bool,
+    pub(crate) errors: ErrorSources,
 }
 
 impl Default for Tracking {
@@ -63,6 +64,7 @@ impl Default for Tracking {
             background_timeout: Duration::from_secs(30),
             propagate: false,
             request_ids: false,
+            errors: ErrorSources::default(),
         }
     }
 }
@@ -464,10 +466,9 @@ impl Shared {
             return Notifications::default();
         }
         let at = self.resolve(when).max(session.started_at);
-        // One status snapshot for the end event, the summary, the metric and the
-        // observers.
-        let status = session.status();
-        let (handled, unhandled) = session.counts();
+        // The counts close here: one status snapshot for the end event, the
+        // summary, the metric and the observers, and no error counted later.
+        let (status, handled, unhandled) = session.close();
         let end_attributes = vec![
             session.id_attribute(),
             KeyValue::new(attr::STATUS, status.as_str()),
@@ -867,6 +868,25 @@ impl Shared {
         self.check_expiry(now, Site::Safe);
         let st = self.lock();
         st.current.as_ref().map(|s| s.snapshot(st.paused))
+    }
+
+    /// Counts an error toward the app session telemetry is stamped with now: if
+    /// it ends meanwhile (its counts closed), toward the one after, if any.
+    /// `false` if nothing counted it.
+    pub(crate) fn count_on_current(&self, count: impl Fn(&SessionState) -> bool) -> bool {
+        loop {
+            let Some(session) = self.stamp.load_full() else {
+                return false;
+            };
+            if count(&session) {
+                return true;
+            }
+            let now = self.stamp.load();
+            if now.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
+                // Closed yet still stamped: an end is under way; not ours.
+                return false;
+            }
+        }
     }
 
     /// Notes a verb's activity on the current session.

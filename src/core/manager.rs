@@ -14,9 +14,10 @@ use crate::core::effects::SessionCounter;
 use crate::core::error::SessionError;
 use crate::core::machine::{Shared, SharedParts, Tracking};
 use crate::core::sinks::Sinks;
+use crate::core::state::SessionState;
 use crate::model::clock::Clock;
 use crate::model::id::IdGenerator;
-use crate::model::session::{Session, SessionMode, User};
+use crate::model::session::{ErrorSources, Session, SessionMode, User};
 
 static NEXT_MANAGER: AtomicU64 = AtomicU64::new(1);
 
@@ -140,6 +141,13 @@ impl SessionManagerBuilder {
     /// (default off: request sessions are only counted).
     pub fn with_request_ids(mut self, stamp: bool) -> Self {
         self.tracking.request_ids = stamp;
+        self
+    }
+
+    /// Which telemetry counts as a handled error (default: log records at ERROR
+    /// severity or above; see [`ErrorSources`]).
+    pub fn with_error_sources(mut self, sources: ErrorSources) -> Self {
+        self.tracking.errors = sources;
         self
     }
 
@@ -324,8 +332,7 @@ impl SessionManager {
     /// Counts one handled error toward the current session (if it is reported and
     /// not paused).
     pub fn record_handled_error(&self) {
-        if let Some(s) = &*self.shared.stamp.load() {
-            s.count_handled();
+        if self.shared.count_on_current(SessionState::count_handled) {
             self.shared.note_activity();
         }
     }
@@ -333,8 +340,7 @@ impl SessionManager {
     /// Counts one unhandled error toward the current session and marks it
     /// `crashed` (if it is reported and not paused). Status is never downgraded.
     pub fn record_unhandled_error(&self) {
-        if let Some(s) = &*self.shared.stamp.load() {
-            s.count_unhandled();
+        if self.shared.count_on_current(SessionState::count_unhandled) {
             self.shared.note_activity();
         }
     }

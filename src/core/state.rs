@@ -6,6 +6,7 @@
 //! its user and timeline sit behind a small mutex that only verbs take.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -63,6 +64,21 @@ pub(crate) fn from_nanos(n: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(n)
 }
 
+/// The bit that marks a counter closed (its session ended).
+const CLOSED: u64 = 1 << 63;
+
+/// Spans remembered per session as "an error in it was counted already".
+const COUNTED_SPANS: usize = 256;
+
+/// Adds one unless the counter is closed.
+fn count(counter: &AtomicU64) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            (v & CLOSED == 0).then_some(v + 1)
+        })
+        .is_ok()
+}
+
 fn status_from_u8(v: u8) -> SessionStatus {
     match v {
         0 => SessionStatus::Ok,
@@ -107,6 +123,8 @@ pub(crate) struct SessionState {
     /// Attributes from `on_session` callbacks, for the summary span.
     pub(crate) attributes: Vec<KeyValue>,
     detail: Mutex<Detail>,
+    /// Spans whose error was counted through a log record inside them.
+    counted_spans: Mutex<VecDeque<SpanId>>,
 }
 
 impl fmt::Debug for SessionState {
@@ -152,6 +170,7 @@ impl SessionState {
                 user: c.user,
                 timeline: Timeline::default(),
             }),
+            counted_spans: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -167,22 +186,31 @@ impl SessionState {
         self.status.fetch_max(status_to_u8(to), Ordering::Relaxed);
     }
 
-    /// One handled error (an ERROR log record, `record_handled_error`).
-    pub(crate) fn count_handled(&self) {
+    /// One handled error (an ERROR log record, `record_handled_error`, an errored
+    /// span). `false` if the session has closed its counts (it ended): the error
+    /// is then not this session's.
+    pub(crate) fn count_handled(&self) -> bool {
         if self.discarded {
-            return;
+            return false;
         }
-        self.handled.fetch_add(1, Ordering::Relaxed);
+        if !count(&self.handled) {
+            return false;
+        }
         self.raise_status(SessionStatus::Errored);
+        true
     }
 
-    /// One unhandled error; the session is `crashed` from now on.
-    pub(crate) fn count_unhandled(&self) {
+    /// One unhandled error; the session is `crashed` from now on. `false` if it
+    /// has ended.
+    pub(crate) fn count_unhandled(&self) -> bool {
         if self.discarded {
-            return;
+            return false;
         }
-        self.unhandled.fetch_add(1, Ordering::Relaxed);
+        if !count(&self.unhandled) {
+            return false;
+        }
         self.raise_status(SessionStatus::Crashed);
+        true
     }
 
     /// `errored` without counting an error (a 5xx response, a service error).
@@ -192,11 +220,50 @@ impl SessionState {
         }
     }
 
+    /// `(handled, unhandled)` so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (
-            self.handled.load(Ordering::Relaxed),
-            self.unhandled.load(Ordering::Relaxed),
+            self.handled.load(Ordering::Acquire) & !CLOSED,
+            self.unhandled.load(Ordering::Acquire) & !CLOSED,
         )
+    }
+
+    /// Closes the counts (at the session's end): every error counted before is
+    /// in the result, every later one is refused. One status snapshot consistent
+    /// with them.
+    pub(crate) fn close(&self) -> (SessionStatus, u64, u64) {
+        let handled = self.handled.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
+        let unhandled = self.unhandled.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
+        let mut status = self.status();
+        if handled > 0 {
+            status = status.max(SessionStatus::Errored);
+        }
+        if unhandled > 0 {
+            status = status.max(SessionStatus::Crashed);
+        }
+        (status, handled, unhandled)
+    }
+
+    /// Remembers that an error inside span `span` was counted (an ERROR log),
+    /// so that the span's own error status does not count it again.
+    pub(crate) fn note_counted_span(&self, span: SpanId) {
+        let mut spans = self.counted_spans.lock().unwrap_or_else(|e| e.into_inner());
+        if spans.len() == COUNTED_SPANS {
+            spans.pop_front();
+        }
+        spans.push_back(span);
+    }
+
+    /// `true` (and forgets it) if an error inside `span` was counted already.
+    pub(crate) fn take_counted_span(&self, span: SpanId) -> bool {
+        let mut spans = self.counted_spans.lock().unwrap_or_else(|e| e.into_inner());
+        match spans.iter().position(|s| *s == span) {
+            Some(i) => {
+                spans.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn snapshot(&self, paused: bool) -> Session {

@@ -183,6 +183,29 @@ impl fmt::Display for SessionMode {
     }
 }
 
+/// Which telemetry counts as a handled error (`OTEL_SESSION_ERROR_SOURCES`).
+///
+/// `tracing-opentelemetry` turns one `tracing::error!` inside a span into an
+/// ERROR log record (through the log bridge), an Error status *and* an
+/// `exception` event on the span: with both sources on, a span whose error was
+/// already counted through a log record inside it does not count again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorSources {
+    /// Log records at ERROR severity or above.
+    pub logs: bool,
+    /// Spans with an Error status or an `exception` event.
+    pub spans: bool,
+}
+
+impl Default for ErrorSources {
+    fn default() -> Self {
+        ErrorSources {
+            logs: true,
+            spans: false,
+        }
+    }
+}
+
 /// The user a session belongs to (`user.id`, `user.email`, `user.full_name`).
 ///
 /// All fields are optional; `User::default()` is "no user".

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
+use opentelemetry::trace::SpanId;
 use opentelemetry::{Context, InstrumentationScope, Key};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
@@ -27,6 +28,7 @@ use crate::core::manager::SessionManager;
 use crate::core::scope::ScopeHandle;
 use crate::core::sinks::{SinkLink, SinkRef};
 use crate::core::stamp::{app_key, app_stamp, origin, scope_key, with_counted_session, Origin};
+use crate::core::state::SessionState;
 use crate::model::attr;
 
 #[inline]
@@ -71,12 +73,13 @@ fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
     match carried {
         Some((Origin::App | Origin::Scoped, _)) => {}
         Some((Origin::Theirs, id)) => {
-            if is_error(record) && first_sighting(record) {
+            if counts_as_error(manager, record) && first_sighting(record) {
                 if let AnyValue::String(id) = id {
+                    let span = error_span(manager, record);
                     Context::map_current(|cx| {
                         with_counted_session(&manager.shared, cx, |s| {
-                            if s.id.as_str() == id.as_str() {
-                                s.count_handled();
+                            if s.id.as_str() == id.as_str() && s.count_handled() {
+                                note(s, span);
                             }
                         })
                     });
@@ -87,29 +90,52 @@ fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
     }
 }
 
+/// An ERROR record, and log records are an error source.
+#[inline]
+fn counts_as_error(manager: &SessionManager, record: &SdkLogRecord) -> bool {
+    manager.shared.tracking.errors.logs && is_error(record)
+}
+
+/// The span a counted error record was emitted in, when spans are an error
+/// source too (so that span does not count the same failure again).
+fn error_span(manager: &SessionManager, record: &SdkLogRecord) -> Option<SpanId> {
+    if !manager.shared.tracking.errors.spans {
+        return None;
+    }
+    record.trace_context().map(|t| t.span_id)
+}
+
+fn note(session: &SessionState, span: Option<SpanId>) {
+    if let Some(span) = span {
+        session.note_counted_span(span);
+    }
+}
+
 #[inline]
 fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     if in_hook() {
         return;
     }
     let shared = &manager.shared;
+    let error = counts_as_error(manager, record);
     // Read out of the context first: starting a session must not run while the
     // thread's context is borrowed.
     let scope = Context::map_current(|cx| cx.get::<ScopeHandle>().map(|h| Arc::clone(&h.0)));
     if let Some(scope) = scope {
+        let stamped = scope.stamp.is_some();
         if let Some(id) = &scope.stamp {
             record.add_attribute(
                 Key::from_static_str(scope_key()),
                 AnyValue::String(id.clone()),
             );
-            if is_error(record) {
-                if let Some(r) = &scope.request {
-                    r.count_handled();
-                }
-            }
-        } else if is_error(record) && first_sighting(record) {
+        }
+        // Inside a request, its errors are its own, ids stamped or not (a
+        // joined caller's session is never counted here).
+        if error && (stamped || first_sighting(record)) {
             if let Some(r) = &scope.request {
-                r.count_handled();
+                if r.count_handled() {
+                    note(r, error_span(manager, record));
+                }
             }
         }
         return;
@@ -123,13 +149,45 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     if shared.timed {
         shared.touch(shared.activity_time(record.observed_timestamp()));
     }
+    if error {
+        return stamp_error(manager, record);
+    }
     let Some(id) = app_stamp(shared) else {
         return;
     };
     record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
-    if is_error(record) {
-        if let Some(s) = &*shared.stamp.load() {
-            s.count_handled();
+}
+
+/// An ERROR record is stamped with the session it was counted toward, at once:
+/// if that session ends meanwhile (its counts closed), the next one takes both.
+/// So a session's end always counts exactly the error records carrying its id.
+#[cold]
+fn stamp_error(manager: &SessionManager, record: &mut SdkLogRecord) {
+    let shared = &manager.shared;
+    let span = error_span(manager, record);
+    loop {
+        let Some(session) = shared.stamp.load_full() else {
+            // Ended with nothing after it, or a restart due: the slow path.
+            if app_stamp(shared).is_none() {
+                return;
+            }
+            continue;
+        };
+        if session.count_handled() {
+            note(&session, span);
+            record.add_attribute(
+                Key::from_static_str(app_key()),
+                AnyValue::String(session.value.clone()),
+            );
+            return;
+        }
+        if shared
+            .stamp
+            .load()
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &session))
+        {
+            return;
         }
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! - `span`: [`SessionSpanProcessor`](crate::SessionSpanProcessor) (wrapper) and
 //!   [`SessionSpanEnricher`](crate::SessionSpanEnricher) (beside);
+//! - `errors`: errors counted from failed spans (`OTEL_SESSION_ERROR_SOURCES=spans`);
 //! - `log`: [`SessionLogProcessor`](crate::SessionLogProcessor) (wrapper) and
 //!   [`SessionLogEnricher`](crate::SessionLogEnricher) (first in line).
 //!
 //! May use: [`model`](crate::model) and [`core`](crate::core).
 
+pub(crate) mod errors;
 pub(crate) mod log;
 pub(crate) mod span;

@@ -28,6 +28,7 @@ use crate::core::manager::SessionManager;
 use crate::core::sinks::{SinkLink, SinkRef};
 use crate::core::stamp::{is_ours, origin, stamp, Origin};
 use crate::model::attr;
+use crate::processors::errors::{count_failed_span, failed};
 
 #[inline]
 fn is_session_id(key: &Key) -> bool {
@@ -120,8 +121,12 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_end(&self, span: SpanData) {
         let found = scan(&span.attributes);
-        if found.app && self.manager.shared.timed {
+        let shared = &*self.manager.shared;
+        if found.app && shared.timed {
             touch(&self.manager, &span);
+        }
+        if shared.tracking.errors.spans && failed(&span) {
+            count_failed_span(shared, &span);
         }
         if found.duplicate {
             return self.on_end_deduped(span);
@@ -198,8 +203,12 @@ impl SpanProcessor for SessionSpanEnricher {
     }
 
     fn on_end(&self, span: SpanData) {
-        if self.manager.shared.timed && scan(&span.attributes).app {
+        let shared = &*self.manager.shared;
+        if shared.timed && scan(&span.attributes).app {
             touch(&self.manager, &span);
+        }
+        if shared.tracking.errors.spans && failed(&span) {
+            count_failed_span(shared, &span);
         }
     }
 

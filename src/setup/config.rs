@@ -68,23 +68,7 @@ impl fmt::Display for Transport {
     }
 }
 
-/// Which signals count as handled errors (`OTEL_SESSION_ERROR_SOURCES`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorSources {
-    /// Log records at ERROR severity or above.
-    pub logs: bool,
-    /// Spans with an Error status or an `exception` event.
-    pub spans: bool,
-}
-
-impl Default for ErrorSources {
-    fn default() -> Self {
-        ErrorSources {
-            logs: true,
-            spans: false,
-        }
-    }
-}
+pub use crate::model::session::ErrorSources;
 
 /// Where one signal goes (`OTEL_{TRACES,LOGS,METRICS}_EXPORTER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -476,9 +460,6 @@ pub fn warnings(config: &SessionConfig) -> Vec<String> {
              (it is validated only); unset it to silence this warning"
         )
     };
-    if config.error_sources != defaults.error_sources {
-        out.push(not_yet(ENV_ERROR_SOURCES));
-    }
     if config.sample_ratio != defaults.sample_ratio {
         out.push(not_yet(ENV_SAMPLE_RATIO));
     }

@@ -298,7 +298,8 @@ fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionMan
         .with_max_duration(config.max_duration)
         .with_background_timeout(config.background_timeout)
         .with_propagation(config.propagate)
-        .with_request_ids(config.request_ids);
+        .with_request_ids(config.request_ids)
+        .with_error_sources(config.error_sources);
     for f in code {
         builder = f(builder);
     }

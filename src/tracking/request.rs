@@ -179,14 +179,17 @@ impl RequestScope {
         match outcome {
             RequestOutcome::Answered => {}
             RequestOutcome::Failed => session.mark_errored(),
-            RequestOutcome::Panicked => session.count_unhandled(),
+            RequestOutcome::Panicked => {
+                session.count_unhandled();
+            }
         }
+        let (status, _, _) = session.close();
         if session.discarded {
             return;
         }
         let shared = &manager.shared;
         if let Some(counter) = &shared.counter {
-            counter.ended(session.status(), session.started_at, shared.now());
+            counter.ended(status, session.started_at, shared.now());
         }
     }
 }
