@@ -199,13 +199,12 @@ fn settings_not_built_yet_or_meaningless_in_the_mode_say_so() {
     let warnings = otel_session::config::warnings(&c);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(
-        !warnings.iter().any(|w| w.contains("OTEL_SESSION_ERROR_SOURCES")),
+        !warnings
+            .iter()
+            .any(|w| w.contains("OTEL_SESSION_ERROR_SOURCES")),
         "error sources are built"
     );
-    for var in [
-        "OTEL_SESSION_SAMPLE_RATIO",
-        "OTEL_SESSION_PERSIST_PATH",
-    ] {
+    for var in ["OTEL_SESSION_SAMPLE_RATIO", "OTEL_SESSION_PERSIST_PATH"] {
         assert!(
             warnings
                 .iter()

@@ -223,6 +223,7 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
 
     let got = receiver.wait_for(Duration::from_secs(10), |r| {
         r.points.iter().any(|p| p.name == "otel_session.ended")
+            && r.logs.iter().filter(|l| l.body == "hello").count() >= 13
     });
     let mut ended: HashMap<String, f64> = HashMap::new();
     let mut started_total = 0.0;

@@ -1,0 +1,162 @@
+//! Timeouts: activity, expiry (inactivity and maximum duration, dated at the last activity), the timer schedule, and manual clocks waking the manager.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
+
+use crate::core::state::{from_nanos, nanos, SessionState};
+use crate::model::clock::TimeJump;
+use crate::model::session::{EndReason, SessionMode};
+
+use super::*;
+
+impl Shared {
+    /// Activity from telemetry at `t` (nanoseconds, clock time); ends the session
+    /// when `t` is past one of its limits. `true` when it was past one (this call
+    /// or a racing one ended the session: the stamp must be read again).
+    #[inline]
+    pub(crate) fn touch(&self, t: u64) -> bool {
+        if self.activity.touch(t) {
+            self.expire_at(from_nanos(t));
+            return true;
+        }
+        false
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expire_at(&self, now: SystemTime) {
+        self.check_expiry(now, Site::Processor);
+    }
+
+    /// Ends the current session if a limit passed by `now` (reason
+    /// `inactivity` or `max_duration`, dated at its last activity); in app mode
+    /// the next activity then starts a new one (unless it was paused). Else
+    /// schedules the next check. `true` if it ended the session.
+    pub(crate) fn check_expiry(&self, now: SystemTime, site: Site) -> bool {
+        let ended = {
+            let mut st = self.lock();
+            let Some(session) = st.current.clone() else {
+                return false;
+            };
+            match self.expiry(&session, now) {
+                None => None,
+                Some((reason, at)) => {
+                    // The restart flag first: a thread that sees the stamp gone
+                    // must also see that the next activity starts a session.
+                    let restart = self.tracking.mode == SessionMode::App && !st.paused;
+                    self.set_restart(&mut st, restart);
+                    let notes = self.end_locked(&mut st, reason, When::At(at));
+                    self.notify(notes);
+                    Some(())
+                }
+            }
+        };
+        match ended {
+            Some(()) => {
+                // Caches must see the pending restart.
+                crate::core::stamp::bump();
+                match site {
+                    Site::Safe => {
+                        self.prepare_next();
+                        self.flush();
+                    }
+                    Site::Processor => self.deliver_soon(),
+                }
+                true
+            }
+            None => {
+                self.schedule();
+                false
+            }
+        }
+    }
+
+    /// Whether `session` expired by `now`: the reason and the end's date.
+    fn expiry(&self, session: &SessionState, now: SystemTime) -> Option<(EndReason, SystemTime)> {
+        let now = nanos(now);
+        let last = self.activity.last();
+        let started = nanos(session.started_at);
+        let as_nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let idle = self
+            .tracking
+            .inactivity
+            .map(|d| (last.saturating_add(as_nanos(d)), EndReason::Inactivity));
+        let max = self
+            .tracking
+            .max_duration
+            .map(|d| (started.saturating_add(as_nanos(d)), EndReason::MaxDuration));
+        let (deadline, reason) = match (idle, max) {
+            (Some(a), Some(b)) => {
+                if a.0 <= b.0 {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        if now < deadline {
+            return None;
+        }
+        // Dated at the last activity; a maximum duration never past its end.
+        let at = if reason == EndReason::MaxDuration {
+            last.min(deadline)
+        } else {
+            last
+        };
+        Some((reason, from_nanos(at)))
+    }
+
+    /// Arms the real timer for the current session's next deadline (not for a
+    /// manual clock: it wakes us itself). Call with the state lock released.
+    pub(crate) fn schedule(&self) {
+        if self.manual_clock.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(started_at) = self.lock().current.as_ref().map(|s| s.started_at) else {
+            return;
+        };
+        let last = self.activity.last();
+        let as_nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let idle = self
+            .tracking
+            .inactivity
+            .map(|d| last.saturating_add(as_nanos(d)));
+        let max = self
+            .tracking
+            .max_duration
+            .map(|d| nanos(started_at).saturating_add(as_nanos(d)));
+        let deadline = match (idle, max) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return,
+        };
+        let Some(me) = self.me.get() else { return };
+        let wait = Duration::from_nanos(deadline.saturating_sub(nanos(self.now())));
+        let target: Weak<dyn TimeJump> = me.clone();
+        crate::core::timer::schedule(target, wait);
+    }
+}
+
+impl TimeJump for Shared {
+    fn time_jumped(&self) {
+        let now = self.now();
+        self.check_expiry(now, Site::Safe);
+        self.prepare_next();
+        self.flush();
+    }
+}
+
+impl Shared {
+    /// The activity time of telemetry stamped `at` by the SDK: that time with the
+    /// system clock (already read), else the manager's clock.
+    #[inline]
+    pub(crate) fn activity_time(&self, at: Option<SystemTime>) -> u64 {
+        match at {
+            Some(t) if self.system_clock => nanos(t),
+            _ => nanos(self.now()),
+        }
+    }
+}
