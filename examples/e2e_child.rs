@@ -51,6 +51,15 @@ fn main() {
     if scenario == "tokio-current-thread" {
         return in_tokio_current_thread();
     }
+    if scenario.starts_with("panic-") {
+        // The app's own hook, installed before init(): it must still run.
+        std::panic::set_hook(Box::new(|info| {
+            println!(
+                "USER_HOOK_RAN={}",
+                info.payload().downcast_ref::<&str>().unwrap_or(&"?")
+            );
+        }));
+    }
     let guard = if scenario == "no-version" {
         otel_session::init()
     } else {
@@ -137,6 +146,54 @@ fn main() {
             }
             let last = otel_session::current_session().expect("a session");
             println!("B={}", last.id());
+        }
+        // A panic on the main thread: the session ends (crash), flushed first.
+        "panic-main" => {
+            let a = otel_session::current_session().expect("a session");
+            println!("A={}", a.id());
+            tracing::info_span!("before-crash").in_scope(|| tracing::info!("about to fail"));
+            panic!("main thread gives up");
+        }
+        // Two panics on worker threads, caught by join: the session goes on,
+        // crashed once, and ends at shutdown.
+        "panic-workers" => {
+            let a = otel_session::current_session().expect("a session");
+            println!("A={}", a.id());
+            for i in 0..2 {
+                let worker = std::thread::spawn(move || panic!("worker {i} failed"));
+                let _ = worker.join();
+            }
+            let now = otel_session::current_session().expect("still running");
+            println!("SAME={}", now.id() == a.id());
+            println!("STATUS={}", now.status());
+            println!("UNHANDLED={}", now.unhandled_errors());
+            tracing::info_span!("after-panics").in_scope(|| {});
+        }
+        // Request mode: a panic inside one request marks only that request.
+        "panic-request" => {
+            let sessions = otel_session::global_manager().expect("manager");
+            for fail in [false, true, false] {
+                let request = sessions.begin_request([]);
+                let cx = request.context().clone();
+                let outcome = std::thread::spawn(move || {
+                    let _in = cx.attach();
+                    if fail {
+                        panic!("handler bug");
+                    }
+                })
+                .join();
+                request.finish(if outcome.is_err() {
+                    otel_session::RequestOutcome::Panicked
+                } else {
+                    otel_session::RequestOutcome::Answered
+                });
+            }
+            println!(
+                "APP_SESSION={}",
+                otel_session::current_session()
+                    .map(|s| s.id().to_string())
+                    .unwrap_or_default()
+            );
         }
         // Whatever the environment says; one span and one log.
         _ => {

@@ -86,6 +86,7 @@ pub use setup::init::{init, Builder, DEFAULT_QUEUE_SIZE, DEFAULT_SHUTDOWN_TIMEOU
 pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
 pub use stability::metrics;
+pub use stability::panic::{install_panic_hook, PANIC_FLUSH_LIMIT};
 pub use tracking::app::{background, foreground};
 pub use tracking::join::{
     session_id_from_baggage, stamped_session_id, MalformedSessionId, SessionBaggage,

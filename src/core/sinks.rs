@@ -222,6 +222,20 @@ impl Sinks {
         }
     }
 
+    /// Flushes every connected sink (the exporting processors), for a crash.
+    pub(crate) fn force_flush_all(&self) {
+        let (spans, logs) = {
+            let r = self.registry();
+            (r.spans.clone(), r.logs.clone())
+        };
+        for s in spans {
+            let _ = s.force_flush();
+        }
+        for l in logs {
+            let _ = l.force_flush();
+        }
+    }
+
     /// How many lifecycle spans are held for want of a sink.
     pub(crate) fn held_spans(&self) -> usize {
         self.registry().pending_spans.len()

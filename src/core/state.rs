@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -125,6 +125,8 @@ pub(crate) struct SessionState {
     detail: Mutex<Detail>,
     /// Spans whose error was counted through a log record inside them.
     counted_spans: Mutex<VecDeque<SpanId>>,
+    /// A panic was counted (once per session).
+    panicked: AtomicBool,
 }
 
 impl fmt::Debug for SessionState {
@@ -171,6 +173,7 @@ impl SessionState {
                 timeline: Timeline::default(),
             }),
             counted_spans: Mutex::new(VecDeque::new()),
+            panicked: AtomicBool::new(false),
         }
     }
 
@@ -211,6 +214,16 @@ impl SessionState {
         }
         self.raise_status(SessionStatus::Crashed);
         true
+    }
+
+    /// A panic in this session: `crashed`, one unhandled error however many
+    /// panics (the panic hook and the request layer both report the same one).
+    /// `true` the first time.
+    pub(crate) fn mark_panicked(&self) -> bool {
+        if self.discarded || self.panicked.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.count_unhandled()
     }
 
     /// `errored` without counting an error (a 5xx response, a service error).

@@ -141,6 +141,7 @@ impl Guard {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        crate::stability::panic::uninstall(&self.sessions);
         self.sessions.end_for_shutdown(self.shutdown_timeout);
         self.sessions.report_unused_request_mode();
         let timeout = self.shutdown_timeout;

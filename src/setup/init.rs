@@ -138,6 +138,7 @@ impl Builder {
                 .without_export()
                 .build();
             crate::set_global_manager(sessions.clone());
+            crate::stability::panic::install(&sessions, None);
             return Ok(Guard::disabled(sessions, self.shutdown_timeout));
         }
 
@@ -273,6 +274,12 @@ impl Builder {
             opentelemetry::global::set_meter_provider(mp.clone());
         }
         crate::set_global_manager(sessions.clone());
+        let metrics_flush = meter_provider.clone().map(|mp| {
+            Arc::new(move || {
+                let _ = mp.force_flush();
+            }) as Arc<dyn Fn() + Send + Sync>
+        });
+        crate::stability::panic::install(&sessions, metrics_flush);
         Ok(Guard {
             sessions,
             tracer_provider,

@@ -1,9 +1,11 @@
 //! Stability: what makes crash-free rates computable.
 //!
 //! - [`metrics`]: `otel_session.started`, `otel_session.ended` by status and the
-//!   `otel_session.duration` histogram.
+//!   `otel_session.duration` histogram;
+//! - `panic`: the panic hook ([`install_panic_hook`](crate::install_panic_hook)).
 //!
 //! May use: [`model`](crate::model), [`core`](crate::core) and
 //! [`processors`](crate::processors).
 
 pub mod metrics;
+pub(crate) mod panic;

@@ -180,7 +180,7 @@ impl RequestScope {
             RequestOutcome::Answered => {}
             RequestOutcome::Failed => session.mark_errored(),
             RequestOutcome::Panicked => {
-                session.count_unhandled();
+                session.mark_panicked();
             }
         }
         let (status, _, _) = session.close();

@@ -233,6 +233,16 @@ impl Shared {
         shared
     }
 
+    /// The state lock if it is free right now (for the panic hook: never wait).
+    pub(crate) fn state_try_lock(
+        &self,
+    ) -> Result<MutexGuard<'_, State>, std::sync::TryLockError<MutexGuard<'_, State>>> {
+        match self.state.try_lock() {
+            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            other => other,
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -273,4 +273,31 @@ impl Shared {
         };
         self.outbox.flush_through(seq, &self.sinks, limit);
     }
+
+    /// Ends the current session for a crash (reason `crash`) from a panic hook:
+    /// never waits for our lock (if it is taken, the session is left to the
+    /// shutdown or the next start). Its end is queued; the caller delivers it.
+    /// `true` if it ended one.
+    pub(crate) fn end_for_crash(&self) -> bool {
+        let now = self.now();
+        let Ok(mut st) = self.state_try_lock() else {
+            return false;
+        };
+        if st.current.is_none() {
+            return false;
+        }
+        let notes = self.end_locked(&mut st, EndReason::Crash, When::Now(now));
+        self.set_restart(&mut st, false);
+        self.notify(notes);
+        true
+    }
+
+    /// The session a panic on this thread belongs to (outside a request): the
+    /// one telemetry is stamped with, else the current one (paused), if our lock
+    /// is free.
+    pub(crate) fn current_for_panic(&self) -> Option<Arc<SessionState>> {
+        self.stamp
+            .load_full()
+            .or_else(|| self.state_try_lock().ok().and_then(|st| st.current.clone()))
+    }
 }

@@ -1,0 +1,131 @@
+//! The panic hook: a panic is an unhandled error of the session it happens in.
+//!
+//! - **Outside a request**: the app session is marked `crashed` (one unhandled
+//!   error per session however many panics; the status is never downgraded).
+//!   On the **main thread**, or in a build that aborts on panic
+//!   (`panic = "abort"`), the process is about to die: the session ends (reason
+//!   `crash`). The exporting processors (and, with `init()`, the meter provider)
+//!   are then flushed, at most 2 s — also on a session's first panic on another
+//!   thread. A panic on another thread that is caught leaves the session
+//!   running, `crashed`; it ends later for its own reason.
+//! - **Inside a request** (request mode): only that request's session is marked
+//!   `crashed`; nothing is flushed (the server goes on).
+//!
+//! The hook is chained: the hook installed before ours (the default one, which
+//! prints the message, or the app's) runs right after ours. It is
+//! re-entrancy-guarded (a panic inside it does not recurse into it) and never
+//! waits for a lock: our state lock is only tried, flushing runs on a helper
+//! thread that the hook waits for at most 2 s.
+//!
+//! **An app that installs its own hook after `init()`** replaces ours (that is
+//! what `std::panic::set_hook` does): chain it instead —
+//! `let ours = std::panic::take_hook(); std::panic::set_hook(Box::new(move |info| { ours(info); /* yours */ }))` —
+//! or install yours first.
+
+use std::cell::Cell;
+use std::panic::PanicHookInfo;
+use std::sync::{Arc, Once, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use opentelemetry::Context;
+
+use crate::core::machine::Shared;
+use crate::core::manager::SessionManager;
+use crate::core::scope::Scope;
+
+/// How long a panic may wait for the telemetry before it to be handed over.
+pub const PANIC_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+type ExtraFlush = Arc<dyn Fn() + Send + Sync>;
+
+struct Target {
+    shared: Weak<Shared>,
+    extra: Option<ExtraFlush>,
+}
+
+static TARGET: ArcSwapOption<Target> = ArcSwapOption::const_empty();
+static INSTALL: Once = Once::new();
+
+thread_local! {
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes panics unhandled errors of `manager`'s sessions (see the module docs);
+/// `init()` does this. Installing again (for another manager) replaces the
+/// manager; the hook itself is installed once.
+pub fn install_panic_hook(manager: &SessionManager) {
+    install(manager, None);
+}
+
+pub(crate) fn install(manager: &SessionManager, extra_flush: Option<ExtraFlush>) {
+    TARGET.store(Some(Arc::new(Target {
+        shared: Arc::downgrade(&manager.shared),
+        extra: extra_flush,
+    })));
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_HOOK.with(|h| h.replace(true)) {
+                record(info);
+                IN_HOOK.with(|h| h.set(false));
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Stops reporting panics to `manager` (the guard's drop does this); the hook
+/// stays chained and does nothing but call the previous one.
+pub(crate) fn uninstall(manager: &SessionManager) {
+    let ours = TARGET
+        .load()
+        .as_ref()
+        .is_some_and(|t| std::ptr::eq(t.shared.as_ptr(), Arc::as_ptr(&manager.shared)));
+    if ours {
+        TARGET.store(None);
+    }
+}
+
+fn record(_info: &PanicHookInfo<'_>) {
+    if let Some(request) = Context::map_current(|cx| Scope::of(cx).and_then(|s| s.request.clone()))
+    {
+        request.mark_panicked();
+        return;
+    }
+    let Some(target) = TARGET.load_full() else {
+        return;
+    };
+    let Some(shared) = target.shared.upgrade() else {
+        return;
+    };
+    let first = shared
+        .current_for_panic()
+        .is_some_and(|s| s.mark_panicked());
+    let fatal = cfg!(panic = "abort") || std::thread::current().name() == Some("main");
+    let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
+    let ended = fatal && shared.end_for_crash();
+    if ended || first {
+        flush(shared, target.extra.clone(), deadline);
+    }
+}
+
+/// Flushes on a helper thread, waiting until `deadline` at most (a processor
+/// stuck on a lock the panicking thread holds cannot hold the process).
+fn flush(shared: Arc<Shared>, extra: Option<ExtraFlush>, deadline: Instant) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("otel-session-crash-flush".into())
+        .spawn(move || {
+            // The crash's end first, then everything queued before it.
+            shared.flush();
+            shared.sinks.force_flush_all();
+            if let Some(extra) = extra {
+                extra();
+            }
+            let _ = tx.send(());
+        });
+    if spawned.is_ok() {
+        let _ = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+}
