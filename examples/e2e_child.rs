@@ -51,6 +51,20 @@ fn main() {
     if scenario == "tokio-current-thread" {
         return in_tokio_current_thread();
     }
+    if scenario == "sample-decisions" {
+        // No pipeline: the sampling rule alone, for ids given by the test.
+        let ratio: f64 = std::env::var("E2E_RATIO")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1.0);
+        let ids = std::env::var("E2E_IDS").unwrap_or_default();
+        let kept: Vec<&str> = ids
+            .split(',')
+            .filter(|id| otel_session::session_sampled(id, ratio))
+            .collect();
+        println!("KEPT={}", kept.join(","));
+        return;
+    }
     if scenario.starts_with("panic-") {
         // The app's own hook, installed before init(): it must still run.
         std::panic::set_hook(Box::new(|info| {

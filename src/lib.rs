@@ -74,7 +74,9 @@ pub use crate::core::scope::SessionContextExt;
 pub use crate::core::sinks::PENDING_LIMIT;
 pub use model::attr;
 pub use model::clock::{Clock, ClockWaker, ManualClock, SystemClock};
-pub use model::id::{session_root_span_id, session_trace_id, IdGenerator, UuidV4Generator};
+pub use model::id::{
+    fnv1a_64, session_root_span_id, session_sampled, session_trace_id, IdGenerator, UuidV4Generator,
+};
 pub use model::session::{
     EndReason, ErrorSources, Session, SessionId, SessionMode, SessionStatus, User,
 };
@@ -87,6 +89,7 @@ pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
 pub use stability::metrics;
 pub use stability::panic::{install_panic_hook, PANIC_FLUSH_LIMIT};
+pub use stability::sampling::SessionSampler;
 pub use tracking::app::{background, foreground};
 pub use tracking::join::{
     session_id_from_baggage, stamped_session_id, MalformedSessionId, SessionBaggage,

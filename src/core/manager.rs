@@ -151,6 +151,18 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// Keeps this share of sessions, whole (default 1.0: all; see
+    /// [`SessionManager::sampler`] and `OTEL_SESSION_SAMPLE_RATIO`). Values
+    /// outside 0.0–1.0 are clamped.
+    pub fn with_sample_ratio(mut self, ratio: f64) -> Self {
+        self.tracking.sample_ratio = if ratio.is_nan() {
+            1.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        self
+    }
+
     /// Adds an `on_session` callback, run on every candidate session before it
     /// starts, in registration order. Return `false` to discard the session.
     pub fn on_session<F>(mut self, f: F) -> Self

@@ -1,6 +1,7 @@
 //! Session id generation and the mapping from a session id to the trace that holds
 //! the session's lifecycle spans.
 
+use std::cell::Cell;
 use std::fmt;
 
 use opentelemetry::trace::{SpanId, TraceId};
@@ -27,8 +28,6 @@ impl IdGenerator for UuidV4Generator {
     }
 }
 
-const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
 const FNV128_OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
 const FNV128_PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
 
@@ -57,6 +56,64 @@ pub fn session_root_span_id(id: &SessionId) -> SpanId {
         h = (h ^ u64::from(*b)).wrapping_mul(FNV64_PRIME);
     }
     SpanId::from(if h == 0 { 1 } else { h })
+}
+
+const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a-64 of `bytes`.
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV64_OFFSET, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(FNV64_PRIME)
+    })
+}
+
+/// The threshold of `ratio`: `None` keeps everything (ratio ≥ 1).
+pub(crate) fn threshold(ratio: f64) -> Option<u64> {
+    if ratio.is_nan() || ratio >= 1.0 {
+        return None;
+    }
+    if ratio <= 0.0 {
+        return Some(0);
+    }
+    // ratio × 2⁶⁴, exactly representable for the ratios people write.
+    Some((ratio * 18_446_744_073_709_551_616.0) as u64)
+}
+
+/// `true` if a session with this id is kept at `ratio` under session sampling
+/// (`OTEL_SESSION_SAMPLE_RATIO`): FNV-1a-64 of the id's bytes < `ratio × 2⁶⁴`.
+///
+/// ```
+/// assert!(otel_session::session_sampled("any-id", 1.0));
+/// assert!(!otel_session::session_sampled("any-id", 0.0));
+/// let kept = otel_session::session_sampled("4f1c0a9e-77b2-4e0a-9c1d-0b7c1b2d3e4f", 0.5);
+/// assert_eq!(kept, otel_session::session_sampled("4f1c0a9e-77b2-4e0a-9c1d-0b7c1b2d3e4f", 0.5));
+/// ```
+pub fn session_sampled(id: &str, ratio: f64) -> bool {
+    keeps(threshold(ratio), id)
+}
+
+thread_local! {
+    /// The last id decided on this thread (its address and length) and the
+    /// decision: the same session's spans hash once.
+    static LAST: Cell<(usize, usize, u64, bool)> = const { Cell::new((0, 0, 0, true)) };
+}
+
+/// The decision for `id` under `threshold`.
+#[inline]
+pub(crate) fn keeps(threshold: Option<u64>, id: &str) -> bool {
+    let Some(t) = threshold else {
+        return true;
+    };
+    let key = (id.as_ptr() as usize, id.len(), t);
+    if let Ok((p, l, lt, kept)) = LAST.try_with(Cell::get) {
+        if (p, l, lt) == key {
+            return kept;
+        }
+    }
+    let kept = fnv1a_64(id.as_bytes()) < t;
+    let _ = LAST.try_with(|c| c.set((key.0, key.1, key.2, kept)));
+    kept
 }
 
 /// A random span id for a transition span.

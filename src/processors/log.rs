@@ -30,6 +30,7 @@ use crate::core::sinks::{SinkLink, SinkRef};
 use crate::core::stamp::{app_key, app_stamp, origin, scope_key, with_counted_session, Origin};
 use crate::core::state::SessionState;
 use crate::model::attr;
+use crate::model::id::keeps;
 
 #[inline]
 fn is_error(record: &SdkLogRecord) -> bool {
@@ -88,6 +89,19 @@ fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
         }
         None => stamp_new(manager, record),
     }
+}
+
+/// Session sampling for a record in the wrapper form: `true` if it carries the
+/// id of a session sampled out (counted already, not exported).
+#[cold]
+fn sampled_out(manager: &SessionManager, record: &SdkLogRecord) -> bool {
+    record
+        .attributes_iter()
+        .find(|(k, _)| k.as_str() == attr::SESSION_ID)
+        .is_some_and(|(_, v)| match v {
+            AnyValue::String(id) => !keeps(manager.shared.sample_threshold, id.as_str()),
+            _ => false,
+        })
 }
 
 /// An ERROR record, and log records are an error source.
@@ -207,6 +221,9 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
     #[inline]
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
         process(&self.manager, record);
+        if self.manager.shared.sample_threshold.is_some() && sampled_out(&self.manager, record) {
+            return;
+        }
         self.inner.emit(record, scope);
     }
 

@@ -128,6 +128,10 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
         if shared.tracking.errors.spans && failed(&span) {
             count_failed_span(shared, &span);
         }
+        // Recorded, not sampled (a session sampled out): seen above, not exported.
+        if !span.span_context.is_sampled() {
+            return;
+        }
         if found.duplicate {
             return self.on_end_deduped(span);
         }

@@ -452,7 +452,6 @@ impl SessionConfig {
 /// not do what they say (features not built yet, a setting the mode makes
 /// meaningless). Empty for the defaults.
 pub fn warnings(config: &SessionConfig) -> Vec<String> {
-    let defaults = SessionConfig::default();
     let mut out = Vec::new();
     let not_yet = |var: &str| {
         format!(
@@ -460,9 +459,6 @@ pub fn warnings(config: &SessionConfig) -> Vec<String> {
              (it is validated only); unset it to silence this warning"
         )
     };
-    if config.sample_ratio != defaults.sample_ratio {
-        out.push(not_yet(ENV_SAMPLE_RATIO));
-    }
     if config.persist_path.is_some() {
         out.push(not_yet(ENV_PERSIST_PATH));
     }

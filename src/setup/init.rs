@@ -211,7 +211,12 @@ impl Builder {
         // Each arm registers its concrete processor: no boxing, no extra dynamic
         // call per span or record.
         let tracer_provider = span_out.map(|out| {
-            let builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            // Session sampling, composed with OTEL_TRACES_SAMPLER.
+            let builder = SdkTracerProvider::builder()
+                .with_resource(resource.clone())
+                .with_sampler(
+                    sessions.sampler(opentelemetry_sdk::trace::Config::default().sampler),
+                );
             match out {
                 Out::Console => builder.with_span_processor(sessions.span_processor(Handed::new(
                     SimpleSpanProcessor::new(Counted::new(
@@ -306,7 +311,8 @@ fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionMan
         .with_background_timeout(config.background_timeout)
         .with_propagation(config.propagate)
         .with_request_ids(config.request_ids)
-        .with_error_sources(config.error_sources);
+        .with_error_sources(config.error_sources)
+        .with_sample_ratio(config.sample_ratio);
     for f in code {
         builder = f(builder);
     }

@@ -2,10 +2,12 @@
 //!
 //! - [`metrics`]: `otel_session.started`, `otel_session.ended` by status and the
 //!   `otel_session.duration` histogram;
-//! - `panic`: the panic hook ([`install_panic_hook`](crate::install_panic_hook)).
+//! - `panic`: the panic hook ([`install_panic_hook`](crate::install_panic_hook));
+//! - `sampling`: whole-session sampling ([`SessionSampler`](crate::SessionSampler)).
 //!
 //! May use: [`model`](crate::model), [`core`](crate::core) and
 //! [`processors`](crate::processors).
 
 pub mod metrics;
 pub(crate) mod panic;
+pub(crate) mod sampling;

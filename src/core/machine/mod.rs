@@ -50,6 +50,7 @@ pub(crate) struct Tracking {
     pub(crate) propagate: bool,
     pub(crate) request_ids: bool,
     pub(crate) errors: ErrorSources,
+    pub(crate) sample_ratio: f64,
 }
 
 impl Default for Tracking {
@@ -62,6 +63,7 @@ impl Default for Tracking {
             propagate: false,
             request_ids: false,
             errors: ErrorSources::default(),
+            sample_ratio: 1.0,
         }
     }
 }
@@ -133,6 +135,8 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     /// The clock is the system clock: telemetry timestamps are activity times.
     pub(crate) system_clock: bool,
+    /// Session sampling's threshold (`None`: every session is kept).
+    pub(crate) sample_threshold: Option<u64>,
     /// An inactivity timeout or a maximum duration is set: telemetry is activity
     /// worth noting (else the processors skip it).
     pub(crate) timed: bool,
@@ -208,6 +212,7 @@ impl Shared {
             clock,
             system_clock,
             timed: p.tracking.inactivity.is_some() || p.tracking.max_duration.is_some(),
+            sample_threshold: crate::model::id::threshold(p.tracking.sample_ratio),
             manual_clock: AtomicBool::new(false),
             tracking: p.tracking,
             counter: p.counter,

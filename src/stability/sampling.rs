@@ -1,0 +1,84 @@
+//! Session sampling (`OTEL_SESSION_SAMPLE_RATIO`): keep all of a session's
+//! telemetry or none of it.
+//!
+//! A session is kept iff the FNV-1a-64 hash of its `session.id` bytes is below
+//! `ratio × 2⁶⁴` — the same decision in every process and every service that
+//! sees the id, so a session is never split. It is decided
+//! - for **root spans** by [`SessionSampler`] (children follow their parent
+//!   through `ParentBased`); it composes with your sampler (or
+//!   `OTEL_TRACES_SAMPLER`): a span is kept only if both keep it. A root span of
+//!   a session sampled out is still *recorded* (not exported), so it still
+//!   counts as the session's activity and, with span error sources, its errors;
+//! - for **log records** by the wrapping log processor (the standalone enricher
+//!   cannot drop a record the SDK hands to the processors beside it).
+//!
+//! Never sampled out: telemetry outside a session, the session lifecycle spans
+//! and log events, and the stability metrics — crash-free rates stay whole.
+
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId, TraceState};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
+
+use crate::core::manager::SessionManager;
+use crate::core::stamp::stamp;
+use crate::model::id::keeps;
+
+/// A sampler that keeps or drops root spans by their session (see the module
+/// docs), then asks `inner`. Built with [`SessionManager::sampler`].
+#[derive(Debug, Clone)]
+pub struct SessionSampler {
+    manager: SessionManager,
+    threshold: Option<u64>,
+    inner: Box<dyn ShouldSample>,
+}
+
+impl SessionManager {
+    /// Session sampling at this manager's ratio
+    /// ([`SessionManagerBuilder::with_sample_ratio`](crate::SessionManagerBuilder::with_sample_ratio)),
+    /// composed with `inner` (for example `Sampler::ParentBased(..)`, or what
+    /// `OTEL_TRACES_SAMPLER` says: `opentelemetry_sdk::trace::Config::default().sampler`).
+    pub fn sampler(&self, inner: impl Into<Box<dyn ShouldSample>>) -> SessionSampler {
+        SessionSampler {
+            threshold: self.shared.sample_threshold,
+            manager: self.clone(),
+            inner: inner.into(),
+        }
+    }
+}
+
+impl ShouldSample for SessionSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let decided =
+            self.threshold.is_some() && !parent_context.is_some_and(|cx| cx.has_active_span());
+        if decided {
+            let dropped = match parent_context {
+                Some(cx) => session_dropped(&self.manager, self.threshold, cx),
+                None => {
+                    Context::map_current(|cx| session_dropped(&self.manager, self.threshold, cx))
+                }
+            };
+            if dropped {
+                return SamplingResult {
+                    decision: SamplingDecision::RecordOnly,
+                    attributes: Vec::new(),
+                    trace_state: TraceState::default(),
+                };
+            }
+        }
+        self.inner
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
+}
+
+/// `true` if telemetry starting in `cx` belongs to a session sampled out.
+fn session_dropped(manager: &SessionManager, threshold: Option<u64>, cx: &Context) -> bool {
+    stamp(&manager.shared, cx).is_some_and(|(_, id)| !keeps(threshold, id.as_str()))
+}
