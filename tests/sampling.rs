@@ -2,7 +2,6 @@
 //! same decision in another process, lifecycle and metrics never sampled.
 
 mod common;
-#[allow(dead_code)]
 mod support;
 
 use std::collections::{HashMap, HashSet};
