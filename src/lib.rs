@@ -89,6 +89,7 @@ pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
 pub use stability::metrics;
 pub use stability::panic::{install_panic_hook, PANIC_FLUSH_LIMIT};
+pub use stability::persist::PERSIST_FORMAT;
 pub use stability::sampling::SessionSampler;
 pub use tracking::app::{background, foreground};
 pub use tracking::join::{

@@ -202,4 +202,9 @@ pub(crate) enum Effect {
     Notify(Notifications, Arc<Vec<RegisteredObserver>>),
     /// A sink connects: what was held for want of one goes to it first.
     Connect(SinkRef),
+    /// The persisted state changes.
+    Persist(
+        crate::core::persist::Saved,
+        Arc<dyn crate::core::persist::Store>,
+    ),
 }

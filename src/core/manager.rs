@@ -62,6 +62,7 @@ pub struct SessionManagerBuilder {
     observers: Vec<Arc<dyn SessionObserver>>,
     user: Option<User>,
     counter: Option<Arc<dyn SessionCounter>>,
+    store: Option<Arc<dyn crate::core::persist::Store>>,
     tracking: Tracking,
     discard_spans: bool,
     discard_logs: bool,
@@ -183,6 +184,12 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// Persists sessions in `store`.
+    pub(crate) fn with_store(mut self, store: Arc<dyn crate::core::persist::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Records the stability metrics through `counter`.
     pub(crate) fn with_counter(mut self, counter: Arc<dyn SessionCounter>) -> Self {
         self.counter = Some(counter);
@@ -239,8 +246,10 @@ impl SessionManagerBuilder {
                 tracking: self.tracking,
                 counter: self.counter,
                 sinks: Sinks::new(self.discard_spans, self.discard_logs),
+                store: self.store,
             }),
         };
+        manager.shared.restore();
         if mode == SessionMode::App {
             manager.shared.ensure();
         }

@@ -8,6 +8,7 @@
 //! - `effects`: what a change produces, and how it becomes lifecycle telemetry;
 //! - `sinks`: the exporting processors lifecycle telemetry goes to;
 //! - `outbox`: ordered delivery of effects outside the manager's lock;
+//! - `persist`: what the state machine saves and restores (the store is in `stability`);
 //! - `timer`: the thread that wakes managers at their sessions' deadlines;
 //! - `scope`: sessions carried in an OpenTelemetry `Context` (requests, joins);
 //! - `stamp`: the hot-path lookup of the id to stamp;
@@ -24,6 +25,7 @@ pub(crate) mod global;
 pub(crate) mod machine;
 pub(crate) mod manager;
 pub(crate) mod outbox;
+pub(crate) mod persist;
 pub(crate) mod scope;
 pub(crate) mod sinks;
 pub(crate) mod stamp;

@@ -190,6 +190,7 @@ impl Outbox {
             Effect::Count(count, counter) => count.apply(&*counter),
             Effect::Notify(notes, observers) => notify(&observers, notes),
             Effect::Connect(sink) => sinks.connect(sink),
+            Effect::Persist(saved, store) => store.save(&saved),
         }));
         if result.is_err() {
             crate::warn::once(

@@ -222,18 +222,21 @@ impl Sinks {
         }
     }
 
-    /// Flushes every connected sink (the exporting processors), for a crash.
-    pub(crate) fn force_flush_all(&self) {
+    /// Flushes every connected sink (the exporting processors), for a crash;
+    /// `true` if the span sinks all delivered.
+    pub(crate) fn force_flush_all(&self) -> bool {
         let (spans, logs) = {
             let r = self.registry();
             (r.spans.clone(), r.logs.clone())
         };
+        let mut delivered = !spans.is_empty();
         for s in spans {
-            let _ = s.force_flush();
+            delivered &= s.force_flush().is_ok();
         }
         for l in logs {
             let _ = l.force_flush();
         }
+        delivered
     }
 
     /// How many lifecycle spans are held for want of a sink.

@@ -177,6 +177,38 @@ impl SessionState {
         }
     }
 
+    /// A session saved by an earlier run, with its counts and status.
+    pub(crate) fn restored(saved: &crate::core::persist::SavedSession) -> Self {
+        let state = SessionState::new(
+            SessionCandidate {
+                id: saved.id.clone(),
+                previous_id: saved.previous_id.clone(),
+                started_at: saved.started_at,
+                user: saved.user.clone(),
+                user_set: false,
+                attributes: Vec::new(),
+            },
+            Kind::App,
+            false,
+        );
+        state
+            .handled
+            .store(saved.handled.min(!CLOSED), Ordering::Relaxed);
+        state
+            .unhandled
+            .store(saved.unhandled.min(!CLOSED), Ordering::Relaxed);
+        state.raise_status(saved.status);
+        if saved.unhandled > 0 || saved.status == SessionStatus::Crashed {
+            state.panicked.store(true, Ordering::Relaxed);
+        }
+        state
+    }
+
+    /// Raises the status (never lowers it): `abnormal` for a lost session.
+    pub(crate) fn raise_to(&self, status: SessionStatus) {
+        self.raise_status(status);
+    }
+
     pub(crate) fn detail(&self) -> MutexGuard<'_, Detail> {
         self.detail.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -140,8 +140,16 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
 
     fn force_flush(&self) -> OTelSdkResult {
         // Lifecycle output queued from inside a processor goes first.
-        self.manager.shared.flush();
-        self.inner.force_flush()
+        let shared = &self.manager.shared;
+        let mark = shared.outbox.last_queued();
+        shared.flush();
+        let result = self.inner.force_flush();
+        if result.is_ok() {
+            // What was queued before went out: ends kept for the next run are
+            // delivered.
+            shared.confirm_delivered(mark);
+        }
+        result
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

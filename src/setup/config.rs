@@ -453,15 +453,6 @@ impl SessionConfig {
 /// meaningless). Empty for the defaults.
 pub fn warnings(config: &SessionConfig) -> Vec<String> {
     let mut out = Vec::new();
-    let not_yet = |var: &str| {
-        format!(
-            "{var} is set but not acted on yet in this version of otel-session \
-             (it is validated only); unset it to silence this warning"
-        )
-    };
-    if config.persist_path.is_some() {
-        out.push(not_yet(ENV_PERSIST_PATH));
-    }
     if config.request_ids && config.mode != SessionMode::Request {
         out.push(format!(
             "{ENV_REQUEST_IDS}=true only applies in request mode (OTEL_SESSION_MODE=request); \

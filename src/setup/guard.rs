@@ -143,6 +143,10 @@ impl Guard {
         }
         crate::stability::panic::uninstall(&self.sessions);
         self.sessions.end_for_shutdown(self.shutdown_timeout);
+        // Everything queued so far, if the providers deliver it all, confirms the
+        // ends persistence keeps for the next run.
+        let mark = self.sessions.shared.outbox.last_queued();
+        let traced = self.tracer_provider.is_some();
         self.sessions.report_unused_request_mode();
         let timeout = self.shutdown_timeout;
         let deadline = std::time::Instant::now() + timeout;
@@ -198,6 +202,9 @@ impl Guard {
             finished += 1;
         }
         let (s, l) = (self.span_delivery(), self.log_delivery());
+        if traced && s.failed == 0 && s.dropped_or_queued() == 0 {
+            self.sessions.shared.confirm_delivered(mark);
+        }
         let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued();
         if lost > 0 {
             crate::warn::stderr(format_args!(

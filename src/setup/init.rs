@@ -313,6 +313,9 @@ fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionMan
         .with_request_ids(config.request_ids)
         .with_error_sources(config.error_sources)
         .with_sample_ratio(config.sample_ratio);
+    if let Some(path) = &config.persist_path {
+        builder = builder.with_persistence(path);
+    }
     for f in code {
         builder = f(builder);
     }

@@ -102,6 +102,9 @@ fn record(_info: &PanicHookInfo<'_>) {
     let first = shared
         .current_for_panic()
         .is_some_and(|s| s.mark_panicked());
+    if first {
+        shared.persist_now_if_free();
+    }
     let fatal = cfg!(panic = "abort") || std::thread::current().name() == Some("main");
     let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
     let ended = fatal && shared.end_for_crash();
@@ -118,8 +121,11 @@ fn flush(shared: Arc<Shared>, extra: Option<ExtraFlush>, deadline: Instant) {
         .name("otel-session-crash-flush".into())
         .spawn(move || {
             // The crash's end first, then everything queued before it.
+            let mark = shared.outbox.last_queued();
             shared.flush();
-            shared.sinks.force_flush_all();
+            if shared.sinks.force_flush_all() {
+                shared.confirm_delivered(mark);
+            }
             if let Some(extra) = extra {
                 extra();
             }

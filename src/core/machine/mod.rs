@@ -34,6 +34,7 @@ use crate::core::callbacks::{
 };
 use crate::core::effects::{Effect, SessionCounter};
 use crate::core::outbox::{Outbox, VERB_WAIT};
+use crate::core::persist::{PendingEnd, Store};
 use crate::core::sinks::Sinks;
 use crate::core::state::{Activity, SessionState};
 use crate::model::clock::{Clock, TimeJump};
@@ -93,6 +94,11 @@ pub(crate) struct State {
     next: Option<Prepared>,
     /// When the app went to the background (cleared on foreground).
     pub(crate) background_since: Option<SystemTime>,
+    /// Ends reported and not yet confirmed delivered (with persistence), with
+    /// the outbox sequence number of their effects.
+    pending_ends: Vec<(u64, PendingEnd)>,
+    /// A clean exit put the session aside (persistence): saves say `suspended`.
+    suspended: bool,
 }
 
 /// When a transition happens.
@@ -135,6 +141,12 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     /// The clock is the system clock: telemetry timestamps are activity times.
     pub(crate) system_clock: bool,
+    /// Where sessions are persisted (`OTEL_SESSION_PERSIST_PATH`), if anywhere.
+    pub(crate) store: Option<Arc<dyn Store>>,
+    /// When the store was last written (nanoseconds), for throttling.
+    last_save: std::sync::atomic::AtomicU64,
+    /// An activity or count change asked for a save (the timer thread does it).
+    save_requested: AtomicBool,
     /// Session sampling's threshold (`None`: every session is kept).
     pub(crate) sample_threshold: Option<u64>,
     /// An inactivity timeout or a maximum duration is set: telemetry is activity
@@ -178,6 +190,7 @@ pub(crate) struct SharedParts {
     pub(crate) tracking: Tracking,
     pub(crate) counter: Option<Arc<dyn SessionCounter>>,
     pub(crate) sinks: Sinks,
+    pub(crate) store: Option<Arc<dyn Store>>,
 }
 
 impl Shared {
@@ -200,6 +213,8 @@ impl Shared {
                 restart: false,
                 starting: false,
                 next: None,
+                pending_ends: Vec::new(),
+                suspended: false,
                 background_since: None,
             }),
             started: Condvar::new(),
@@ -213,6 +228,9 @@ impl Shared {
             system_clock,
             timed: p.tracking.inactivity.is_some() || p.tracking.max_duration.is_some(),
             sample_threshold: crate::model::id::threshold(p.tracking.sample_ratio),
+            store: p.store,
+            last_save: std::sync::atomic::AtomicU64::new(0),
+            save_requested: AtomicBool::new(false),
             manual_clock: AtomicBool::new(false),
             tracking: p.tracking,
             counter: p.counter,
@@ -351,6 +369,7 @@ impl Drop for Shared {
     }
 }
 
+mod persistence;
 mod starts;
 mod timeouts;
 mod transitions;

@@ -16,6 +16,7 @@ impl Shared {
     /// or a racing one ended the session: the stamp must be read again).
     #[inline]
     pub(crate) fn touch(&self, t: u64) -> bool {
+        self.save_soon(t);
         if self.activity.touch(t) {
             self.expire_at(from_nanos(t));
             return true;
@@ -73,7 +74,11 @@ impl Shared {
     }
 
     /// Whether `session` expired by `now`: the reason and the end's date.
-    fn expiry(&self, session: &SessionState, now: SystemTime) -> Option<(EndReason, SystemTime)> {
+    pub(super) fn expiry(
+        &self,
+        session: &SessionState,
+        now: SystemTime,
+    ) -> Option<(EndReason, SystemTime)> {
         let now = nanos(now);
         let last = self.activity.last();
         let started = nanos(session.started_at);
@@ -145,6 +150,7 @@ impl TimeJump for Shared {
         let now = self.now();
         self.check_expiry(now, Site::Safe);
         self.prepare_next();
+        self.save_if_asked();
         self.flush();
     }
 }

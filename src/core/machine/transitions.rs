@@ -76,6 +76,8 @@ impl Shared {
         }
         // After the stamp: a thread that sees no restart pending sees the stamp.
         self.set_restart(st, false);
+        st.suspended = false;
+        self.persist(st);
         let started = keep.then(|| snap.clone());
         (snap, started)
     }
@@ -202,6 +204,8 @@ impl Shared {
                 Arc::clone(counter),
             ));
         }
+        self.keep_pending(st, &session, reason, at, (status, handled, unhandled));
+        self.persist(st);
         let mut snap = session.snapshot(was_paused);
         snap.status = status;
         snap.handled_errors = handled;
@@ -263,6 +267,9 @@ impl Shared {
     /// Ends the current session for a shutdown and waits (up to `limit`) until its
     /// end is handed to the exporting processors.
     pub(crate) fn end_for_shutdown(&self, limit: Duration) {
+        if self.suspend_for_shutdown(limit) {
+            return;
+        }
         let now = self.now();
         let seq = {
             let mut st = self.lock();

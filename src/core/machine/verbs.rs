@@ -82,6 +82,12 @@ impl Shared {
 
     /// Sets the user of the current and later sessions.
     pub(crate) fn set_user(&self, user: Option<User>) {
+        self.set_user_locked(user);
+        // The change is saved (with persistence) before the verb returns.
+        self.flush();
+    }
+
+    fn set_user_locked(&self, user: Option<User>) {
         let now = self.now();
         let mut st = self.lock();
         st.user = user.clone();
@@ -94,6 +100,7 @@ impl Shared {
                 session.push_event(attr::EVENT_USER_CHANGE, now, attrs);
                 session.detail().user = user;
             }
+            self.persist(&st);
         }
     }
 
@@ -178,6 +185,7 @@ impl Shared {
         let current = self.lock().current.is_some();
         if current {
             self.activity.note(nanos(now));
+            self.save_soon(nanos(now));
         }
     }
 }

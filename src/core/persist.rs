@@ -1,0 +1,67 @@
+//! What the state machine tells a persistence store, and what it reads back
+//! (the store itself is `stability::persist`).
+//!
+//! The store is user-visible I/O, so it is only ever called outside the state
+//! lock: saves are effects, delivered in order by the outbox; the load happens
+//! once, when the manager is built.
+
+use std::time::SystemTime;
+
+use crate::model::session::{EndReason, SessionId, SessionStatus, User};
+
+/// Whether the saved session is running in a live process or was put aside by a
+/// clean exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SavedState {
+    /// Its process is running it (found on the next start: the process died).
+    Active,
+    /// A clean exit put it aside, to be continued by the next start.
+    Suspended,
+}
+
+/// A session as saved.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SavedSession {
+    pub(crate) id: SessionId,
+    pub(crate) previous_id: Option<SessionId>,
+    pub(crate) started_at: SystemTime,
+    pub(crate) last_activity: SystemTime,
+    pub(crate) handled: u64,
+    pub(crate) unhandled: u64,
+    pub(crate) status: SessionStatus,
+    pub(crate) state: SavedState,
+    pub(crate) user: Option<User>,
+}
+
+/// A session's end that was reported but not yet confirmed delivered (a
+/// successful flush after it): sent again by the next start.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PendingEnd {
+    /// The session as it ended (final counts and status).
+    pub(crate) session: SavedSession,
+    pub(crate) reason: EndReason,
+    pub(crate) ended_at: SystemTime,
+}
+
+/// Everything a store keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Saved {
+    /// The current app session, if any.
+    pub(crate) session: Option<SavedSession>,
+    /// The last reported session's id (the next session's `previous_id`).
+    pub(crate) last_reported: Option<SessionId>,
+    /// Ends not yet confirmed delivered.
+    pub(crate) pending_ends: Vec<PendingEnd>,
+}
+
+/// Pending ends kept at most (the oldest go first, with a warning).
+pub(crate) const PENDING_ENDS_LIMIT: usize = 64;
+
+/// A persistence store.
+pub(crate) trait Store: Send + Sync + std::fmt::Debug {
+    /// What was saved by the last run (`None`: nothing usable; a store reports
+    /// a damaged file itself, once).
+    fn load(&self) -> Option<Saved>;
+    /// Saves `saved` (atomically; a failure is reported once, never panics).
+    fn save(&self, saved: &Saved);
+}

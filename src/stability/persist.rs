@@ -1,0 +1,441 @@
+//! Persistence (`OTEL_SESSION_PERSIST_PATH`): the app session survives the
+//! process, so a restart continues it and a death is reported.
+//!
+//! The file holds the current session's id, start, last activity, error counts,
+//! status and state (`active` while its process runs it, `suspended` after a
+//! clean exit), the last reported id, and the ends not yet confirmed delivered.
+//! On the next start:
+//! - `suspended` within both timeouts: the same session continues (a
+//!   `session.resume` transition);
+//! - `suspended` but expired: its end is reported (reason `inactivity` or
+//!   `max_duration`, dated at its last activity) and a new session starts;
+//! - `active` (its process died: a kill, an OOM, `process::exit`): reported
+//!   `abnormal` (`crashed` stays `crashed`), reason `lost`, dated at its last
+//!   recorded activity; the next session's `previous_id` points at it;
+//! - ends the last run could not confirm delivered are sent again.
+//!
+//! Writes are atomic (a temporary file in the same directory, then a rename;
+//! mode 0600 on Unix), happen on transitions and at most every 5 s for activity,
+//! and never on the span path. A corrupt, truncated, foreign or unreadable file
+//! is one warning and a fresh session. **One file per app instance**: a second
+//! process pointed at a file in use (held by an advisory lock next to it) warns
+//! and runs without persistence rather than interleave its writes.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::manager::SessionManagerBuilder;
+use crate::core::persist::{
+    PendingEnd, Saved, SavedSession, SavedState, Store, PENDING_ENDS_LIMIT,
+};
+use crate::model::session::{EndReason, SessionId, SessionStatus, User};
+
+/// The format tag of the file this version writes.
+pub const PERSIST_FORMAT: &str = "otel-session/session/1";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV1 {
+    format: String,
+    #[serde(default)]
+    session: Option<SessionV1>,
+    #[serde(default)]
+    last_reported: Option<String>,
+    #[serde(default)]
+    pending_ends: Vec<EndV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionV1 {
+    id: String,
+    #[serde(default)]
+    previous_id: Option<String>,
+    started_at_ns: u64,
+    last_activity_ns: u64,
+    handled: u64,
+    unhandled: u64,
+    status: String,
+    state: String,
+    #[serde(default)]
+    user: Option<UserV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserV1 {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    full_name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndV1 {
+    session: SessionV1,
+    reason: String,
+    ended_at_ns: u64,
+}
+
+fn ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+fn status_of(s: &str) -> Option<SessionStatus> {
+    Some(match s {
+        "ok" => SessionStatus::Ok,
+        "errored" => SessionStatus::Errored,
+        "abnormal" => SessionStatus::Abnormal,
+        "crashed" => SessionStatus::Crashed,
+        _ => return None,
+    })
+}
+
+fn reason_of(s: &str) -> Option<EndReason> {
+    [
+        EndReason::Manual,
+        EndReason::Replaced,
+        EndReason::Inactivity,
+        EndReason::MaxDuration,
+        EndReason::Background,
+        EndReason::Shutdown,
+        EndReason::Crash,
+        EndReason::Lost,
+        EndReason::Request,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+}
+
+/// An id read back: non-empty, at most 256 bytes, no control characters.
+fn id_of(s: String) -> Result<SessionId, String> {
+    if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+        return Err(format!("an id is not valid ({} bytes)", s.len()));
+    }
+    Ok(SessionId::from(s))
+}
+
+fn to_v1(s: &SavedSession) -> SessionV1 {
+    SessionV1 {
+        id: s.id.to_string(),
+        previous_id: s.previous_id.as_ref().map(ToString::to_string),
+        started_at_ns: ns(s.started_at),
+        last_activity_ns: ns(s.last_activity),
+        handled: s.handled,
+        unhandled: s.unhandled,
+        status: s.status.as_str().to_string(),
+        state: match s.state {
+            SavedState::Active => "active",
+            SavedState::Suspended => "suspended",
+        }
+        .to_string(),
+        user: s.user.as_ref().map(|u| UserV1 {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            full_name: u.full_name.clone(),
+        }),
+    }
+}
+
+fn from_v1(s: SessionV1) -> Result<SavedSession, String> {
+    let started_at = time(s.started_at_ns);
+    let last_activity = time(s.last_activity_ns.max(s.started_at_ns));
+    Ok(SavedSession {
+        id: id_of(s.id)?,
+        previous_id: s.previous_id.map(id_of).transpose()?,
+        started_at,
+        last_activity,
+        handled: s.handled,
+        unhandled: s.unhandled,
+        status: status_of(&s.status).ok_or_else(|| format!("unknown status {:?}", s.status))?,
+        state: match s.state.as_str() {
+            "active" => SavedState::Active,
+            "suspended" => SavedState::Suspended,
+            other => return Err(format!("unknown state {other:?}")),
+        },
+        user: s.user.map(|u| User {
+            id: u.id,
+            email: u.email,
+            full_name: u.full_name,
+        }),
+    })
+}
+
+/// Reads a persistence file's bytes: the saved state, or why it is not one.
+/// Never panics, whatever the bytes.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Saved, String> {
+    let file: FileV1 =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
+    if file.format != PERSIST_FORMAT {
+        return Err(format!(
+            "its format is {:?}, not {PERSIST_FORMAT:?}",
+            file.format.chars().take(64).collect::<String>()
+        ));
+    }
+    if file.pending_ends.len() > PENDING_ENDS_LIMIT {
+        return Err(format!(
+            "{} pending ends (at most {PENDING_ENDS_LIMIT})",
+            file.pending_ends.len()
+        ));
+    }
+    let mut pending_ends = Vec::new();
+    for e in file.pending_ends {
+        pending_ends.push(PendingEnd {
+            reason: reason_of(&e.reason)
+                .ok_or_else(|| format!("unknown end reason {:?}", e.reason))?,
+            ended_at: time(e.ended_at_ns),
+            session: from_v1(e.session)?,
+        });
+    }
+    Ok(Saved {
+        session: file.session.map(from_v1).transpose()?,
+        last_reported: file.last_reported.map(id_of).transpose()?,
+        pending_ends,
+    })
+}
+
+/// Writes the saved state as this version's file format.
+pub(crate) fn render(saved: &Saved) -> Vec<u8> {
+    let file = FileV1 {
+        format: PERSIST_FORMAT.to_string(),
+        session: saved.session.as_ref().map(to_v1),
+        last_reported: saved.last_reported.as_ref().map(ToString::to_string),
+        pending_ends: saved
+            .pending_ends
+            .iter()
+            .map(|p| EndV1 {
+                session: to_v1(&p.session),
+                reason: p.reason.as_str().to_string(),
+                ended_at_ns: ns(p.ended_at),
+            })
+            .collect(),
+    };
+    serde_json::to_vec_pretty(&file).unwrap_or_default()
+}
+
+/// A persistence file.
+#[derive(Debug)]
+pub(crate) struct FileStore {
+    path: PathBuf,
+    /// Held for the process's life: the advisory lock that keeps a second
+    /// process off this file.
+    _lock: File,
+    warned_write: AtomicBool,
+}
+
+impl FileStore {
+    /// Opens `path` for this process, or says (once) why it cannot.
+    pub(crate) fn open(path: &Path) -> Option<FileStore> {
+        let lock_path = sibling(path, ".lock");
+        let lock = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                crate::warn::stderr(format_args!(
+                    "OTEL_SESSION_PERSIST_PATH={}: cannot create {} ({e}); sessions are not \
+                     persisted (check the directory exists and is writable)",
+                    path.display(),
+                    lock_path.display()
+                ));
+                return None;
+            }
+        };
+        if lock.try_lock().is_err() {
+            crate::warn::stderr(format_args!(
+                "OTEL_SESSION_PERSIST_PATH={} is in use by another process; sessions of this \
+                 process are not persisted. Give each app instance its own file.",
+                path.display()
+            ));
+            return None;
+        }
+        Some(FileStore {
+            path: path.to_path_buf(),
+            _lock: lock,
+            warned_write: AtomicBool::new(false),
+        })
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+impl Store for FileStore {
+    fn load(&self) -> Option<Saved> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                crate::warn::stderr(format_args!(
+                    "OTEL_SESSION_PERSIST_PATH={}: cannot read it ({e}); starting a fresh session",
+                    self.path.display()
+                ));
+                return None;
+            }
+        };
+        match parse(&bytes) {
+            Ok(saved) => Some(saved),
+            Err(why) => {
+                crate::warn::stderr(format_args!(
+                    "OTEL_SESSION_PERSIST_PATH={} is not a session file this version can read \
+                     ({why}); starting a fresh session (the file is replaced)",
+                    self.path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    fn save(&self, saved: &Saved) {
+        if let Err(e) = write_atomically(&self.path, &render(saved)) {
+            crate::warn::once(
+                &self.warned_write,
+                format_args!(
+                    "OTEL_SESSION_PERSIST_PATH={}: cannot write it ({e}); the session may not \
+                     survive this process (reported once)",
+                    self.path.display()
+                ),
+            );
+        }
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path` (mode 0600), syncs it,
+/// and renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = sibling(path, &format!(".tmp-{}", std::process::id()));
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}
+
+impl SessionManagerBuilder {
+    /// Persists the app session in the file at `path` (see the module docs of
+    /// persistence in the README: one file per app instance). If the file cannot
+    /// be used, a warning says why and sessions live in memory only.
+    pub fn with_persistence(self, path: impl AsRef<Path>) -> Self {
+        match FileStore::open(path.as_ref()) {
+            Some(store) => self.with_store(Arc::new(store)),
+            None => self,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Saved {
+        let s = SavedSession {
+            id: SessionId::from("0f8fad5b-d9cb-469f-a165-70867728950e"),
+            previous_id: Some(SessionId::from("prev-1")),
+            started_at: time(1_700_000_000_000_000_000),
+            last_activity: time(1_700_000_060_000_000_000),
+            handled: 2,
+            unhandled: 1,
+            status: SessionStatus::Crashed,
+            state: SavedState::Suspended,
+            user: Some(User::with_id("u-1").email("a@b.c")),
+        };
+        Saved {
+            session: Some(s.clone()),
+            last_reported: Some(SessionId::from("prev-1")),
+            pending_ends: vec![PendingEnd {
+                session: s,
+                reason: EndReason::Inactivity,
+                ended_at: time(1_700_000_060_000_000_000),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_saved_state_reads_back_unchanged() {
+        let saved = sample();
+        assert_eq!(parse(&render(&saved)), Ok(saved));
+        assert_eq!(parse(&render(&Saved::default())), Ok(Saved::default()));
+    }
+
+    /// A deterministic stream of pseudo-random bytes (xorshift).
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arbitrary_bytes_truncations_and_flips_never_panic_and_never_pass_for_a_file() {
+        for seed in 0..5_000u64 {
+            let junk = bytes(seed, (seed % 300) as usize);
+            assert!(parse(&junk).is_err(), "seed {seed}");
+        }
+        let good = render(&sample());
+        for cut in 0..good.len() {
+            assert!(parse(&good[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut flipped_ok = 0;
+        for i in 0..good.len() {
+            for bit in [0x01u8, 0x20, 0x80] {
+                let mut b = good.clone();
+                b[i] ^= bit;
+                // Either rejected, or (a flip inside a string or a digit) a
+                // different but valid state: never a panic.
+                if parse(&b).is_ok() {
+                    flipped_ok += 1;
+                }
+            }
+        }
+        assert!(flipped_ok < good.len() * 3);
+        // Foreign JSON, a future format, out-of-range values.
+        for text in [
+            "{}",
+            "[]",
+            "null",
+            r#"{"format":"otel-session/session/2"}"#,
+            r#"{"format":"otel-session/session/1","session":{"id":"","started_at_ns":0,"last_activity_ns":0,"handled":0,"unhandled":0,"status":"ok","state":"active"}}"#,
+            r#"{"format":"otel-session/session/1","session":{"id":"a","started_at_ns":0,"last_activity_ns":0,"handled":0,"unhandled":0,"status":"fine","state":"active"}}"#,
+            r#"{"format":"otel-session/session/1","surprise":1}"#,
+            r#"{"format":"otel-session/session/1","session":{"id":"a","started_at_ns":-1,"last_activity_ns":0,"handled":0,"unhandled":0,"status":"ok","state":"active"}}"#,
+        ] {
+            assert!(parse(text.as_bytes()).is_err(), "{text}");
+        }
+    }
+}
