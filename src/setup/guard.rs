@@ -15,12 +15,16 @@ use crate::setup::export::{Delivery, DeliveryStats, HandedCounter, RuntimeSlot};
 #[cfg(feature = "tracing")]
 use crate::setup::layers::not_export_stack;
 
-fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
+fn delivery(handed: Option<&HandedCounter>, stats: &DeliveryStats) -> Delivery {
     let (exported, failed) = stats.snapshot();
+    let (retried, permanent) = stats.retries();
     Delivery {
-        handed: handed.total(),
+        // Metric points have no queue: what was handed is what was exported or not.
+        handed: handed.map_or(exported + failed, HandedCounter::total),
         exported,
         failed,
+        retried,
+        permanent,
     }
 }
 
@@ -35,6 +39,7 @@ pub struct Guard {
     pub(crate) runtime: Option<RuntimeSlot>,
     pub(crate) spans: Arc<DeliveryStats>,
     pub(crate) logs: Arc<DeliveryStats>,
+    pub(crate) metrics: Arc<DeliveryStats>,
     pub(crate) spans_handed: Arc<HandedCounter>,
     pub(crate) logs_handed: Arc<HandedCounter>,
     pub(crate) shutdown_timeout: Duration,
@@ -62,6 +67,7 @@ impl Guard {
             runtime: None,
             spans: Arc::default(),
             logs: Arc::default(),
+            metrics: Arc::default(),
             spans_handed: Arc::new(HandedCounter::new()),
             logs_handed: Arc::new(HandedCounter::new()),
             shutdown_timeout,
@@ -91,12 +97,18 @@ impl Guard {
 
     /// What happened to the spans so far.
     pub fn span_delivery(&self) -> Delivery {
-        delivery(&self.spans_handed, &self.spans)
+        delivery(Some(&self.spans_handed), &self.spans)
     }
 
     /// What happened to the log records so far.
     pub fn log_delivery(&self) -> Delivery {
-        delivery(&self.logs_handed, &self.logs)
+        delivery(Some(&self.logs_handed), &self.logs)
+    }
+
+    /// What happened to the metric points so far (`handed` is what the exports
+    /// carried: metrics have no queue).
+    pub fn metric_delivery(&self) -> Delivery {
+        delivery(None, &self.metrics)
     }
 
     /// The `tracing-opentelemetry` layer on our tracer, for your subscriber.
@@ -195,24 +207,12 @@ impl Guard {
             }
             finished += 1;
         }
-        let (s, l) = (self.span_delivery(), self.log_delivery());
-        let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued();
-        if lost > 0 {
-            crate::warn::stderr(format_args!(
-                "delivery report: spans {} handed, {} exported, {} failed, {} not delivered; \
-                 log records {} handed, {} exported, {} failed, {} not delivered. \
-                 A collector that is down or slow fails exports; a full queue drops \
-                 (raise OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE), and what is \
-                 still queued when the shutdown timeout ends is lost.",
-                s.handed,
-                s.exported,
-                s.failed,
-                s.dropped_or_queued(),
-                l.handed,
-                l.exported,
-                l.failed,
-                l.dropped_or_queued()
-            ));
+        if let Some(report) = delivery_report(
+            self.span_delivery(),
+            self.log_delivery(),
+            self.metric_delivery(),
+        ) {
+            crate::warn::stderr(format_args!("{report}"));
         }
         if crate::global_manager().is_some_and(|g| g.ptr_eq(&self.sessions)) {
             crate::clear_global_manager();
@@ -226,4 +226,41 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.shutdown_now();
     }
+}
+
+/// The delivery report printed at shutdown when something was lost, retried or
+/// refused; `None` when everything went out at the first attempt.
+pub(crate) fn delivery_report(s: Delivery, l: Delivery, m: Delivery) -> Option<String> {
+    let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued() + m.failed;
+    let retried = s.retried + l.retried + m.retried;
+    if lost == 0 && retried == 0 {
+        return None;
+    }
+    let line = |d: Delivery| {
+        format!(
+            "{} handed, {} exported, {} failed, {} not delivered",
+            d.handed,
+            d.exported,
+            d.failed,
+            d.dropped_or_queued()
+        )
+    };
+    Some(format!(
+        "delivery report: spans {}; log records {}; metric points {}; retried: {} spans, {} log \
+         records, {} metric points; failed permanently (not retried): {} spans, {} log records, \
+         {} metric points. A collector that is down or slow fails exports once retries within \
+         OTEL_EXPORTER_OTLP_TIMEOUT run out; a refused request (4xx, malformed data) fails \
+         permanently; a full queue drops (raise OTEL_BSP_MAX_QUEUE_SIZE / \
+         OTEL_BLRP_MAX_QUEUE_SIZE), and what is still queued when the shutdown timeout ends is \
+         lost.",
+        line(s),
+        line(l),
+        line(m),
+        s.retried,
+        l.retried,
+        m.retried,
+        s.permanent,
+        l.permanent,
+        m.permanent
+    ))
 }
