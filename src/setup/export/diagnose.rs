@@ -135,6 +135,7 @@ impl Failure {
             "connection closed before message completed",
             "unexpected end of file",
             "received an unexpected",
+            "received unexpected message",
             "connection reset",
             "broken pipe",
             "invalid status line",

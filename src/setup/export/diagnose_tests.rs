@@ -308,6 +308,13 @@ fn classification_of_real_messages() {
         Failure::Protocol
     );
     assert_eq!(
+        c(
+            "error sending request for url (http://h:4317/v1/logs): client error (SendRequest): \
+           received unexpected message from connection"
+        ),
+        Failure::Protocol
+    );
+    assert_eq!(
         c("export failed with gRPC code: DataLoss"),
         Failure::Grpc("DataLoss".into())
     );
