@@ -11,6 +11,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use crate::core::manager::SessionManager;
+use crate::setup::export::retry::Stop;
 use crate::setup::export::{Delivery, DeliveryStats, HandedCounter, RuntimeSlot};
 #[cfg(feature = "tracing")]
 use crate::setup::layers::not_export_stack;
@@ -40,6 +41,8 @@ pub struct Guard {
     pub(crate) spans: Arc<DeliveryStats>,
     pub(crate) logs: Arc<DeliveryStats>,
     pub(crate) metrics: Arc<DeliveryStats>,
+    /// Tells retrying exports when the shutdown must be done.
+    pub(crate) stop: Arc<Stop>,
     pub(crate) spans_handed: Arc<HandedCounter>,
     pub(crate) logs_handed: Arc<HandedCounter>,
     pub(crate) shutdown_timeout: Duration,
@@ -68,6 +71,7 @@ impl Guard {
             spans: Arc::default(),
             logs: Arc::default(),
             metrics: Arc::default(),
+            stop: Arc::default(),
             spans_handed: Arc::new(HandedCounter::new()),
             logs_handed: Arc::new(HandedCounter::new()),
             shutdown_timeout,
@@ -153,9 +157,11 @@ impl Guard {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        self.sessions.end_for_shutdown();
         let timeout = self.shutdown_timeout;
         let deadline = std::time::Instant::now() + timeout;
+        // Retries from now on only while they fit before the deadline.
+        self.stop.stop_at(deadline);
+        self.sessions.end_for_shutdown();
         // Each provider shuts down on its own thread, all against one deadline: a
         // slow collector for one signal does not eat the others' time, and no
         // async runtime of the caller's is blocked in place.

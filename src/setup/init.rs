@@ -303,6 +303,7 @@ impl Builder {
             spans: spans_stats,
             logs: logs_stats,
             metrics: metrics_stats,
+            stop: otlp.stop(),
             spans_handed,
             logs_handed,
             shutdown_timeout: self.shutdown_timeout,

@@ -1,60 +1,16 @@
 //! Delivery accounting: what reached the exporting processor, what the exporter
 //! delivered, what needed retries, what failed (and of that, what failed
-//! permanently), and the warnings that make losses visible: one per cause, naming
-//! the signal, protocol and URL with the likely fix.
+//! permanently), and the warning when a queue drops.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::Temporality;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
-use super::diagnose::{diagnose, export_warning, Failure};
-use super::observe::{Outcome, Probe};
-use super::target::redact_text;
-use super::target::Target;
-use super::tls::TlsVars;
-
-/// How many different export problems are printed at most; later ones are only
-/// counted.
-const MAX_REPORTED_CAUSES: usize = 16;
-
-/// The causes of export failures already printed, shared by the signals of one
-/// pipeline: one warning per cause, not per signal.
-#[derive(Debug, Default)]
-pub(crate) struct Reported(Mutex<Vec<String>>);
-
-impl Reported {
-    /// `true` the first time `key` is seen (and while fewer than 16 were).
-    pub(crate) fn first(&self, key: &str) -> bool {
-        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.iter().any(|k| k == key) || seen.len() >= MAX_REPORTED_CAUSES {
-            return false;
-        }
-        seen.push(key.to_string());
-        true
-    }
-}
-
-/// What watches one signal's OTLP exports: where they go, the probe on their
-/// attempts, the TLS files in use and the causes already reported.
-#[derive(Debug)]
-pub(crate) struct ExportWatch {
-    /// Where the exports go.
-    pub(crate) target: Target,
-    /// Attempts and the last outcome.
-    pub(crate) probe: Arc<Probe>,
-    /// The TLS files configured for the signal.
-    pub(crate) tls: TlsVars,
-    /// Shared by the signals of the pipeline.
-    pub(crate) reported: Arc<Reported>,
-}
+use super::counted::ExportWatch;
 
 /// Delivery counts of one signal's exporter.
 #[derive(Debug, Default)]
@@ -68,8 +24,8 @@ pub struct DeliveryStats {
     /// Items in exports that failed permanently, without retries (a 4xx status
     /// other than 429, malformed data, refused credentials); part of `failed`.
     pub permanent: AtomicU64,
-    warned: AtomicBool,
-    export: std::sync::OnceLock<ExportWatch>,
+    pub(crate) warned: AtomicBool,
+    pub(crate) export: std::sync::OnceLock<ExportWatch>,
     /// What reaches the exporting processor, and how much it can hold: more
     /// outstanding than that means its queue dropped some.
     watch: std::sync::OnceLock<(Arc<HandedCounter>, u64)>,
@@ -88,7 +44,7 @@ impl DeliveryStats {
         let _ = self.export.set(watch);
     }
 
-    fn check_drops(&self, signal: &str) {
+    pub(crate) fn check_drops(&self, signal: &str) {
         let Some((handed, capacity)) = self.watch.get() else {
             return;
         };
@@ -109,64 +65,6 @@ impl DeliveryStats {
         }
     }
 
-    /// Attempts so far (before an export), with the last outcome forgotten.
-    fn before_export(&self) -> u64 {
-        match self.export.get() {
-            Some(w) => {
-                w.probe.clear_last();
-                w.probe.attempts()
-            }
-            None => 0,
-        }
-    }
-
-    fn record(&self, items: &str, n: usize, result: &OTelSdkResult, attempts_before: u64) {
-        let n64 = n as u64;
-        let attempts = self
-            .export
-            .get()
-            .map_or(1, |w| w.probe.attempts().saturating_sub(attempts_before));
-        if attempts > 1 {
-            self.retried.fetch_add(n64, Ordering::Relaxed);
-        }
-        let e = match result {
-            Ok(()) => {
-                self.exported.fetch_add(n64, Ordering::Relaxed);
-                return;
-            }
-            Err(e) => e,
-        };
-        self.failed.fetch_add(n64, Ordering::Relaxed);
-        let Some(watch) = self.export.get() else {
-            crate::warn::once(
-                &self.warned,
-                format_args!(
-                    "could not export {n} {items} ({e}); further failures are counted, \
-                     not printed (see the guard's delivery report at shutdown)"
-                ),
-            );
-            return;
-        };
-        let error = e.to_string();
-        let last = watch.probe.last();
-        let failure = Failure::classify(&error, last.as_ref());
-        if failure.permanent(attempts) {
-            self.permanent.fetch_add(n64, Ordering::Relaxed);
-        }
-        let diagnosis = diagnose(&watch.target, &failure, &watch.tls);
-        if watch.reported.first(&diagnosis.key) {
-            // Over HTTP the exporter only says "network error": show the transport's.
-            let shown = match &last {
-                Some(Outcome::Error(transport)) => transport.as_str(),
-                _ => error.as_str(),
-            };
-            crate::warn::stderr(format_args!(
-                "{}",
-                export_warning(&watch.target, n, &redact_text(shown), &diagnosis)
-            ));
-        }
-    }
-
     /// `(exported, failed)` so far.
     pub fn snapshot(&self) -> (u64, u64) {
         (
@@ -182,97 +80,6 @@ impl DeliveryStats {
             self.permanent.load(Ordering::Relaxed),
         )
     }
-}
-
-/// An exporter decorator that counts what was delivered and what failed.
-#[derive(Debug)]
-pub struct Counted<E> {
-    inner: E,
-    stats: Arc<DeliveryStats>,
-}
-
-impl<E> Counted<E> {
-    /// Wraps `inner`; counts go to `stats`.
-    pub fn new(inner: E, stats: Arc<DeliveryStats>) -> Self {
-        Counted { inner, stats }
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for Counted<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len();
-        let before = self.stats.before_export();
-        let result = self.inner.export(batch).await;
-        self.stats.record("spans", n, &result, before);
-        self.stats.check_drops("span");
-        result
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-impl<E: LogExporter> LogExporter for Counted<E> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let n = batch.iter().count();
-        let before = self.stats.before_export();
-        let result = self.inner.export(batch).await;
-        self.stats.record("log records", n, &result, before);
-        self.stats.check_drops("log");
-        result
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-impl<E: PushMetricExporter> PushMetricExporter for Counted<E> {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let n = data_points(metrics);
-        let before = self.stats.before_export();
-        let result = self.inner.export(metrics).await;
-        self.stats.record("metric points", n, &result, before);
-        result
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn temporality(&self) -> Temporality {
-        self.inner.temporality()
-    }
-}
-
-/// The number of data points in an export.
-fn data_points(metrics: &ResourceMetrics) -> usize {
-    fn count<T>(data: &MetricData<T>) -> usize {
-        match data {
-            MetricData::Gauge(g) => g.data_points().count(),
-            MetricData::Sum(s) => s.data_points().count(),
-            MetricData::Histogram(h) => h.data_points().count(),
-            MetricData::ExponentialHistogram(e) => e.data_points().count(),
-        }
-    }
-    metrics
-        .scope_metrics()
-        .flat_map(|sm| sm.metrics())
-        .map(|m| match m.data() {
-            AggregatedMetrics::F64(d) => count(d),
-            AggregatedMetrics::U64(d) => count(d),
-            AggregatedMetrics::I64(d) => count(d),
-        })
-        .sum()
 }
 
 /// Counts the items handed to an exporting processor, per thread: the hot path

@@ -51,7 +51,11 @@ pub enum Failure {
     Grpc(String),
     /// The server spoke another protocol (HTTP/1.1 against HTTP/2 or the reverse).
     Protocol,
-    /// Anything else.
+    /// The connection was closed or reset mid-request (a collector restarting).
+    Disconnected,
+    /// Another transport error: no answer was received.
+    Network,
+    /// Anything else (the export could not even be attempted, an unknown answer).
     Other,
 }
 
@@ -132,39 +136,55 @@ impl Failure {
             "h2 protocol error",
             "frame with invalid size",
             "invalid http version",
-            "connection closed before message completed",
-            "unexpected end of file",
             "received an unexpected",
             "received unexpected message",
-            "connection reset",
-            "broken pipe",
             "invalid status line",
-            "protocol error",
         ]) {
             return Failure::Protocol;
+        }
+        if has(&[
+            "connection closed before message completed",
+            "unexpected end of file",
+            "connection reset",
+            "broken pipe",
+            "connection closed",
+        ]) {
+            return Failure::Disconnected;
         }
         if let Some(code) = grpc_code(error) {
             return Failure::Grpc(code);
         }
+        if matches!(last, Some(Outcome::Error(_))) {
+            return Failure::Network;
+        }
         Failure::Other
     }
 
-    /// Whether the failure is permanent: `opentelemetry-otlp` does not retry it
-    /// (other 4xx statuses, malformed data, refused credentials). `attempts` is
-    /// how many attempts the export made.
-    pub fn permanent(&self, attempts: u64) -> bool {
+    /// Whether the failure is transient and worth retrying: the collector is
+    /// down, restarting, overloaded or throttling (refused or reset connections,
+    /// timeouts, HTTP 429/502/503/504, gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`,
+    /// …). Everything else is permanent: a 4xx status, malformed data, refused
+    /// credentials, a TLS verification failure, a protocol mismatch.
+    pub fn retryable(&self) -> bool {
         match self {
-            Failure::Status(s) => !matches!(s, 429 | 502 | 503 | 504),
-            Failure::Grpc(code) => match code.as_str() {
-                "ResourceExhausted" => attempts <= 1,
-                "Unavailable" | "Cancelled" | "DeadlineExceeded" | "Aborted" | "OutOfRange"
-                | "DataLoss" => false,
-                _ => true,
-            },
-            Failure::Other
-            | Failure::Tls(TlsProblem::ClientCertificate)
-            | Failure::Tls(TlsProblem::PlainToTls) => attempts <= 1,
-            _ => false,
+            Failure::Refused
+            | Failure::Unresolved
+            | Failure::TimedOut
+            | Failure::Disconnected
+            | Failure::Network
+            | Failure::Tls(TlsProblem::Other) => true,
+            Failure::Status(s) => matches!(s, 429 | 502 | 503 | 504),
+            Failure::Grpc(code) => matches!(
+                code.as_str(),
+                "Unavailable"
+                    | "ResourceExhausted"
+                    | "Cancelled"
+                    | "DeadlineExceeded"
+                    | "Aborted"
+                    | "OutOfRange"
+                    | "DataLoss"
+            ),
+            Failure::Tls(_) | Failure::Protocol | Failure::Other => false,
         }
     }
 
@@ -299,6 +319,8 @@ fn describe(target: &Target, failure: &Failure) -> String {
         },
         Failure::Status(s) => format!("the collector answered HTTP {s} {}", reason(*s)),
         Failure::Grpc(code) => format!("the collector answered gRPC status {code}"),
+        Failure::Disconnected => format!("{origin} closed the connection mid-request"),
+        Failure::Network => "no answer (a network error)".to_string(),
         Failure::Protocol => format!(
             "the server at {origin} did not answer in {}",
             if is_http(target.transport) {
@@ -334,7 +356,12 @@ fn reason(status: u16) -> &'static str {
 fn mistake_kind(target: &Target, failure: &Failure) -> Option<&'static str> {
     let connectish = matches!(
         failure,
-        Failure::Refused | Failure::Unresolved | Failure::TimedOut | Failure::Protocol
+        Failure::Refused
+            | Failure::Unresolved
+            | Failure::TimedOut
+            | Failure::Protocol
+            | Failure::Disconnected
+            | Failure::Network
     );
     if let EndpointSource::Generic(v) = &target.source {
         if is_http(target.transport) && signal_path(v).is_some() {
@@ -442,9 +469,12 @@ fn advice(target: &Target, failure: &Failure, tls: &TlsVars) -> Option<String> {
         .endpoint_var()
         .unwrap_or_else(|| ENV_ENDPOINT.to_string());
     Some(match failure {
-        Failure::Refused => {
-            "is the collector running, and is this its address and port? (transient: \
-             retried until OTEL_EXPORTER_OTLP_TIMEOUT)"
+        Failure::Refused => "is the collector running, and is this its address and port? \
+                             (transient: retried within OTEL_EXPORTER_OTLP_TIMEOUT)"
+            .to_string(),
+        Failure::Disconnected | Failure::Network => {
+            "the collector may be restarting or a proxy dropped the request (transient: \
+             retried within OTEL_EXPORTER_OTLP_TIMEOUT)"
                 .to_string()
         }
         Failure::Unresolved => format!("check the host name in {endpoint_var}"),
@@ -511,7 +541,7 @@ fn advice(target: &Target, failure: &Failure, tls: &TlsVars) -> Option<String> {
                     OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
                 .to_string(),
             429 | 502 | 503 | 504 => "the collector is overloaded or unavailable (transient: \
-                                      retried with backoff, honouring Retry-After, until \
+                                      retried with backoff, honouring Retry-After, within \
                                       OTEL_EXPORTER_OTLP_TIMEOUT)"
                 .to_string(),
             _ => "permanent: not retried".to_string(),
@@ -544,7 +574,7 @@ fn advice(target: &Target, failure: &Failure, tls: &TlsVars) -> Option<String> {
             }
             "Unavailable" | "ResourceExhausted" => {
                 "the collector is unavailable or out of capacity (transient: retried with \
-                 backoff until OTEL_EXPORTER_OTLP_TIMEOUT)"
+                 backoff within OTEL_EXPORTER_OTLP_TIMEOUT)"
                     .to_string()
             }
             _ => return None,

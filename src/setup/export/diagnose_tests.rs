@@ -280,16 +280,25 @@ fn a_proxy_that_requires_a_client_certificate() {
 }
 
 #[test]
-fn permanent_failures_are_the_ones_not_retried() {
-    assert!(Failure::Status(400).permanent(1));
-    assert!(Failure::Status(404).permanent(1));
-    assert!(!Failure::Status(503).permanent(5));
-    assert!(!Failure::Status(429).permanent(5));
-    assert!(!Failure::Refused.permanent(9));
-    assert!(Failure::Grpc("InvalidArgument".into()).permanent(1));
-    assert!(!Failure::Grpc("Unavailable".into()).permanent(4));
-    assert!(Failure::Grpc("ResourceExhausted".into()).permanent(1));
-    assert!(!Failure::Grpc("ResourceExhausted".into()).permanent(3));
+fn transient_failures_are_retried_permanent_ones_not() {
+    for transient in [
+        Failure::Status(503),
+        Failure::Status(429),
+        Failure::Refused,
+        Failure::Grpc("Unavailable".into()),
+        Failure::Grpc("ResourceExhausted".into()),
+    ] {
+        assert!(transient.retryable(), "{transient:?}");
+    }
+    for permanent in [
+        Failure::Status(400),
+        Failure::Status(404),
+        Failure::Grpc("InvalidArgument".into()),
+        Failure::Tls(TlsProblem::Untrusted),
+        Failure::Tls(TlsProblem::ClientCertificate),
+    ] {
+        assert!(!permanent.retryable(), "{permanent:?}");
+    }
 }
 
 #[test]
@@ -306,6 +315,19 @@ fn classification_of_real_messages() {
     assert_eq!(
         c("transport error: http2 error: connection error detected: frame with invalid size"),
         Failure::Protocol
+    );
+    assert_eq!(
+        c("error sending request: connection closed before message completed"),
+        Failure::Disconnected
+    );
+    assert_eq!(
+        Failure::classify(
+            "HTTP export failed: network error",
+            Some(&Outcome::Error(
+                "error sending request: something new".into()
+            ))
+        ),
+        Failure::Network
     );
     assert_eq!(
         c(

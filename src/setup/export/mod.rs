@@ -6,17 +6,18 @@
 //! - [`target`]: where each signal goes (URL, timeout) and its transport;
 //! - [`tls`]: CA bundle and client identity from the environment;
 //! - `transport`: building the exporters (TLS, retries, the probe);
-//! - `observe`: the probe that counts attempts and keeps what the last one got;
+//! - `observe`: the probe that keeps what the last HTTP attempt got;
+//! - `retry`: which failures are retried, how long to wait, stopping at shutdown;
+//! - `counted`: the decorator that retries, diagnoses and counts every export;
 //! - `diagnose`: why an export failed and the likely fix, one warning per cause;
 //! - `check`: settings checked before anything is sent (headers, TLS on http);
 //! - `plan`: what `init()` resolves, warns about and builds, once per cause;
 //! - `delivery`: counts of what was delivered, retried and lost.
 //!
-//! Retries are `opentelemetry-otlp`'s own (both transports; transient failures
-//! only; `Retry-After` honoured) with our policy: exponential backoff with
-//! jitter for as long as the export timeout allows. Every exporter is wrapped in
-//! a [`Counted`] decorator so that telemetry that could not be delivered is
-//! counted and reported, never silently.
+//! Every exporter is wrapped in a [`Counted`] decorator: transient failures are
+//! retried (exponential backoff with jitter, `Retry-After` honoured, within the
+//! export timeout, not once shutting down), and telemetry that could not be
+//! delivered is counted and reported, never silently.
 //!
 //! gRPC needs a tokio reactor. `init()` always gives it its own small runtime (one
 //! worker thread) owned by the guard, whether or not the program has a runtime: so
@@ -26,15 +27,18 @@
 //! May use: `config`; used by `init` and `guard`.
 
 pub(crate) mod check;
+mod counted;
 mod delivery;
 pub(crate) mod diagnose;
 pub(crate) mod observe;
 mod plan;
+pub(crate) mod retry;
 pub mod target;
 pub mod tls;
 mod transport;
 
-pub use delivery::{Counted, Delivery, DeliveryStats, Handed, HandedCounter};
+pub use counted::Counted;
+pub use delivery::{Delivery, DeliveryStats, Handed, HandedCounter};
 pub(crate) use plan::OtlpPlan;
 pub use target::Signal;
 pub use transport::{default_transport, transport_from_lookup, BuildError, Transport};

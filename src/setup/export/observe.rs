@@ -1,15 +1,16 @@
-//! Seeing inside an OTLP export: `opentelemetry-otlp` retries transient failures
-//! itself and returns one error at the end (over HTTP only "network error", with
-//! no detail). A [`Probe`] per signal, fed by our HTTP client wrapper or our gRPC
-//! interceptor, counts the attempts (so retries can be counted) and keeps what
-//! the last one got (a status code or the transport error's whole chain, which
-//! tells a TLS failure from a refused connection). Neither sees header values.
+//! Seeing inside an OTLP/HTTP export: `opentelemetry-otlp` reports a failed HTTP
+//! export as "network error" or a bare status code. A [`Probe`] per signal, fed
+//! by our HTTP client wrapper, keeps what the last attempt got: the status and its
+//! `Retry-After`, what a TLS proxy's error page says, or the transport error's
+//! whole chain (which tells a TLS failure from a refused connection). It never
+//! keeps header values or bodies. (Over gRPC the exporter's error carries the
+//! status code and the transport error's chain itself.)
 
 // Status codes, pages and transport errors are seen by the HTTP client only.
 #![cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// What a TLS proxy's error page says (nginx answers TLS problems it finds after
 /// the handshake with such a page).
@@ -32,38 +33,48 @@ pub enum Outcome {
     Error(String),
 }
 
-/// Attempts and the last outcome of one signal's exports.
+/// What the last attempt of one signal's exports got.
 #[derive(Debug, Default)]
 pub struct Probe {
-    attempts: AtomicU64,
-    last: Mutex<Option<Outcome>>,
+    last: Mutex<Option<(Outcome, Option<Duration>)>>,
 }
 
 impl Probe {
-    /// Counts one attempt.
-    pub fn attempt(&self) {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
+    /// Records what an attempt got, and the wait its `Retry-After` asked for.
+    pub fn set_last(&self, outcome: Outcome, retry_after: Option<Duration>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((outcome, retry_after));
     }
 
-    /// Attempts so far.
-    pub fn attempts(&self) -> u64 {
-        self.attempts.load(Ordering::Relaxed)
-    }
-
-    /// Records what an attempt got.
-    pub fn set_last(&self, outcome: Outcome) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-    }
-
-    /// Forgets the last outcome (before an export).
+    /// Forgets the last outcome (before an attempt).
     pub fn clear_last(&self) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// What the last attempt got, if it was seen.
     pub fn last(&self) -> Option<Outcome> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().map(|(o, _)| o.clone())
     }
+
+    /// The wait the last answer's `Retry-After` asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().and_then(|(_, r)| *r)
+    }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (the wait until then).
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    #[cfg(feature = "otlp-http")]
+    if let Ok(at) = httpdate::parse_http_date(value) {
+        return Some(at.duration_since(now).unwrap_or_default());
+    }
+    let _ = now;
+    None
 }
 
 /// An error and its sources, joined with `: ` (an `io::Error` wrapping another
@@ -124,7 +135,7 @@ mod http {
 
     use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 
-    use super::{error_chain, proxy_page, Outcome, Probe};
+    use super::{error_chain, parse_retry_after, proxy_page, Outcome, Probe};
 
     /// The blocking `reqwest` client, observed by a [`Probe`].
     #[derive(Debug)]
@@ -142,35 +153,29 @@ mod http {
     #[async_trait::async_trait]
     impl HttpClient for ObservedClient {
         async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-            self.probe.attempt();
             let result = self.inner.send_bytes(request).await;
-            self.probe.set_last(match &result {
+            match &result {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    match proxy_page(response.body()) {
+                    let outcome = match proxy_page(response.body()) {
                         Some(page) if (400..500).contains(&status) => {
                             Outcome::ProxyPage(status, page)
                         }
                         _ => Outcome::Status(status),
-                    }
+                    };
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+                    self.probe.set_last(outcome, retry_after);
                 }
-                Err(e) => Outcome::Error(error_chain(e.as_ref())),
-            });
+                Err(e) => self
+                    .probe
+                    .set_last(Outcome::Error(error_chain(e.as_ref())), None),
+            }
             result
         }
-    }
-}
-
-/// Counts gRPC export attempts (tonic calls the interceptor once per attempt).
-#[cfg(feature = "otlp-grpc")]
-#[derive(Debug, Clone)]
-pub(crate) struct CountAttempts(pub(crate) std::sync::Arc<Probe>);
-
-#[cfg(feature = "otlp-grpc")]
-impl tonic::service::Interceptor for CountAttempts {
-    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        self.0.attempt();
-        Ok(request)
     }
 }
 
@@ -219,13 +224,36 @@ mod tests {
     }
 
     #[test]
-    fn probe_counts_and_keeps_the_last_outcome() {
+    fn probe_keeps_the_last_outcome_and_its_retry_after() {
         let p = Probe::default();
-        p.attempt();
-        p.attempt();
-        p.set_last(Outcome::Status(503));
-        assert_eq!((p.attempts(), p.last()), (2, Some(Outcome::Status(503))));
+        p.set_last(Outcome::Status(503), Some(Duration::from_secs(2)));
+        assert_eq!(p.last(), Some(Outcome::Status(503)));
+        assert_eq!(p.retry_after(), Some(Duration::from_secs(2)));
         p.clear_last();
-        assert_eq!(p.last(), None);
+        assert_eq!((p.last(), p.retry_after()), (None, None));
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("soon", now), None);
+        if cfg!(feature = "otlp-http") {
+            let later = httpdate_of(now + Duration::from_secs(30));
+            assert_eq!(
+                parse_retry_after(&later, now),
+                Some(Duration::from_secs(30))
+            );
+        }
+    }
+
+    #[cfg(feature = "otlp-http")]
+    fn httpdate_of(t: std::time::SystemTime) -> String {
+        httpdate::fmt_http_date(t)
+    }
+
+    #[cfg(not(feature = "otlp-http"))]
+    fn httpdate_of(_: std::time::SystemTime) -> String {
+        String::new()
     }
 }

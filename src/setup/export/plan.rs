@@ -7,8 +7,10 @@
 use std::sync::Arc;
 
 use super::check;
-use super::delivery::{DeliveryStats, ExportWatch, Reported};
+use super::counted::{ExportWatch, Reported};
+use super::delivery::DeliveryStats;
 use super::observe::Probe;
+use super::retry::Stop;
 use super::target::{self, Signal, Target};
 use super::tls::{self, TlsFileError, TlsMaterial, TlsVars};
 use super::transport::{default_transport, BuildError, OtlpParts, RuntimeSlot};
@@ -27,6 +29,7 @@ struct SignalPlan {
 pub(crate) struct OtlpPlan {
     signals: [Option<SignalPlan>; 3],
     reported: Arc<Reported>,
+    stop: Arc<Stop>,
     failures: Vec<(Signal, BuildError)>,
 }
 
@@ -93,6 +96,7 @@ impl OtlpPlan {
         let plan = OtlpPlan {
             signals,
             reported: Arc::new(Reported::default()),
+            stop: Arc::new(Stop::default()),
             failures: Vec::new(),
         };
         (plan, warnings)
@@ -135,8 +139,14 @@ impl OtlpPlan {
                 probe: Arc::clone(&plan.probe),
                 tls: plan.vars.clone(),
                 reported: Arc::clone(&self.reported),
+                stop: Arc::clone(&self.stop),
             });
         }
+    }
+
+    /// What tells the exports that the pipeline shuts down (for the guard).
+    pub(crate) fn stop(&self) -> Arc<Stop> {
+        Arc::clone(&self.stop)
     }
 
     /// Prints the exporters that could not be built, one warning per cause.

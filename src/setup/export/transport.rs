@@ -1,6 +1,6 @@
 //! Which OTLP transport each signal uses, and building its exporter (gRPC on a
 //! runtime of our own, HTTP with protobuf or JSON bodies), with TLS from the
-//! environment, the retry policy, and a [`Probe`] that watches every attempt.
+//! environment and, over HTTP, a [`Probe`] that sees what each attempt got.
 
 use std::sync::Arc;
 
@@ -90,27 +90,10 @@ pub(crate) struct OtlpParts<'a> {
     pub target: &'a Target,
     /// The TLS files, checked.
     pub tls: &'a TlsMaterial,
-    /// Watches every attempt.
+    /// Sees what each HTTP attempt got.
+    #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
     pub probe: Arc<Probe>,
 }
-
-/// The retry policy of every OTLP exporter: exponential backoff from 250 ms,
-/// doubling up to 2 s, plus up to 250 ms of jitter, for as many attempts as fit
-/// in the export timeout (the timeout bounds the retries; `opentelemetry-otlp`
-/// honours `Retry-After` and gRPC `RetryInfo`, and retries only transient
-/// failures).
-#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-pub(crate) fn retry_policy() -> opentelemetry_otlp::RetryPolicy {
-    opentelemetry_otlp::RetryPolicy::default()
-        .with_max_retries(MAX_RETRIES)
-        .with_initial_delay(std::time::Duration::from_millis(250))
-        .with_max_delay(std::time::Duration::from_secs(2))
-        .with_max_jitter(std::time::Duration::from_millis(250))
-}
-
-/// More retries than fit in any sensible export timeout: the timeout is the bound.
-#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-const MAX_RETRIES: usize = 64;
 
 /// The runtime that drives gRPC exporters.
 #[cfg(feature = "otlp-grpc")]
@@ -192,8 +175,9 @@ pub(crate) use no_otlp::{otlp_logs, otlp_metrics, otlp_spans};
 
 /// Builds one signal's OTLP exporter (`$exporter` is `SpanExporter`,
 /// `LogExporter` or `MetricExporter`): gRPC inside our runtime, HTTP with the
-/// protobuf or JSON body; both to the resolved URL with the resolved timeout, our
-/// retry policy, TLS from the environment and the probe watching each attempt.
+/// protobuf or JSON body; both to the resolved URL with the resolved timeout and
+/// TLS from the environment. Their own retries are off: [`Counted`](super::Counted)
+/// retries (see `retry`).
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 macro_rules! otlp_exporter {
     ($exporter:ident, $parts:expr, $rt:expr) => {{
@@ -210,8 +194,7 @@ macro_rules! otlp_exporter {
                     .with_tonic()
                     .with_endpoint(target.url.clone())
                     .with_timeout(target.timeout)
-                    .with_retry_policy(retry_policy())
-                    .with_interceptor(super::observe::CountAttempts(Arc::clone(&parts.probe)));
+                    .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled());
                 if let Some(tls) = grpc_tls(target, parts.tls) {
                     builder = builder.with_tls_config(tls);
                 }
@@ -226,7 +209,7 @@ macro_rules! otlp_exporter {
                     .with_protocol(protocol(target.transport))
                     .with_endpoint(target.url.clone())
                     .with_timeout(target.timeout)
-                    .with_retry_policy(retry_policy())
+                    .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
                     .with_http_client(client)
                     .build()
                     .map_err(|e| BuildError::exporter(target, e))
