@@ -581,7 +581,8 @@ fn advice(target: &Target, failure: &Failure, tls: &TlsVars) -> Option<String> {
         },
         Failure::Protocol => format!(
             "is {endpoint_var} the collector's {} port? OTLP/gRPC listens on 4317 and \
-             OTLP/HTTP on 4318 by default; OTEL_EXPORTER_OTLP_PROTOCOL chooses the protocol",
+             OTLP/HTTP on 4318 by default; OTEL_EXPORTER_OTLP_PROTOCOL chooses the protocol \
+             (and a port that expects TLS needs https://)",
             if is_http(target.transport) {
                 "OTLP/HTTP"
             } else {

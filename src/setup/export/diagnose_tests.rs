@@ -245,6 +245,23 @@ fn a_certificate_for_another_name() {
 }
 
 #[test]
+fn an_expired_certificate() {
+    let expired = "transport error: invalid peer certificate: certificate expired: verification \
+                   time 1700000000 (UNIX), but certificate is not valid after 1690000000 \
+                   (10000000 seconds ago)";
+    assert_eq!(
+        Failure::classify(expired, None),
+        Failure::Tls(TlsProblem::Expired)
+    );
+    let t = target(Signal::Traces, Transport::Grpc, &[]);
+    assert_eq!(
+        diagnose(&t, &Failure::Tls(TlsProblem::Expired), &TlsVars::default()).text,
+        "TLS failed: the collector's certificate has expired or is not valid yet; renew the \
+         collector's certificate (or check this machine's clock)"
+    );
+}
+
+#[test]
 fn a_proxy_that_requires_a_client_certificate() {
     let t = target(
         Signal::Metrics,
