@@ -3,8 +3,8 @@
 //! transport chosen by `OTEL_EXPORTER_OTLP_{SIGNAL_}PROTOCOL` (`grpc`,
 //! `http/protobuf` — the default — or `http/json`).
 //!
-//! - [`target`]: where each signal goes (URL, timeout) and its transport;
-//! - [`tls`]: CA bundle and client identity from the environment;
+//! - `target`: where each signal goes (URL, timeout) and its transport;
+//! - `tls`: CA bundle and client identity from the environment;
 //! - `transport`: building the exporters (TLS, retries, the probe);
 //! - `observe`: the probe that keeps what the last HTTP attempt got;
 //! - `retry`: which failures are retried, how long to wait, stopping at shutdown;
@@ -33,13 +33,13 @@ pub(crate) mod diagnose;
 pub(crate) mod observe;
 mod plan;
 pub(crate) mod retry;
-pub mod target;
-pub mod tls;
+pub(crate) mod target;
+pub(crate) mod tls;
 mod transport;
 
 pub use counted::Counted;
 pub use delivery::{Delivery, DeliveryStats, Handed, HandedCounter};
 pub(crate) use plan::OtlpPlan;
-pub use target::Signal;
-pub use transport::{default_transport, transport_from_lookup, BuildError, Transport};
+pub(crate) use target::Signal;
+pub use transport::{default_transport, transport_from_lookup, Transport};
 pub(crate) use transport::{otlp_logs, otlp_metrics, otlp_spans, RuntimeSlot};

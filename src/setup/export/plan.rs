@@ -162,6 +162,7 @@ fn group_failures(failures: Vec<(Signal, BuildError)>) -> Vec<String> {
     let mut groups: Vec<(String, bool, Vec<Signal>)> = Vec::new();
     for (signal, error) in failures {
         let (text, per_exporter) = match &error {
+            #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
             BuildError::Exporter { message, .. } => (message.clone(), true),
             other => (other.to_string(), false),
         };
@@ -219,11 +220,14 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
         ]);
+        let fallback = default_transport();
         assert_eq!(
             warnings,
             [
-                "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/protobuff\" is not valid (expected grpc, \
-                 http/protobuf or http/json); using http/protobuf (the default)",
+                &format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/protobuff\" is not valid (expected grpc, \
+                     http/protobuf or http/json); using {fallback} (the default)"
+                ),
                 "OTEL_EXPORTER_OTLP_TIMEOUT=\"10s\" is not valid (expected milliseconds, e.g. \
                  10000); ignoring it",
                 "OTEL_EXPORTER_OTLP_CERTIFICATE set, but http://c:4318 is not https://: no TLS \
@@ -252,6 +256,7 @@ mod tests {
         );
     }
 
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
     #[test]
     fn exporter_errors_are_grouped_by_message() {
         let e = |signal, message: &str| {

@@ -76,15 +76,6 @@ impl Signal {
     pub fn var(self, suffix: &str) -> String {
         format!("OTEL_EXPORTER_OTLP_{}_{suffix}", self.env_part())
     }
-
-    /// `OTEL_{SIGNAL}_EXPORTER`, which chooses console, otlp or none.
-    pub fn exporter_var(self) -> &'static str {
-        match self {
-            Signal::Traces => "OTEL_TRACES_EXPORTER",
-            Signal::Logs => "OTEL_LOGS_EXPORTER",
-            Signal::Metrics => "OTEL_METRICS_EXPORTER",
-        }
-    }
 }
 
 impl fmt::Display for Signal {

@@ -134,13 +134,6 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
-impl TlsMaterial {
-    /// Whether anything is configured.
-    pub fn any(&self) -> bool {
-        self.ca_pem.is_some() || self.identity.is_some()
-    }
-}
-
 /// Reads and checks the files `vars` name (`read` reads a file: `std::fs::read`
 /// outside tests).
 pub fn load(

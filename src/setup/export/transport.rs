@@ -16,6 +16,7 @@ pub use crate::setup::config::Transport;
 #[non_exhaustive]
 pub enum BuildError {
     /// `opentelemetry-otlp` refused the configuration.
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
     #[error("could not build the OTLP {signal} exporter: {message}")]
     Exporter {
         /// The signal.
@@ -27,9 +28,11 @@ pub enum BuildError {
     #[error("OTLP transport {0} is not compiled in: enable the otel-session feature `otlp-grpc` or `otlp-http`")]
     FeatureMissing(Transport),
     /// The gRPC exporter's runtime could not start.
+    #[cfg(feature = "otlp-grpc")]
     #[error("could not start the runtime for gRPC export: {0}")]
     Runtime(String),
     /// An OTLP/HTTP endpoint without `http://` or `https://`.
+    #[cfg(feature = "otlp-http")]
     #[error("{var}={value:?} has no scheme: write http://{value} (or https://{value} for TLS)")]
     NoScheme {
         /// The variable.
@@ -41,6 +44,7 @@ pub enum BuildError {
     #[error(transparent)]
     TlsFile(#[from] TlsFileError),
     /// The HTTP client (with its TLS settings) could not be built.
+    #[cfg(feature = "otlp-http")]
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
 }
