@@ -13,7 +13,7 @@ use super::observe::Probe;
 use super::retry::Stop;
 use super::target::{self, Signal, Target};
 use super::tls::{self, TlsFileError, TlsMaterial, TlsVars};
-use super::transport::{default_transport, BuildError, OtlpParts, RuntimeSlot};
+use super::transport::{default_transport, BuildError, HttpClients, OtlpParts, RuntimeSlot};
 
 /// One signal's OTLP settings.
 #[derive(Debug)]
@@ -30,6 +30,7 @@ pub(crate) struct OtlpPlan {
     signals: [Option<SignalPlan>; 3],
     reported: Arc<Reported>,
     stop: Arc<Stop>,
+    http_clients: HttpClients,
     failures: Vec<(Signal, BuildError)>,
 }
 
@@ -97,6 +98,7 @@ impl OtlpPlan {
             signals,
             reported: Arc::new(Reported::default()),
             stop: Arc::new(Stop::default()),
+            http_clients: HttpClients::default(),
             failures: Vec::new(),
         };
         (plan, warnings)
@@ -118,6 +120,7 @@ impl OtlpPlan {
                     target: &plan.target,
                     tls: &material,
                     probe: Arc::clone(&plan.probe),
+                    http_clients: &self.http_clients,
                 },
                 rt,
             ),

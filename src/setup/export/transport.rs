@@ -97,6 +97,33 @@ pub(crate) struct OtlpParts<'a> {
     /// Sees what each HTTP attempt got.
     #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
     pub probe: Arc<Probe>,
+    /// HTTP clients already built, shared by the signals that can share one.
+    #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
+    pub http_clients: &'a HttpClients,
+}
+
+/// The HTTP clients of one pipeline: signals with the same TLS settings and
+/// timeout share one (one connection pool, one I/O thread instead of three).
+#[derive(Default)]
+pub(crate) struct HttpClients {
+    #[cfg(feature = "otlp-http")]
+    built: std::sync::Mutex<Vec<(HttpClientKey, reqwest::blocking::Client)>>,
+}
+
+impl std::fmt::Debug for HttpClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClients")
+    }
+}
+
+/// What makes two HTTP clients differ.
+#[cfg(feature = "otlp-http")]
+#[derive(PartialEq, Eq)]
+struct HttpClientKey {
+    https: bool,
+    timeout: std::time::Duration,
+    ca_pem: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The runtime that drives gRPC exporters.
@@ -207,7 +234,12 @@ macro_rules! otlp_exporter {
             #[cfg(feature = "otlp-http")]
             Transport::HttpProtobuf | Transport::HttpJson => {
                 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
-                let client = http_client(target, parts.tls, Arc::clone(&parts.probe))?;
+                let client = http_client(
+                    target,
+                    parts.tls,
+                    Arc::clone(&parts.probe),
+                    parts.http_clients,
+                )?;
                 opentelemetry_otlp::$exporter::builder()
                     .with_http()
                     .with_protocol(protocol(target.transport))
@@ -281,8 +313,8 @@ fn grpc_tls(
     })
 }
 
-/// The blocking HTTP client of one signal, observed by `probe`: the export
-/// timeout, no redirects (a redirected POST would be resent as a GET), and for
+/// The blocking HTTP client of one signal (shared with the signals that have the
+/// same settings), observed by `probe`: the export timeout, no redirects (a redirected POST would be resent as a GET), and for
 /// `https` the CA bundle when one is given (else the platform's verifier) and the
 /// client identity. It is built on a thread of its own, as `opentelemetry-otlp`
 /// does, so that building it inside an async runtime cannot panic.
@@ -291,6 +323,7 @@ fn http_client(
     target: &Target,
     tls: &TlsMaterial,
     probe: Arc<Probe>,
+    clients: &HttpClients,
 ) -> Result<super::observe::ObservedClient, BuildError> {
     if target.scheme().is_none() {
         return Err(BuildError::NoScheme {
@@ -301,6 +334,16 @@ fn http_client(
         });
     }
     let https = target.scheme() == Some("https");
+    let key = HttpClientKey {
+        https,
+        timeout: target.timeout,
+        ca_pem: tls.ca_pem.clone().filter(|_| https),
+        identity: tls.identity.clone().filter(|_| https),
+    };
+    let mut built = clients.built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, client)) = built.iter().find(|(k, _)| *k == key) {
+        return Ok(super::observe::ObservedClient::new(client.clone(), probe));
+    }
     let timeout = target.timeout;
     let tls = tls.clone();
     let build = move || -> Result<reqwest::blocking::Client, reqwest::Error> {
@@ -328,6 +371,7 @@ fn http_client(
         .join()
         .map_err(|_| BuildError::HttpClient("building it panicked".into()))?
         .map_err(|e| BuildError::HttpClient(with_roots_hint(super::observe::error_chain(&e))))?;
+    built.push((key, client.clone()));
     Ok(super::observe::ObservedClient::new(client, probe))
 }
 
