@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the TLS terminator the end-to-end TLS tests put in front of the
-# collector (rotel speaks plaintext only): nginx from the Debian/Ubuntu packages.
+# collector (rotel speaks plaintext only): nginx from the Debian/Ubuntu packages,
+# and the openssl command the tests make their certificates with.
 # nginx negotiates ALPN h2 and proxies gRPC (grpc_pass) and OTLP/HTTP, as it
 # would in front of a collector in production. Idempotent and quick when nginx
 # is already there; needs apt-get (as root or through sudo) and the package
@@ -27,7 +28,7 @@ usable() {
     ! grep -q -- "--without-http_grpc_module" <<<"$built"
 }
 
-if BIN="$(find_nginx)" && usable "$BIN"; then
+if BIN="$(find_nginx)" && usable "$BIN" && command -v openssl >/dev/null 2>&1; then
   echo "$BIN"
   exit 0
 fi
@@ -59,7 +60,7 @@ cleanup() { if [ -n "$ADDED_POLICY" ]; then $SUDO rm -f "$POLICY"; fi; }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-install() { $SUDO apt-get install -y -q --no-install-recommends nginx >&2; }
+install() { $SUDO apt-get install -y -q --no-install-recommends nginx openssl >&2; }
 # A fresh machine may have no package lists yet.
 if ! install; then
   $SUDO apt-get update -q >&2
