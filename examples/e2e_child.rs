@@ -209,6 +209,15 @@ fn main() {
                     .unwrap_or_default()
             );
         }
+        // The Debug output of everything the program can reach (must show no
+        // header values), then one span and one log.
+        "debug" => {
+            println!("DEBUG_GUARD={guard:?}");
+            println!("DEBUG_TRACER={:?}", guard.tracer_provider());
+            println!("DEBUG_LOGGER={:?}", guard.logger_provider());
+            println!("DEBUG_METER={:?}", guard.meter_provider());
+            tracing::info_span!("plain").in_scope(|| tracing::info!("plain log"));
+        }
         // Whatever the environment says; one span and one log.
         _ => {
             tracing::info_span!("plain").in_scope(|| tracing::info!("plain log"));

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the crate: unit, integration, end-to-end against the real
-# collector and a real backend (rotel and Phoenix, installed first, pinned, into .tools/), doc tests, and smoke runs of
-# the examples and benches. The README's "run every test" command.
+# collector and a real backend (rotel and Phoenix, installed first, pinned, into .tools/),
+# through a real TLS terminator (nginx from the system's packages), doc tests, and smoke
+# runs of the examples and benches. The README's "run every test" command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROTEL_BIN="$(bash scripts/install-collector.sh)"
 PHOENIX_BIN="$(bash scripts/install-phoenix.sh)"
-export ROTEL_BIN PHOENIX_BIN
+NGINX_BIN="$(bash scripts/install-tls-proxy.sh)"
+export ROTEL_BIN PHOENIX_BIN NGINX_BIN
 # The end-to-end tests run examples as child programs (examples/e2e_child.rs and
 # the quickstart): build them as programs first (`cargo test` builds examples as
 # test harnesses only).

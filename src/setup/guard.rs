@@ -11,16 +11,21 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use crate::core::manager::SessionManager;
+use crate::setup::export::retry::Stop;
 use crate::setup::export::{Delivery, DeliveryStats, HandedCounter, RuntimeSlot};
 #[cfg(feature = "tracing")]
 use crate::setup::layers::not_export_stack;
 
-fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
+fn delivery(handed: Option<&HandedCounter>, stats: &DeliveryStats) -> Delivery {
     let (exported, failed) = stats.snapshot();
+    let (retried, permanent) = stats.retries();
     Delivery {
-        handed: handed.total(),
+        // Metric points have no queue: what was handed is what was exported or not.
+        handed: handed.map_or(exported + failed, HandedCounter::total),
         exported,
         failed,
+        retried,
+        permanent,
     }
 }
 
@@ -35,6 +40,9 @@ pub struct Guard {
     pub(crate) runtime: Option<RuntimeSlot>,
     pub(crate) spans: Arc<DeliveryStats>,
     pub(crate) logs: Arc<DeliveryStats>,
+    pub(crate) metrics: Arc<DeliveryStats>,
+    /// Tells retrying exports when the shutdown must be done.
+    pub(crate) stop: Arc<Stop>,
     pub(crate) spans_handed: Arc<HandedCounter>,
     pub(crate) logs_handed: Arc<HandedCounter>,
     pub(crate) shutdown_timeout: Duration,
@@ -62,6 +70,8 @@ impl Guard {
             runtime: None,
             spans: Arc::default(),
             logs: Arc::default(),
+            metrics: Arc::default(),
+            stop: Arc::default(),
             spans_handed: Arc::new(HandedCounter::new()),
             logs_handed: Arc::new(HandedCounter::new()),
             shutdown_timeout,
@@ -91,12 +101,18 @@ impl Guard {
 
     /// What happened to the spans so far.
     pub fn span_delivery(&self) -> Delivery {
-        delivery(&self.spans_handed, &self.spans)
+        delivery(Some(&self.spans_handed), &self.spans)
     }
 
     /// What happened to the log records so far.
     pub fn log_delivery(&self) -> Delivery {
-        delivery(&self.logs_handed, &self.logs)
+        delivery(Some(&self.logs_handed), &self.logs)
+    }
+
+    /// What happened to the metric points so far (`handed` is what the exports
+    /// carried: metrics have no queue).
+    pub fn metric_delivery(&self) -> Delivery {
+        delivery(None, &self.metrics)
     }
 
     /// The `tracing-opentelemetry` layer on our tracer, for your subscriber.
@@ -142,14 +158,16 @@ impl Guard {
             return;
         }
         crate::stability::panic::uninstall(&self.sessions);
-        self.sessions.end_for_shutdown(self.shutdown_timeout);
+        let timeout = self.shutdown_timeout;
+        let deadline = std::time::Instant::now() + timeout;
+        // Retries from now on only while they fit before the deadline.
+        self.stop.stop_at(deadline);
+        self.sessions.end_for_shutdown(timeout);
         // Everything queued so far, if the providers deliver it all, confirms the
         // ends persistence keeps for the next run.
         let mark = self.sessions.shared.outbox.last_queued();
         let traced = self.tracer_provider.is_some();
         self.sessions.report_unused_request_mode();
-        let timeout = self.shutdown_timeout;
-        let deadline = std::time::Instant::now() + timeout;
         // Each provider shuts down on its own thread, all against one deadline: a
         // slow collector for one signal does not eat the others' time, and no
         // async runtime of the caller's is blocked in place.
@@ -205,23 +223,8 @@ impl Guard {
         if traced && s.failed == 0 && s.dropped_or_queued() == 0 {
             self.sessions.shared.confirm_delivered(mark);
         }
-        let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued();
-        if lost > 0 {
-            crate::warn::stderr(format_args!(
-                "delivery report: spans {} handed, {} exported, {} failed, {} not delivered; \
-                 log records {} handed, {} exported, {} failed, {} not delivered. \
-                 A collector that is down or slow fails exports; a full queue drops \
-                 (raise OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE), and what is \
-                 still queued when the shutdown timeout ends is lost.",
-                s.handed,
-                s.exported,
-                s.failed,
-                s.dropped_or_queued(),
-                l.handed,
-                l.exported,
-                l.failed,
-                l.dropped_or_queued()
-            ));
+        if let Some(report) = delivery_report(s, l, self.metric_delivery()) {
+            crate::warn::stderr(format_args!("{report}"));
         }
         if crate::global_manager().is_some_and(|g| g.ptr_eq(&self.sessions)) {
             crate::clear_global_manager();
@@ -235,4 +238,41 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.shutdown_now();
     }
+}
+
+/// The delivery report printed at shutdown when something was lost, retried or
+/// refused; `None` when everything went out at the first attempt.
+pub(crate) fn delivery_report(s: Delivery, l: Delivery, m: Delivery) -> Option<String> {
+    let lost = s.failed + s.dropped_or_queued() + l.failed + l.dropped_or_queued() + m.failed;
+    let retried = s.retried + l.retried + m.retried;
+    if lost == 0 && retried == 0 {
+        return None;
+    }
+    let line = |d: Delivery| {
+        format!(
+            "{} handed, {} exported, {} failed, {} not delivered",
+            d.handed,
+            d.exported,
+            d.failed,
+            d.dropped_or_queued()
+        )
+    };
+    Some(format!(
+        "delivery report: spans {}; log records {}; metric points {}; retried: {} spans, {} log \
+         records, {} metric points; failed permanently (not retried): {} spans, {} log records, \
+         {} metric points. A collector that is down or slow fails exports once retries within \
+         OTEL_EXPORTER_OTLP_TIMEOUT run out; a refused request (4xx, malformed data) fails \
+         permanently; a full queue drops (raise OTEL_BSP_MAX_QUEUE_SIZE / \
+         OTEL_BLRP_MAX_QUEUE_SIZE), and what is still queued when the shutdown timeout ends is \
+         lost.",
+        line(s),
+        line(l),
+        line(m),
+        s.retried,
+        l.retried,
+        m.retried,
+        s.permanent,
+        l.permanent,
+        m.permanent
+    ))
 }

@@ -23,7 +23,9 @@ use crate::core::manager::{SessionManager, SessionManagerBuilder};
 use crate::setup::config::{ConfigIssue, ExporterKind, SessionConfig};
 use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
 use crate::setup::error::InitError;
-use crate::setup::export::{self, Counted, DeliveryStats, Handed, HandedCounter, RuntimeSlot};
+use crate::setup::export::{
+    self, Counted, DeliveryStats, Handed, HandedCounter, RuntimeSlot, Signal,
+};
 use crate::setup::guard::Guard;
 use crate::setup::resource::SessionResourceDetector;
 
@@ -158,42 +160,62 @@ impl Builder {
         let spans_handed = Arc::new(HandedCounter::new());
         let logs_handed = Arc::new(HandedCounter::new());
 
-        // Exporters first: one that cannot be built (a bad endpoint, a transport
-        // compiled out) turns its signal off with a warning; it never stops the app.
+        // Exporters first: one that cannot be built (a bad endpoint, an unreadable
+        // TLS file, a transport compiled out) turns its signal off with a warning
+        // (one per cause); it never stops the app.
+        let metrics_stats = Arc::new(DeliveryStats::default());
+        let mut otlp = export::OtlpPlan::from_env([
+            config.traces_exporter == ExporterKind::Otlp,
+            config.logs_exporter == ExporterKind::Otlp,
+            config.metrics_exporter == ExporterKind::Otlp,
+        ]);
         let span_out = match config.traces_exporter {
             ExporterKind::Console => Some(Out::Console),
-            ExporterKind::Otlp => {
-                let t = export::transport_from_env("TRACES");
-                usable("traces", export::otlp_spans(t, &mut rt)).map(Out::Otlp)
-            }
+            ExporterKind::Otlp => otlp
+                .build(Signal::Traces, &mut rt, export::otlp_spans)
+                .map(Out::Otlp),
             _ => None,
         };
         let log_out = match config.logs_exporter {
             ExporterKind::Console => Some(Out::Console),
-            ExporterKind::Otlp => {
-                let t = export::transport_from_env("LOGS");
-                usable("logs", export::otlp_logs(t, &mut rt)).map(Out::Otlp)
-            }
+            ExporterKind::Otlp => otlp
+                .build(Signal::Logs, &mut rt, export::otlp_logs)
+                .map(Out::Otlp),
             _ => None,
         };
         let meter_provider = match config.metrics_exporter {
             ExporterKind::Console => Some(
                 SdkMeterProvider::builder()
                     .with_resource(resource.clone())
-                    .with_reader(PeriodicReader::builder(ConsoleMetricExporter).build())
+                    .with_reader(
+                        PeriodicReader::builder(Counted::new(
+                            ConsoleMetricExporter,
+                            Arc::clone(&metrics_stats),
+                        ))
+                        .build(),
+                    )
                     .build(),
             ),
-            ExporterKind::Otlp => {
-                let t = export::transport_from_env("METRICS");
-                usable("metrics", export::otlp_metrics(t, &mut rt)).map(|exporter| {
+            ExporterKind::Otlp => otlp
+                .build(Signal::Metrics, &mut rt, export::otlp_metrics)
+                .map(|exporter| {
                     SdkMeterProvider::builder()
                         .with_resource(resource.clone())
-                        .with_reader(PeriodicReader::builder(exporter).build())
+                        .with_reader(
+                            PeriodicReader::builder(Counted::new(
+                                exporter,
+                                Arc::clone(&metrics_stats),
+                            ))
+                            .build(),
+                        )
                         .build()
-                })
-            }
+                }),
             _ => None,
         };
+        otlp.report_failures();
+        otlp.watch(Signal::Traces, &spans_stats);
+        otlp.watch(Signal::Logs, &logs_stats);
+        otlp.watch(Signal::Metrics, &metrics_stats);
 
         // The manager: a signal that is off is off for the lifecycle too (quietly).
         let mut sessions = sessions_builder(&config, self.sessions);
@@ -293,6 +315,8 @@ impl Builder {
             runtime: rt,
             spans: spans_stats,
             logs: logs_stats,
+            metrics: metrics_stats,
+            stop: otlp.stop(),
             spans_handed,
             logs_handed,
             shutdown_timeout: self.shutdown_timeout,
@@ -328,17 +352,6 @@ type SessionsFn = Box<dyn FnOnce(SessionManagerBuilder) -> SessionManagerBuilder
 enum Out<E> {
     Console,
     Otlp(E),
-}
-
-/// The exporter, or a warning and `None` (the signal is then off).
-fn usable<E>(signal: &str, built: Result<E, InitError>) -> Option<E> {
-    match built {
-        Ok(e) => Some(e),
-        Err(e) => {
-            crate::warn::stderr(format_args!("{e}; {signal} are not exported"));
-            None
-        }
-    }
 }
 
 /// The queue size: `var` when it is a positive integer, else ours (a bad value is

@@ -3,6 +3,9 @@
 //! scenario through `otel_session::init!()`.
 #![allow(dead_code)]
 
+pub mod fake_otlp;
+pub mod tls;
+
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,14 +1,16 @@
 //! Delivery accounting: what reached the exporting processor, what the exporter
-//! delivered, what failed, and the warnings that make losses visible.
+//! delivered, what needed retries, what failed (and of that, what failed
+//! permanently), and the warning when a queue drops.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
+
+use super::counted::ExportWatch;
 
 /// Delivery counts of one signal's exporter.
 #[derive(Debug, Default)]
@@ -17,7 +19,13 @@ pub struct DeliveryStats {
     pub exported: AtomicU64,
     /// Items in exports that failed (collector down, slow, refusing).
     pub failed: AtomicU64,
-    warned: AtomicBool,
+    /// Items in exports that needed at least one retry (delivered or not).
+    pub retried: AtomicU64,
+    /// Items in exports that failed permanently, without retries (a 4xx status
+    /// other than 429, malformed data, refused credentials); part of `failed`.
+    pub permanent: AtomicU64,
+    pub(crate) warned: AtomicBool,
+    pub(crate) export: std::sync::OnceLock<ExportWatch>,
     /// What reaches the exporting processor, and how much it can hold: more
     /// outstanding than that means its queue dropped some.
     watch: std::sync::OnceLock<(Arc<HandedCounter>, u64)>,
@@ -31,7 +39,12 @@ impl DeliveryStats {
         let _ = self.watch.set((handed, capacity));
     }
 
-    fn check_drops(&self, signal: &str) {
+    /// Diagnoses failed exports with `watch` (OTLP exporters).
+    pub(crate) fn watch_exports(&self, watch: ExportWatch) {
+        let _ = self.export.set(watch);
+    }
+
+    pub(crate) fn check_drops(&self, signal: &str) {
         let Some((handed, capacity)) = self.watch.get() else {
             return;
         };
@@ -52,24 +65,6 @@ impl DeliveryStats {
         }
     }
 
-    fn record(&self, signal: &str, n: usize, result: &OTelSdkResult) {
-        match result {
-            Ok(()) => {
-                self.exported.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.failed.fetch_add(n as u64, Ordering::Relaxed);
-                crate::warn::once(
-                    &self.warned,
-                    format_args!(
-                        "could not export {n} {signal} ({e}); further failures are counted, \
-                         not printed (see the guard's delivery report at shutdown)"
-                    ),
-                );
-            }
-        }
-    }
-
     /// `(exported, failed)` so far.
     pub fn snapshot(&self) -> (u64, u64) {
         (
@@ -77,54 +72,13 @@ impl DeliveryStats {
             self.failed.load(Ordering::Relaxed),
         )
     }
-}
 
-/// An exporter decorator that counts what was delivered and what failed.
-#[derive(Debug)]
-pub struct Counted<E> {
-    inner: E,
-    stats: Arc<DeliveryStats>,
-}
-
-impl<E> Counted<E> {
-    /// Wraps `inner`; counts go to `stats`.
-    pub fn new(inner: E, stats: Arc<DeliveryStats>) -> Self {
-        Counted { inner, stats }
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for Counted<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len();
-        let result = self.inner.export(batch).await;
-        self.stats.record("spans", n, &result);
-        self.stats.check_drops("span");
-        result
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-impl<E: LogExporter> LogExporter for Counted<E> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let n = batch.iter().count();
-        let result = self.inner.export(batch).await;
-        self.stats.record("log records", n, &result);
-        self.stats.check_drops("log");
-        result
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+    /// `(retried, permanent)` so far.
+    pub fn retries(&self) -> (u64, u64) {
+        (
+            self.retried.load(Ordering::Relaxed),
+            self.permanent.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -335,6 +289,10 @@ pub struct Delivery {
     pub exported: u64,
     /// In exports that failed.
     pub failed: u64,
+    /// In exports that needed retries (delivered or not).
+    pub retried: u64,
+    /// In exports that failed permanently, without retries (part of `failed`).
+    pub permanent: u64,
 }
 
 impl Delivery {
