@@ -209,6 +209,54 @@ fn main() {
                     .unwrap_or_default()
             );
         }
+        // Persistence: some activity, then either a SIGKILL (the session is
+        // left `active`) or a clean exit (`suspended`).
+        "persist-kill" | "persist-exit" => {
+            let s = otel_session::current_session().expect("a session");
+            println!("SESSION={}", s.id());
+            println!(
+                "PREVIOUS={}",
+                s.previous_id().map(|p| p.to_string()).unwrap_or_default()
+            );
+            tracing::info_span!("persisted-work").in_scope(|| tracing::info!("working"));
+            // A verb: saved at once, so the file knows this last activity.
+            otel_session::set_user(otel_session::User::with_id("persisted-user"));
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            println!("LAST_ACTIVITY_NS={at}");
+            if scenario == "persist-kill" {
+                let _ = guard.tracer_provider().map(|p| p.force_flush());
+                // SAFETY: kill(2) on our own pid.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+        }
+        // Sessions of every status, by the count: ok, errored (an ERROR log),
+        // crashed (a caught panic on a worker thread).
+        "mixed" => {
+            let (mut ok, mut errored, mut crashed) = (0, 0, 0);
+            for i in 0..30 {
+                otel_session::start_session().expect("a session");
+                tracing::info_span!("mixed-work", i).in_scope(|| match i % 3 {
+                    0 => ok += 1,
+                    1 => {
+                        tracing::error!("a handled failure");
+                        errored += 1;
+                    }
+                    _ => {
+                        let _ = std::thread::spawn(|| panic!("worker bug")).join();
+                        crashed += 1;
+                    }
+                });
+            }
+            otel_session::end_session();
+            println!("OK={ok}");
+            println!("ERRORED={errored}");
+            println!("CRASHED={crashed}");
+        }
         // The Debug output of everything the program can reach (must show no
         // header values), then one span and one log.
         "debug" => {

@@ -115,3 +115,39 @@ fn a_panic_inside_a_request_marks_only_that_request() {
         "no lifecycle: nothing ended for a crash"
     );
 }
+
+#[test]
+fn a_run_mixing_ok_errored_and_crashed_sessions_has_matching_metric_totals() {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child(
+        "mixed",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+            ("RUST_BACKTRACE", "0".into()),
+        ],
+        LIMIT,
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    let n = |k: &str| run.get(k).unwrap().parse::<f64>().unwrap();
+    let (ok, errored, crashed) = (n("OK"), n("ERRORED"), n("CRASHED"));
+    assert_eq!(ok + errored + crashed, 30.0);
+    let got = receiver.wait_for(Duration::from_secs(10), |r| {
+        ended(r, "ok") + ended(r, "errored") + ended(r, "crashed") >= 31.0
+    });
+    // The session init!() started ends (replaced) before the first of the 30: ok.
+    assert_eq!(ended(&got, "ok"), ok + 1.0);
+    assert_eq!(ended(&got, "errored"), errored);
+    assert_eq!(ended(&got, "crashed"), crashed);
+    let started = got
+        .points
+        .iter()
+        .filter(|p| p.name == "otel_session.started")
+        .map(|p| p.value)
+        .fold(0.0, f64::max);
+    assert_eq!(started, 31.0, "started = ended: none left open");
+    // The crash-free rate a dashboard computes from these.
+    let rate = 1.0 - ended(&got, "crashed") / 31.0;
+    assert!((rate - (1.0 - crashed / 31.0)).abs() < 1e-9);
+}
