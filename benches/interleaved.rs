@@ -127,6 +127,10 @@ fn main() {
             "{vec:5} app-mode tracking: wrapper / wrapper_untimed {:.3}x",
             paired(2, 3)
         );
+        println!(
+            "{vec:5} sampler at 1.0 + persistence + panic hook: wrapper_stability / wrapper {:.3}x",
+            paired(4, 2)
+        );
         for p in providers {
             let _ = p.shutdown();
         }

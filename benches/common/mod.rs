@@ -90,13 +90,19 @@ impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
 /// The pipelines compared. `wrapper` runs with app-mode tracking on (the
 /// default timeouts); `wrapper_untimed` with both timeouts off (what the wrapper
 /// was before tracking existed).
-pub const FORMS: [&str; 5] = [
+/// `wrapper_stability` adds what issue 7 built on the span path: the session
+/// sampler (ratio 1.0) in front of the SDK's default sampler, persistence to a
+/// file, and the panic hook.
+pub const FORMS: [&str; 6] = [
     "bare",
     "const_wrapper",
     "wrapper",
     "wrapper_untimed",
+    "wrapper_stability",
     "standalone",
 ];
+
+static BENCH_FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A tracer provider of form `form` (one of [`FORMS`]).
 pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
@@ -111,6 +117,22 @@ pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
                 .with_max_duration(None)
                 .build();
             b.with_span_processor(untimed.span_processor(batch()))
+        }
+        "wrapper_stability" => {
+            let path = std::env::temp_dir().join(format!(
+                "otel-session-bench-{}-{}.json",
+                std::process::id(),
+                BENCH_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let m = SessionManager::builder()
+                .with_persistence(&path)
+                .with_sample_ratio(1.0)
+                .build();
+            otel_session::install_panic_hook(&m);
+            b.with_sampler(m.sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                opentelemetry_sdk::trace::Sampler::AlwaysOn,
+            ))))
+            .with_span_processor(m.span_processor(batch()))
         }
         _ => b
             .with_span_processor(sessions.standalone_span_processor())
