@@ -38,23 +38,32 @@
 //! (see [`Builder`] and [`Guard`]); the README lists the variables.
 //!
 //! ## What is where
-//! - the model: [`Session`], [`SessionId`], [`SessionStatus`], [`EndReason`], [`User`];
-//! - [`SessionManager`]: the state machine and the session API;
-//! - span and log processors: [`SessionSpanProcessor`], [`SessionSpanEnricher`],
-//!   [`SessionLogProcessor`], [`SessionLogEnricher`];
-//! - [`SessionResourceDetector`]: the app and device resource;
-//! - [`metrics`]: the stability metrics; [`config`]: the environment;
-//!   [`export`]: the exporters `init()` builds; [`console`]: readable console
-//!   exporters; [`attr`]: every name this crate writes;
-//! - the crate-root verbs ([`start_session`], …) acting on the context's or the
-//!   global manager.
+//! The source is one folder per concept, data flowing downward (each folder's
+//! module docs say what it owns and may use):
+//! - `model`: [`Session`], [`SessionId`], [`SessionStatus`], [`EndReason`],
+//!   [`User`], [`SessionMode`], [`ErrorSources`], ids ([`IdGenerator`]) and
+//!   time ([`Clock`], [`ManualClock`]); [`attr`]: every name this crate writes;
+//! - `core`: the state machine behind [`SessionManager`] (its lock rules are in
+//!   one place: `core::machine`), lifecycle effects, the hot-path stamp, sessions
+//!   carried in a `Context` ([`SessionContextExt`]), the crate-root verbs
+//!   ([`start_session`], …);
+//! - `processors`: [`SessionSpanProcessor`], [`SessionSpanEnricher`],
+//!   [`SessionLogProcessor`], [`SessionLogEnricher`], errors counted from spans;
+//! - `tracking`: app mode's [`foreground`] / [`background`], request sessions
+//!   ([`RequestScope`], [`SessionLayer`] with feature `tower`), joined sessions
+//!   ([`session_id_from_baggage`], [`SessionBaggage`]);
+//! - `stability`: [`metrics`], the panic hook ([`install_panic_hook`]),
+//!   persistence, session sampling ([`SessionSampler`]);
+//! - `setup`: [`config`] (the environment), [`export`] (the exporters `init()`
+//!   builds), [`console`], the resource ([`SessionResourceDetector`]),
+//!   [`init()`], [`Builder`] and [`Guard`].
 //!
 //! wasm32 targets are not supported yet.
 #![warn(missing_docs)]
 
 // Data flows downward: model → core → processors → tracking, stability → setup.
 mod core;
-pub mod model;
+mod model;
 mod processors;
 mod setup;
 mod stability;
