@@ -153,8 +153,31 @@ fn neighbours(with_sessions: bool, sessions: &SessionManager, spans: usize) -> f
     per_span
 }
 
+#[inline(never)]
+fn counted_requests(rt: &tokio::runtime::Runtime, app: &axum::Router, n: usize) {
+    rt.block_on(async {
+        std::hint::black_box(in_process(app, n).await);
+    });
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    // `--only with|without N`: N in-process requests, for instruction counts
+    // under `valgrind --tool=callgrind --toggle-collect='*counted_requests*'`.
+    if let Some(i) = args.iter().position(|a| a == "--only") {
+        let with = args.get(i + 1).map(String::as_str) == Some("with");
+        let n = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (sessions, _meters) = request_sessions();
+        let app = router(with.then_some(&sessions));
+        counted_requests(&rt, &app, 1_000); // warm-up, not counted separately
+        counted_requests(&rt, &app, n);
         return;
     }
     let (n_calls, n_http, n_spans) = if full() {
