@@ -169,7 +169,10 @@ fn main() {
     // under `valgrind --tool=callgrind --toggle-collect='*counted_requests*'`.
     if let Some(i) = args.iter().position(|a| a == "--only") {
         let with = args.get(i + 1).map(String::as_str) == Some("with");
-        let n = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        let n = args
+            .get(i + 2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

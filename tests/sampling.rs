@@ -242,3 +242,72 @@ fn the_same_id_gets_the_same_decision_in_another_process() {
         .iter()
         .all(|id| otel_session::session_sampled(id, 0.3) == kept_by_rule(id, 0.3)));
 }
+
+#[test]
+fn decisions_follow_the_id_not_where_it_lives_in_memory() {
+    // Joined ids are freed after each request; the allocator hands the next id
+    // of the same length the same memory.
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .with_propagation(true)
+        .with_sample_ratio(0.5)
+        .build();
+    let logs = LogRecorder::default();
+    let lp = SdkLoggerProvider::builder()
+        .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(logs.clone())))
+        .build();
+    let logger = lp.logger("app");
+    let mut wrong = 0;
+    for i in 0..2_000 {
+        let caller = format!("caller-{i:06}");
+        let header = format!("session.id={caller}");
+        let request = sessions.begin_request([header.as_str()]);
+        let _in = request.context().clone().attach();
+        let before = logs.0.lock().unwrap().len();
+        let mut r = logger.create_log_record();
+        r.set_severity_number(Severity::Info);
+        logger.emit(r);
+        let exported = logs.0.lock().unwrap().len() > before;
+        if exported != kept_by_rule(&caller, 0.5) {
+            wrong += 1;
+        }
+    }
+    assert_eq!(wrong, 0, "decisions that were not the rule's");
+}
+
+#[test]
+fn children_follow_their_session_whatever_the_inner_sampler_and_their_errors_count() {
+    // AlwaysOn, not ParentBased: a child of a dropped root must still be dropped.
+    let s = setup(
+        0.0,
+        Sampler::AlwaysOn,
+        ErrorSources {
+            logs: false,
+            spans: true,
+        },
+    );
+    s.sessions.start_session().unwrap();
+    let tracer = s.tp.tracer("app");
+    tracer.in_span("root", |_| {
+        tracer.in_span("child", |cx| {
+            use opentelemetry::trace::TraceContextExt as _;
+            cx.span().set_status(Status::error("x"));
+        });
+    });
+    let names: Vec<_> = s
+        .spans
+        .get_finished_spans()
+        .unwrap()
+        .iter()
+        .map(|sp| sp.name.to_string())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "child" || n == "root"),
+        "{names:?}"
+    );
+    assert_eq!(
+        s.sessions.current_session().unwrap().handled_errors(),
+        1,
+        "the child's error counts though it is not exported"
+    );
+}

@@ -129,9 +129,11 @@ pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
                 .with_sample_ratio(1.0)
                 .build();
             otel_session::install_panic_hook(&m);
-            b.with_sampler(m.sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
-                opentelemetry_sdk::trace::Sampler::AlwaysOn,
-            ))))
+            b.with_sampler(
+                m.sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                    opentelemetry_sdk::trace::Sampler::AlwaysOn,
+                ))),
+            )
             .with_span_processor(m.span_processor(batch()))
         }
         _ => b

@@ -93,26 +93,54 @@ pub fn session_sampled(id: &str, ratio: f64) -> bool {
     keeps(threshold(ratio), id)
 }
 
-thread_local! {
-    /// The last id decided on this thread (its address and length) and the
-    /// decision: the same session's spans hash once.
-    static LAST: Cell<(usize, usize, u64, bool)> = const { Cell::new((0, 0, 0, true)) };
+/// Ids up to this long are remembered by content for the next decision.
+const REMEMBERED: usize = 64;
+
+#[derive(Clone, Copy)]
+struct Decided {
+    threshold: u64,
+    len: usize,
+    bytes: [u8; REMEMBERED],
+    kept: bool,
 }
 
-/// The decision for `id` under `threshold`.
+thread_local! {
+    /// The last id decided on this thread, by content (an id's memory may be
+    /// freed and reused for another id), and the decision: the same session's
+    /// spans hash once.
+    static LAST: Cell<Decided> = const {
+        Cell::new(Decided { threshold: 0, len: usize::MAX, bytes: [0; REMEMBERED], kept: true })
+    };
+}
+
+/// The decision for `id` under `threshold` (see [`session_sampled`]).
 #[inline]
 pub(crate) fn keeps(threshold: Option<u64>, id: &str) -> bool {
     let Some(t) = threshold else {
         return true;
     };
-    let key = (id.as_ptr() as usize, id.len(), t);
-    if let Ok((p, l, lt, kept)) = LAST.try_with(Cell::get) {
-        if (p, l, lt) == key {
-            return kept;
+    let bytes = id.as_bytes();
+    if let Ok(last) = LAST.try_with(Cell::get) {
+        if last.threshold == t
+            && last.len == bytes.len()
+            && last.bytes.get(..bytes.len()) == Some(bytes)
+        {
+            return last.kept;
         }
     }
-    let kept = fnv1a_64(id.as_bytes()) < t;
-    let _ = LAST.try_with(|c| c.set((key.0, key.1, key.2, kept)));
+    let kept = fnv1a_64(bytes) < t;
+    if bytes.len() <= REMEMBERED {
+        let mut remembered = [0; REMEMBERED];
+        remembered[..bytes.len()].copy_from_slice(bytes);
+        let _ = LAST.try_with(|c| {
+            c.set(Decided {
+                threshold: t,
+                len: bytes.len(),
+                bytes: remembered,
+                kept,
+            })
+        });
+    }
     kept
 }
 

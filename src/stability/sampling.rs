@@ -4,18 +4,19 @@
 //! A session is kept iff the FNV-1a-64 hash of its `session.id` bytes is below
 //! `ratio × 2⁶⁴` — the same decision in every process and every service that
 //! sees the id, so a session is never split. It is decided
-//! - for **root spans** by [`SessionSampler`] (children follow their parent
-//!   through `ParentBased`); it composes with your sampler (or
-//!   `OTEL_TRACES_SAMPLER`): a span is kept only if both keep it. A root span of
-//!   a session sampled out is still *recorded* (not exported), so it still
-//!   counts as the session's activity and, with span error sources, its errors;
+//! - for **spans** by [`SessionSampler`]: every span that carries a session is
+//!   decided by that session (children too, whatever your sampler is), and it
+//!   composes with your sampler (or `OTEL_TRACES_SAMPLER`): a span is kept only
+//!   if both keep it. Spans of a session sampled out are still *recorded* (not
+//!   exported), so they still count as the session's activity and, with span
+//!   error sources, its errors;
 //! - for **log records** by the wrapping log processor (the standalone enricher
 //!   cannot drop a record the SDK hands to the processors beside it).
 //!
 //! Never sampled out: telemetry outside a session, the session lifecycle spans
 //! and log events, and the stability metrics — crash-free rates stay whole.
 
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId, TraceState};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
@@ -56,9 +57,11 @@ impl ShouldSample for SessionSampler {
         attributes: &[KeyValue],
         links: &[Link],
     ) -> SamplingResult {
-        let decided =
-            self.threshold.is_some() && !parent_context.is_some_and(|cx| cx.has_active_span());
-        if decided {
+        // Every span of a session is decided by its session, so a session is
+        // never split whatever `inner` is (ParentBased or not); spans of a
+        // session sampled out are recorded, not exported, so their activity and
+        // errors still count.
+        if self.threshold.is_some() {
             let dropped = match parent_context {
                 Some(cx) => session_dropped(&self.manager, self.threshold, cx),
                 None => {
@@ -69,7 +72,10 @@ impl ShouldSample for SessionSampler {
                 return SamplingResult {
                     decision: SamplingDecision::RecordOnly,
                     attributes: Vec::new(),
-                    trace_state: TraceState::default(),
+                    trace_state: parent_context
+                        .filter(|cx| cx.has_active_span())
+                        .map(|cx| cx.span().span_context().trace_state().clone())
+                        .unwrap_or_default(),
                 };
             }
         }
