@@ -168,6 +168,17 @@ fn main() {
             tracing::info_span!("before-crash").in_scope(|| tracing::info!("about to fail"));
             panic!("main thread gives up");
         }
+        // A panic on the main thread that the app catches (an event loop that
+        // survives a bad frame): the session ends (crash), the next activity
+        // starts another.
+        "panic-main-caught" => {
+            let a = otel_session::current_session().expect("a session");
+            println!("A={}", a.id());
+            let _ = std::panic::catch_unwind(|| panic!("a bad frame"));
+            tracing::info_span!("after-caught-panic").in_scope(|| {});
+            let b = otel_session::current_session().expect("a new session");
+            println!("B={}", b.id());
+        }
         // Two panics on worker threads, caught by join: the session goes on,
         // crashed once, and ends at shutdown.
         "panic-workers" => {

@@ -84,7 +84,8 @@ pub use crate::core::sinks::PENDING_LIMIT;
 pub use model::attr;
 pub use model::clock::{Clock, ClockWaker, ManualClock, SystemClock};
 pub use model::id::{
-    fnv1a_64, session_root_span_id, session_sampled, session_trace_id, IdGenerator, UuidV4Generator,
+    fnv1a_64, session_end_span_id, session_root_span_id, session_sampled, session_trace_id,
+    IdGenerator, UuidV4Generator,
 };
 pub use model::session::{
     EndReason, ErrorSources, Session, SessionId, SessionMode, SessionStatus, User,

@@ -4,9 +4,11 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Prints one warning line.
+/// Prints one warning line. A stderr that is closed or broken (a pipe whose
+/// reader went away) loses the line; it never panics the program.
 pub(crate) fn stderr(args: fmt::Arguments<'_>) {
-    eprintln!("otel-session: warning: {args}");
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "otel-session: warning: {args}");
 }
 
 /// A warning printed at most once per flag.

@@ -344,3 +344,37 @@ fn debug_never_blocks_even_from_an_observer() {
         sessions.start_session().unwrap();
     });
 }
+
+#[test]
+fn racing_starts_of_a_missing_session_run_the_callbacks_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let sessions = manual()
+        .on_session(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+            true
+        })
+        .build();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let ids: Vec<String> = (0..8)
+        .map(|_| {
+            let s = sessions.clone();
+            let b = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                b.wait();
+                s.resume_session();
+                s.current_session().unwrap().id().to_string()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one session: {ids:?}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "callbacks ran for one candidate"
+    );
+}

@@ -151,3 +151,34 @@ fn a_run_mixing_ok_errored_and_crashed_sessions_has_matching_metric_totals() {
     let rate = 1.0 - ended(&got, "crashed") / 31.0;
     assert!((rate - (1.0 - crashed / 31.0)).abs() < 1e-9);
 }
+
+#[test]
+fn a_caught_main_thread_panic_ends_the_session_and_the_next_activity_starts_one() {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child(
+        "panic-main-caught",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
+        LIMIT,
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    let (a, b) = (run.get("A").unwrap(), run.get("B").unwrap());
+    assert_ne!(a, b);
+    let got = receiver.wait_for(Duration::from_secs(10), |r| {
+        summary(r, &a).is_some() && summary(r, &b).is_some()
+    });
+    assert_eq!(
+        summary(&got, &a).unwrap().attrs["otel_session.end_reason"],
+        "crash"
+    );
+    let after = got
+        .spans
+        .iter()
+        .find(|s| s.name == "after-caught-panic")
+        .unwrap();
+    assert_eq!(after.sid(), Some(b.as_str()));
+    assert_eq!(
+        summary(&got, &b).unwrap().attrs.get("session.previous_id"),
+        Some(&a)
+    );
+}

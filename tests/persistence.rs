@@ -302,3 +302,94 @@ fn a_damaged_file_means_a_fresh_session() {
     assert_eq!(s.previous_id(), None);
     assert!(lifecycle(&a).iter().all(|l| l.0 == "session.start"));
 }
+
+#[test]
+fn an_end_sent_again_is_the_same_span_and_not_counted_twice() {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    let d = dir("resent");
+    let path = d.join("session.json");
+    let clock = ManualClock::shared(t0());
+    let down = Arc::new(AtomicBool::new(true));
+    let flaky = Flaky(SpanRecorder::default(), Arc::clone(&down));
+    let sessions = SessionManager::builder()
+        .with_clock(clock.clone())
+        .with_persistence(&path)
+        .build();
+    let tp = SdkTracerProvider::builder()
+        .with_span_processor(sessions.span_processor(BatchSpanProcessor::builder(flaky).build()))
+        .build();
+    let first = sessions.current_session().unwrap().id().clone();
+    sessions.end_session();
+    assert!(tp.force_flush().is_err());
+    let aside = d.join("aside.json");
+    std::fs::copy(&path, &aside).unwrap();
+
+    let metrics = InMemoryMetricExporter::default();
+    let mp = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let spans = SpanRecorder::default();
+    let b = SessionManager::builder()
+        .with_clock(clock.clone())
+        .with_persistence(&aside)
+        .with_meter(mp.meter("otel-session"))
+        .build();
+    let btp = SdkTracerProvider::builder()
+        .with_span_processor(b.span_processor(SimpleSpanProcessor::new(spans.clone())))
+        .build();
+    let end = spans
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .find(|s| {
+            s.name == "session.end" && span_attr(s, "session.id").as_deref() == Some(first.as_str())
+        })
+        .expect("sent again");
+    assert_eq!(
+        end.span_context.span_id(),
+        otel_session::session_end_span_id(&first)
+    );
+    mp.force_flush().unwrap();
+    let ended: u64 = metrics
+        .get_finished_metrics()
+        .unwrap()
+        .iter()
+        .flat_map(|rm| {
+            rm.scope_metrics().flat_map(|sm| {
+                sm.metrics()
+                    .map(|m| m.name().to_string())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .filter(|n| n == "otel_session.ended")
+        .count() as u64;
+    assert_eq!(ended, 0, "the last run counted it");
+    drop((tp, btp));
+}
+
+#[test]
+fn continuing_is_activity() {
+    let d = dir("resume-activity");
+    let path = d.join("session.json");
+    let clock = ManualClock::shared(t0());
+    let first = {
+        let a = app(&path, &clock);
+        let id = a.sessions.current_session().unwrap().id().to_string();
+        a.tp.shutdown().unwrap();
+        id
+    };
+    clock.advance(IDLE - Duration::from_secs(60)); // back after 14 minutes
+    let b = app(&path, &clock);
+    assert_eq!(b.sessions.current_session().unwrap().id().as_str(), first);
+    clock.advance(IDLE - Duration::from_secs(1));
+    assert_eq!(
+        b.sessions.current_session().unwrap().id().as_str(),
+        first,
+        "idle counts from the resume, not from the last run's last activity"
+    );
+    let resumed_at = t0() + IDLE - Duration::from_secs(60);
+    clock.advance(Duration::from_secs(1));
+    assert!(b.sessions.current_session().is_none());
+    assert_eq!(summary(&b, &first).end_time, resumed_at);
+}

@@ -459,3 +459,77 @@ fn a_real_clock_session_ends_by_the_timer_without_telemetry() {
         "no activity: dated at its start"
     );
 }
+
+#[test]
+fn verbs_past_a_missed_deadline_end_the_session_for_it_first() {
+    // A clock that moves without waking anyone: the timer did not fire (the
+    // machine slept). Verbs find the expiry themselves.
+    let time = Arc::new(SharedTime(AtomicU64::new(T0 * 1_000_000_000)));
+    let p = pipeline(
+        SessionManager::builder()
+            .with_clock(time.clone())
+            .with_inactivity_timeout(Some(Duration::from_secs(60))),
+    );
+    let first = p.sessions.current_session().unwrap();
+    time.0.fetch_add(3_600_000_000_000, Ordering::SeqCst); // an hour asleep
+    p.sessions.record_handled_error();
+    p.sessions.end_session();
+    let e = ends(&p);
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e[0].1, "inactivity",
+        "not revived by the verb, not `manual`"
+    );
+    assert_eq!(e[0].2, first.started_at(), "dated at its last activity");
+    let summary = p
+        .lifecycle_spans()
+        .into_iter()
+        .find(|s| s.name == "session")
+        .unwrap();
+    assert_eq!(
+        span_attr(&summary, "otel_session.errors.handled").as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
+fn telemetry_dated_in_the_future_is_activity_now_and_never_panics() {
+    let p = pipeline(
+        SessionManager::builder().with_inactivity_timeout(Some(Duration::from_secs(15 * 60))),
+    );
+    let first = p.sessions.current_session().unwrap();
+    let tracer = p.tracer();
+    let mut span = opentelemetry::trace::Tracer::start(&tracer, "from-the-future");
+    opentelemetry::trace::Span::end_with_timestamp(
+        &mut span,
+        SystemTime::now() + Duration::from_secs(20 * 60),
+    );
+    let mut far = opentelemetry::trace::Tracer::start(&tracer, "far");
+    opentelemetry::trace::Span::end_with_timestamp(
+        &mut far,
+        UNIX_EPOCH + Duration::from_secs(u64::MAX / 4),
+    );
+    assert_eq!(p.sessions.current_session().unwrap().id(), first.id());
+    assert!(ends(&p).is_empty());
+}
+
+#[test]
+fn a_replacing_start_begins_no_earlier_than_the_end_before_it() {
+    let p = pipeline(SessionManager::builder());
+    for _ in 0..50 {
+        p.sessions.start_session().unwrap();
+    }
+    let spans = p.lifecycle_spans();
+    let mut last_end = None;
+    for s in &spans {
+        match s.name.as_ref() {
+            "session.end" => last_end = Some(s.start_time),
+            "session.start" => {
+                if let Some(end) = last_end {
+                    assert!(s.start_time >= end, "a start before the previous end");
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -153,7 +153,7 @@ pub(crate) fn run_on_session(
 ) -> bool {
     let _guard = HookGuard::enter(HOOK_ON_SESSION);
     for cb in callbacks {
-        match catch_unwind(AssertUnwindSafe(|| (cb.f)(candidate))) {
+        match catching(|| (cb.f)(candidate)) {
             Ok(true) => {}
             Ok(false) => return false,
             Err(payload) => {
@@ -224,19 +224,19 @@ pub(crate) fn notify(observers: &[RegisteredObserver], n: Notifications) {
     }
     let _guard = HookGuard::enter(HOOK_OBSERVER);
     for o in observers {
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let result = catching(|| {
             if let Some((s, reason)) = &n.ended {
                 o.observer.on_session_ended(s, *reason);
             }
-        }));
+        });
         report_observer_panic(o, result);
     }
     for o in observers {
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let result = catching(|| {
             if let Some(s) = &n.started {
                 o.observer.on_session_started(s);
             }
-        }));
+        });
         report_observer_panic(o, result);
     }
 }
@@ -260,6 +260,26 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
     } else {
         "non-string panic payload"
     }
+}
+
+thread_local! {
+    /// How deep this thread is inside [`catching`].
+    static CATCHING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs user code (a callback, an observer, a clock, an id generator, a span or
+/// log processor) that we catch a panic of: the panic hook then knows the panic
+/// is contained (reported once by us, the session kept) and is not a crash.
+pub(crate) fn catching<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get().saturating_sub(1)));
+    result
+}
+
+/// `true` inside [`catching`] on this thread.
+pub(crate) fn in_catching() -> bool {
+    CATCHING.try_with(|c| c.get() > 0).unwrap_or(false)
 }
 
 pub(crate) const HOOK_ON_SESSION: u8 = 1;

@@ -17,12 +17,11 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::core::callbacks::notify;
+use crate::core::callbacks::{catching, notify};
 use crate::core::effects::Effect;
 use crate::core::sinks::Sinks;
 
@@ -184,14 +183,14 @@ impl Outbox {
     }
 
     fn deliver(&self, effect: Effect, sinks: &Sinks) {
-        let result = catch_unwind(AssertUnwindSafe(|| match effect {
+        let result = catching(|| match effect {
             Effect::Span(span) => sinks.deliver_span(span),
             Effect::Log(log) => sinks.deliver_log(log),
             Effect::Count(count, counter) => count.apply(&*counter),
             Effect::Notify(notes, observers) => notify(&observers, notes),
             Effect::Connect(sink) => sinks.connect(sink),
             Effect::Persist(saved, store) => store.save(&saved),
-        }));
+        });
         if result.is_err() {
             crate::warn::once(
                 &self.warned_panic,

@@ -358,7 +358,10 @@ pub(crate) fn due<T>(owner: &T, at: SystemTime) -> bool {
     if who == key && at < next {
         return false;
     }
-    let _ = NEXT_NOTE.try_with(|c| c.set((key, at + Duration::from_nanos(Activity::GRANULARITY))));
+    let next = at
+        .checked_add(Duration::from_nanos(Activity::GRANULARITY))
+        .unwrap_or(at);
+    let _ = NEXT_NOTE.try_with(|c| c.set((key, next)));
     true
 }
 
@@ -396,28 +399,39 @@ impl Activity {
     /// Notes activity at `t` (nanoseconds); `true` if `t` is past a limit of the
     /// session (the caller then lets the manager end it).
     #[inline]
-    pub(crate) fn touch(&self, t: u64) -> bool {
+    /// `now` reads the clock, on the slow path only: telemetry dated in the
+    /// future (an explicit end time) counts as activity now, not later.
+    pub(crate) fn touch(&self, t: u64, now: impl FnOnce() -> u64) -> bool {
         let last = self.last.load(Ordering::Relaxed);
         if t <= last.saturating_add(Self::GRANULARITY) {
             return false;
         }
-        self.touch_slow(t, last)
+        self.touch_slow(t.min(now()), last)
     }
 
     #[inline(never)]
     fn touch_slow(&self, t: u64, last: u64) -> bool {
-        if t - last >= self.idle_limit.load(Ordering::Acquire)
-            || t >= self.max_deadline.load(Ordering::Acquire)
-        {
+        if self.past_limits(t, last) {
             return true;
         }
         self.last.fetch_max(t, Ordering::Relaxed);
         false
     }
 
-    /// Activity from a verb (not throttled).
-    pub(crate) fn note(&self, t: u64) {
+    fn past_limits(&self, t: u64, last: u64) -> bool {
+        t.saturating_sub(last) >= self.idle_limit.load(Ordering::Acquire)
+            || t >= self.max_deadline.load(Ordering::Acquire)
+    }
+
+    /// Activity from a verb (not throttled). A verb past the session's limits
+    /// (the timer did not fire yet: the machine slept) does not revive it:
+    /// `false`, and the caller lets the session end first.
+    pub(crate) fn note(&self, t: u64) -> bool {
+        if self.past_limits(t, self.last()) {
+            return false;
+        }
         self.last.fetch_max(t, Ordering::Relaxed);
+        true
     }
 
     pub(crate) fn last(&self) -> u64 {

@@ -88,9 +88,7 @@ impl Timer {
                 for target in due {
                     if let Some(t) = target.upgrade() {
                         // A panic here would stop every manager's timer: contain it.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            t.time_jumped()
-                        }));
+                        let _ = crate::core::callbacks::catching(|| t.time_jumped());
                     }
                 }
                 entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

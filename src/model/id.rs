@@ -51,8 +51,18 @@ pub fn session_trace_id(id: &SessionId) -> TraceId {
 /// same session always has the same root (a session continued by another process
 /// keeps its timeline).
 pub fn session_root_span_id(id: &SessionId) -> SpanId {
+    derived_span_id(b"otel_session.root:", id)
+}
+
+/// The span id of a session's `session.end` transition span: derived from the
+/// id too, so an end sent again by a later run (persistence) is the same span.
+pub fn session_end_span_id(id: &SessionId) -> SpanId {
+    derived_span_id(b"otel_session.end:", id)
+}
+
+fn derived_span_id(prefix: &[u8], id: &SessionId) -> SpanId {
     let mut h = FNV64_OFFSET;
-    for b in b"otel_session.root:".iter().chain(id.as_str().as_bytes()) {
+    for b in prefix.iter().chain(id.as_str().as_bytes()) {
         h = (h ^ u64::from(*b)).wrapping_mul(FNV64_PRIME);
     }
     SpanId::from(if h == 0 { 1 } else { h })

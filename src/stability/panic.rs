@@ -88,6 +88,12 @@ pub(crate) fn uninstall(manager: &SessionManager) {
 }
 
 fn record(_info: &PanicHookInfo<'_>) {
+    // A panic of user code we run and catch (a callback, an observer, a clock,
+    // an id generator, a span or log processor receiving lifecycle telemetry)
+    // is reported by us and does not crash the session.
+    if crate::core::callbacks::in_catching() {
+        return;
+    }
     if let Some(request) = Context::map_current(|cx| Scope::of(cx).and_then(|s| s.request.clone()))
     {
         request.mark_panicked();

@@ -19,32 +19,26 @@
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
 use crate::core::global::global_manager;
 use crate::core::manager::SessionManager;
 use crate::tracking::request::{RequestOutcome, RequestScope};
 
-/// The manager a layer serves: a given one, or the global one (resolved at the
-/// first request that finds one installed).
+/// The manager a layer serves: a given one, or the global one, looked up for
+/// each request (so a layer built before `init()`, or kept across a new
+/// `init()`, serves the manager installed now).
 #[derive(Clone, Debug)]
 enum Source {
     Given(SessionManager),
-    Global(Arc<OnceLock<SessionManager>>),
+    Global,
 }
 
 impl Source {
-    fn manager(&self) -> Option<&SessionManager> {
+    fn manager(&self) -> Option<SessionManager> {
         match self {
-            Source::Given(m) => Some(m),
-            Source::Global(cell) => match cell.get() {
-                Some(m) => Some(m),
-                None => {
-                    let m = global_manager()?;
-                    Some(cell.get_or_init(|| m))
-                }
-            },
+            Source::Given(m) => Some(m.clone()),
+            Source::Global => global_manager(),
         }
     }
 }
@@ -74,7 +68,7 @@ impl SessionLayer {
     /// A layer on the global manager (the one `init()` installs).
     pub fn new() -> Self {
         SessionLayer {
-            source: Source::Global(Arc::new(OnceLock::new())),
+            source: Source::Global,
         }
     }
 }

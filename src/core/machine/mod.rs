@@ -22,7 +22,6 @@
 //! - A verb returns once its effects were handed to the exporting processors
 //!   (`Outbox::flush_through`), bounded by the outbox's wait limit.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
@@ -30,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::core::callbacks::{
-    panic_message, RegisteredCallback, RegisteredObserver, SessionCandidate,
+    catching, panic_message, RegisteredCallback, RegisteredObserver, SessionCandidate,
 };
 use crate::core::effects::{Effect, SessionCounter};
 use crate::core::outbox::{Outbox, VERB_WAIT};
@@ -99,6 +98,9 @@ pub(crate) struct State {
     pending_ends: Vec<(u64, PendingEnd)>,
     /// A clean exit put the session aside (persistence): saves say `suspended`.
     suspended: bool,
+    /// Ends of the last run are being sent again (persistence): not counted or
+    /// notified twice.
+    resending: bool,
 }
 
 /// When a transition happens.
@@ -149,8 +151,9 @@ pub(crate) struct Shared {
     save_requested: AtomicBool,
     /// Session sampling's threshold (`None`: every session is kept).
     pub(crate) sample_threshold: Option<u64>,
-    /// An inactivity timeout or a maximum duration is set: telemetry is activity
-    /// worth noting (else the processors skip it).
+    /// An inactivity timeout or a maximum duration is set, or sessions are
+    /// persisted (their last activity is saved): telemetry is activity worth
+    /// noting (else the processors skip it).
     pub(crate) timed: bool,
     /// The clock wakes us when it moves: no real timer.
     manual_clock: AtomicBool,
@@ -215,6 +218,7 @@ impl Shared {
                 next: None,
                 pending_ends: Vec::new(),
                 suspended: false,
+                resending: false,
                 background_since: None,
             }),
             started: Condvar::new(),
@@ -226,7 +230,9 @@ impl Shared {
             id_generator: p.id_generator.unwrap_or_else(|| Arc::new(UuidV4Generator)),
             clock,
             system_clock,
-            timed: p.tracking.inactivity.is_some() || p.tracking.max_duration.is_some(),
+            timed: p.tracking.inactivity.is_some()
+                || p.tracking.max_duration.is_some()
+                || p.store.is_some(),
             sample_threshold: crate::model::id::threshold(p.tracking.sample_ratio),
             store: p.store,
             last_save: std::sync::atomic::AtomicU64::new(0),
@@ -244,11 +250,11 @@ impl Shared {
         let weak = Arc::downgrade(&shared);
         let _ = shared.me.set(weak.clone());
         let target: Weak<dyn TimeJump> = weak;
-        let manual = catch_unwind(AssertUnwindSafe(|| {
+        let manual = catching(|| {
             shared
                 .clock
                 .subscribe(crate::model::clock::ClockWaker::new(target))
-        }))
+        })
         .unwrap_or(false);
         shared.manual_clock.store(manual, Ordering::Relaxed);
         // A new manager may live where a dropped one did: no stale thread caches.
@@ -284,7 +290,7 @@ impl Shared {
         if IN_CLOCK.with(|c| c.replace(true)) {
             return opentelemetry::time::now();
         }
-        let read = catch_unwind(AssertUnwindSafe(|| self.clock.now()));
+        let read = catching(|| self.clock.now());
         IN_CLOCK.with(|c| c.set(false));
         match read {
             Ok(t) => t,
@@ -303,7 +309,7 @@ impl Shared {
     }
 
     pub(crate) fn new_id(&self) -> SessionId {
-        match catch_unwind(AssertUnwindSafe(|| self.id_generator.new_session_id())) {
+        match catching(|| self.id_generator.new_session_id()) {
             Ok(id) if !id.as_str().is_empty() => id,
             Ok(_) => {
                 crate::warn::once(

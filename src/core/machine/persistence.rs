@@ -85,6 +85,16 @@ impl Shared {
         saved.unhandled = unhandled;
         if st.pending_ends.len() == PENDING_ENDS_LIMIT {
             st.pending_ends.remove(0);
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            crate::warn::once(
+                &WARNED,
+                format_args!(
+                    "more than {PENDING_ENDS_LIMIT} session ends wait for a confirmed delivery \
+                     (the collector is down?); the oldest are no longer kept for the next run \
+                     (reported once)"
+                ),
+            );
         }
         let seq = self.outbox.last_queued();
         st.pending_ends.push((
@@ -140,6 +150,26 @@ impl Shared {
         self.flush();
     }
 
+    /// These sessions' ends reached a collector (their summary spans were
+    /// exported): they are no longer kept for the next run.
+    pub(crate) fn confirm_sessions(&self, ids: &[String]) {
+        if self.store.is_none() {
+            return;
+        }
+        {
+            let mut st = self.lock();
+            let before = st.pending_ends.len();
+            st.pending_ends
+                .retain(|(_, p)| !ids.iter().any(|id| p.session.id.as_str() == id));
+            if st.pending_ends.len() == before {
+                return;
+            }
+            self.persist(&st);
+        }
+        // On an export thread: the save is delivered by the timer thread.
+        self.deliver_soon();
+    }
+
     /// Saves at once, without waiting for our lock (the panic hook); the save
     /// is delivered by whoever flushes next.
     pub(crate) fn persist_now_if_free(&self) {
@@ -184,12 +214,15 @@ impl Shared {
         let continued = {
             let mut st = self.lock();
             st.last_reported = saved.last_reported.clone();
+            // Ends the last run could not confirm: sent again, same span ids,
+            // not counted or notified again (that run did).
+            st.resending = true;
             for p in &saved.pending_ends {
                 let session = Arc::new(SessionState::restored(&p.session));
                 st.current = Some(session);
-                let notes = self.end_locked(&mut st, p.reason, When::At(p.ended_at));
-                self.notify(notes);
+                let _ = self.end_locked(&mut st, p.reason, When::At(p.ended_at));
             }
+            st.resending = false;
             let mut continued = false;
             if let Some(s) = &saved.session {
                 let session = Arc::new(SessionState::restored(s));
@@ -202,6 +235,8 @@ impl Shared {
                 self.activity.note(nanos(s.last_activity));
                 let notes = match (s.state, self.expiry(&session, now)) {
                     (SavedState::Suspended, None) => {
+                        // Resuming is activity (like the verb).
+                        self.activity.note(nanos(now));
                         st.last_reported = Some(s.id.clone());
                         self.set_stamp(Some(Arc::clone(&session)));
                         self.transition(

@@ -15,12 +15,35 @@ use super::*;
 const START_WAIT: Duration = Duration::from_secs(2);
 
 /// Clears the single-flight flag and wakes the waiters, however the start ends.
-struct StartingGuard<'a>(&'a Shared);
+/// It is cleared under the same lock section that commits or stores the
+/// candidate ([`StartingGuard::done`]): a waiter woken before that would become
+/// a second preparer and run the callbacks for a session that never exists.
+struct StartingGuard<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl<'a> StartingGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        StartingGuard {
+            shared,
+            armed: true,
+        }
+    }
+
+    /// The candidate was committed or stored, `starting` cleared with it.
+    fn done(mut self) {
+        self.armed = false;
+        self.shared.started.notify_all();
+    }
+}
 
 impl Drop for StartingGuard<'_> {
     fn drop(&mut self) {
-        self.0.lock().starting = false;
-        self.0.started.notify_all();
+        if self.armed {
+            self.shared.lock().starting = false;
+            self.shared.started.notify_all();
+        }
     }
 }
 
@@ -48,16 +71,19 @@ impl Shared {
                 };
             }
         };
-        let prepared = match prepared {
-            Some(p) => p,
+        let (prepared, guard) = match prepared {
+            Some(p) => (p, None),
             None => {
-                let _starting = StartingGuard(self);
-                self.prepare(Kind::App)
+                let guard = StartingGuard::new(self);
+                (self.prepare(Kind::App), Some(guard))
             }
         };
         let at = self.now();
         let current = {
             let mut st = self.lock();
+            if guard.is_some() {
+                st.starting = false;
+            }
             if st.current.is_none() {
                 let (_, started) = self.commit(&mut st, prepared, at);
                 self.notify(Notifications {
@@ -67,7 +93,10 @@ impl Shared {
             }
             st.current.clone()
         };
-        self.started.notify_all();
+        match guard {
+            Some(g) => g.done(),
+            None => self.started.notify_all(),
+        }
         self.schedule();
         self.flush();
         current
@@ -108,17 +137,16 @@ impl Shared {
             }
             st.starting = true;
         }
-        let prepared = {
-            let _starting = StartingGuard(self);
-            self.prepare(Kind::App)
-        };
+        let guard = StartingGuard::new(self);
+        let prepared = self.prepare(Kind::App);
         {
             let mut st = self.lock();
+            st.starting = false;
             if st.restart && st.current.is_none() && st.next.is_none() {
                 st.next = Some(prepared);
             }
         }
-        self.started.notify_all();
+        guard.done();
     }
 
     /// The stamp for telemetry arriving when a restart is pending (the hot

@@ -17,8 +17,12 @@ impl Shared {
     #[inline]
     pub(crate) fn touch(&self, t: u64) -> bool {
         self.save_soon(t);
-        if self.activity.touch(t) {
-            self.expire_at(from_nanos(t));
+        let mut now = t;
+        if self.activity.touch(t, || {
+            now = nanos(self.now());
+            now
+        }) {
+            self.expire_at(from_nanos(t.min(now)));
             return true;
         }
         false

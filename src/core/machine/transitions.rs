@@ -9,8 +9,8 @@ use crate::core::callbacks::{run_on_session, Notifications, SessionCandidate};
 use crate::core::effects::{CountEffect, Effect, LogEffect, SpanEffect};
 use crate::core::state::{nanos, Kind, SessionState};
 use crate::model::attr;
-use crate::model::id::random_span_id;
-use crate::model::session::{EndReason, Session};
+use crate::model::id::{random_span_id, session_end_span_id};
+use crate::model::session::{EndReason, Session, SessionMode};
 
 use super::*;
 
@@ -105,7 +105,11 @@ impl Shared {
         log_event: bool,
     ) {
         let at = at.max(s.started_at);
-        let span_id = random_span_id();
+        let span_id = if name == attr::EVENT_END {
+            session_end_span_id(&s.id)
+        } else {
+            random_span_id()
+        };
         let event = opentelemetry::trace::Event::new(name, at, Vec::new(), 0);
         s.detail().timeline.push(event.clone());
         if log_event {
@@ -194,7 +198,8 @@ impl Shared {
             attributes: summary,
             events,
         }));
-        if let Some(counter) = &self.counter {
+        // An end sent again for the last run (persistence) was counted then.
+        if let Some(counter) = self.counter.as_ref().filter(|_| !st.resending) {
             self.emit(Effect::Count(
                 CountEffect::Ended {
                     status,
@@ -238,6 +243,10 @@ impl Shared {
 
     /// Ends the current session (reason `reason`).
     pub(crate) fn end(&self, reason: EndReason, when: When) {
+        // A session past its limits ends for them, dated at its last activity.
+        if let When::Now(now) = when {
+            self.check_expiry(now, Site::Safe);
+        }
         {
             let mut st = self.lock();
             let notes = self.end_locked(&mut st, reason, when);
@@ -251,9 +260,12 @@ impl Shared {
     pub(crate) fn start(&self) -> Session {
         let prepared = self.prepare(Kind::App);
         let at = self.now();
+        self.check_expiry(at, Site::Safe);
         let snap = {
             let mut st = self.lock();
             let mut notes = self.end_locked(&mut st, EndReason::Replaced, When::Now(at));
+            // The new session starts no earlier than the old one ended.
+            let at = self.resolve(When::Now(at));
             let (snap, started) = self.commit(&mut st, prepared, at);
             notes.started = started;
             self.notify(notes);
@@ -267,6 +279,7 @@ impl Shared {
     /// Ends the current session for a shutdown and waits (up to `limit`) until its
     /// end is handed to the exporting processors.
     pub(crate) fn end_for_shutdown(&self, limit: Duration) {
+        self.check_expiry(self.now(), Site::Safe);
         if self.suspend_for_shutdown(limit) {
             return;
         }
@@ -294,7 +307,10 @@ impl Shared {
             return false;
         }
         let notes = self.end_locked(&mut st, EndReason::Crash, When::Now(now));
-        self.set_restart(&mut st, false);
+        // A panic the app catches (a GUI event loop, a test) leaves the program
+        // running: in app mode its next activity starts a session.
+        let restart = self.tracking.mode == SessionMode::App;
+        self.set_restart(&mut st, restart);
         self.notify(notes);
         true
     }

@@ -89,6 +89,7 @@ impl Shared {
 
     fn set_user_locked(&self, user: Option<User>) {
         let now = self.now();
+        self.check_expiry(now, Site::Safe);
         let mut st = self.lock();
         st.user = user.clone();
         st.user_version += 1;
@@ -164,6 +165,8 @@ impl Shared {
     /// it ends meanwhile (its counts closed), toward the one after, if any.
     /// `false` if nothing counted it.
     pub(crate) fn count_on_current(&self, count: impl Fn(&SessionState) -> bool) -> bool {
+        // A session past its limits (the timer did not fire yet) ends first.
+        self.check_expiry(self.now(), Site::Safe);
         loop {
             let Some(session) = self.stamp.load_full() else {
                 return false;
