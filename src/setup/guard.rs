@@ -11,7 +11,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use crate::core::manager::SessionManager;
-use crate::setup::export::{Delivery, DeliveryStats, HandedCounter, RuntimeSlot};
+use crate::setup::export::{Delivery, DeliveryStats, ExportRuntime, HandedCounter};
 #[cfg(feature = "tracing")]
 use crate::setup::layers::not_export_stack;
 
@@ -32,7 +32,7 @@ pub struct Guard {
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
     pub(crate) meter_provider: Option<SdkMeterProvider>,
-    pub(crate) runtime: Option<RuntimeSlot>,
+    pub(crate) runtime: Option<Arc<ExportRuntime>>,
     pub(crate) spans: Arc<DeliveryStats>,
     pub(crate) logs: Arc<DeliveryStats>,
     pub(crate) spans_handed: Arc<HandedCounter>,
@@ -154,6 +154,8 @@ impl Guard {
             let spawned = std::thread::Builder::new()
                 .name(format!("otel-session-shutdown-{name}"))
                 .spawn(move || {
+                    // This thread is part of the export stack too.
+                    let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
                     f();
                     let _ = tx.send(());
                 });
@@ -184,6 +186,7 @@ impl Guard {
         }
         drop(tx);
         let mut finished = 0;
+        let mut all_finished = true;
         while finished < started {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if rx.recv_timeout(left + Duration::from_millis(250)).is_err() {
@@ -191,6 +194,7 @@ impl Guard {
                     "telemetry shutdown did not finish within {timeout:?}; \
                      what was not yet exported is lost"
                 ));
+                all_finished = false;
                 break;
             }
             finished += 1;
@@ -217,8 +221,13 @@ impl Guard {
         if crate::global_manager().is_some_and(|g| g.ptr_eq(&self.sessions)) {
             crate::clear_global_manager();
         }
-        // Dropping the slot shuts the gRPC runtime down without blocking.
-        let _ = self.runtime.take();
+        // Stop the export runtime (without blocking), unless an export is still
+        // running on it: it then stops when that export's provider is dropped.
+        if let Some(rt) = self.runtime.take() {
+            if all_finished {
+                rt.stop();
+            }
+        }
     }
 }
 

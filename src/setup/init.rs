@@ -22,8 +22,8 @@ use opentelemetry_sdk::Resource;
 use crate::core::manager::{SessionManager, SessionManagerBuilder};
 use crate::setup::config::{ConfigIssue, ExporterKind, SessionConfig, SessionMode};
 use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
-use crate::setup::error::InitError;
-use crate::setup::export::{self, Counted, DeliveryStats, Handed, HandedCounter, RuntimeSlot};
+use crate::setup::error::{ExportError, InitError};
+use crate::setup::export::{self, Counted, DeliveryStats, ExportRuntime, Handed, HandedCounter};
 use crate::setup::guard::Guard;
 use crate::setup::resource::SessionResourceDetector;
 
@@ -147,7 +147,7 @@ impl Builder {
         let resource = Resource::builder()
             .with_detector(Box::new(detector))
             .build();
-        let mut rt: Option<RuntimeSlot> = None;
+        let mut rt: Option<Arc<ExportRuntime>> = None;
         let spans_stats = Arc::new(DeliveryStats::default());
         let logs_stats = Arc::new(DeliveryStats::default());
         let spans_handed = Arc::new(HandedCounter::new());
@@ -295,7 +295,7 @@ enum Out<E> {
 }
 
 /// The exporter, or a warning and `None` (the signal is then off).
-fn usable<E>(signal: &str, built: Result<E, InitError>) -> Option<E> {
+fn usable<E>(signal: &str, built: Result<E, ExportError>) -> Option<E> {
     match built {
         Ok(e) => Some(e),
         Err(e) => {

@@ -7,14 +7,33 @@
 //! Every exporter is wrapped in a [`Counted`] decorator so that telemetry that
 //! could not be delivered is counted and reported once on stderr, never silently.
 //!
-//! gRPC needs a tokio reactor. `init()` always gives it its own small runtime (one
-//! worker thread) owned by the guard, whether or not the program has a runtime: so
-//! it works from plain `main`, from `#[tokio::main]` (current-thread too), and
-//! shutting down never waits on the program's own runtime.
+//! Every OTLP exporter, gRPC and HTTP, exports on one small tokio runtime of
+//! ours (one worker thread) whose threads suppress the export stack's own
+//! telemetry; it works from plain `main`, from `#[tokio::main]` (current-thread
+//! too), and shutting down never waits on the program's own runtime (`runtime`).
 
 mod delivery;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+mod runtime;
 mod transport;
 
+pub use crate::setup::error::ExportError;
 pub use delivery::{Counted, Delivery, DeliveryStats, Handed, HandedCounter};
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub(crate) use runtime::ExportRuntime;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub use runtime::OtlpExporter;
 pub use transport::{default_transport, transport_from_lookup, Transport};
-pub(crate) use transport::{otlp_logs, otlp_metrics, otlp_spans, transport_from_env, RuntimeSlot};
+pub(crate) use transport::{otlp_logs, otlp_metrics, otlp_spans, transport_from_env};
+
+/// No OTLP transport compiled in: no export runtime.
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+#[derive(Debug)]
+pub(crate) enum ExportRuntime {}
+
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+impl ExportRuntime {
+    pub(crate) fn stop(&self) {
+        match *self {}
+    }
+}

@@ -1,7 +1,12 @@
-//! Which OTLP transport each signal uses, and building its exporter (gRPC on a
-//! runtime of our own, HTTP with protobuf or JSON bodies).
+//! Which OTLP transport each signal uses, and building its exporter (gRPC or HTTP
+//! with protobuf or JSON bodies, both on the export runtime, see `runtime`).
 
-use crate::setup::error::InitError;
+use std::sync::Arc;
+
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+use super::runtime::OtlpExporter;
+use super::ExportRuntime;
+use crate::setup::error::ExportError;
 
 pub use crate::setup::config::Transport;
 
@@ -47,17 +52,6 @@ pub(crate) fn transport_from_env(signal: &str) -> Transport {
         crate::warn::stderr(format_args!("{w}"));
     }
     t
-}
-
-/// The runtime that drives gRPC exporters.
-#[cfg(feature = "otlp-grpc")]
-pub(crate) fn grpc_runtime() -> Result<tokio::runtime::Runtime, InitError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("otel-session-grpc")
-        .enable_all()
-        .build()
-        .map_err(|e| InitError::Runtime(e.to_string()))
 }
 
 /// The exporter type when no OTLP transport is compiled in: never built.
@@ -107,56 +101,61 @@ mod no_otlp {
 
     pub(crate) fn otlp_spans(
         t: Transport,
-        _rt: &mut Option<RuntimeSlot>,
-    ) -> Result<NoOtlp, InitError> {
-        Err(InitError::FeatureMissing(t))
+        _rt: &mut Option<Arc<ExportRuntime>>,
+    ) -> Result<NoOtlp, ExportError> {
+        Err(ExportError::FeatureMissing(t))
     }
     pub(crate) fn otlp_logs(
         t: Transport,
-        _rt: &mut Option<RuntimeSlot>,
-    ) -> Result<NoOtlp, InitError> {
-        Err(InitError::FeatureMissing(t))
+        _rt: &mut Option<Arc<ExportRuntime>>,
+    ) -> Result<NoOtlp, ExportError> {
+        Err(ExportError::FeatureMissing(t))
     }
     pub(crate) fn otlp_metrics(
         t: Transport,
-        _rt: &mut Option<RuntimeSlot>,
-    ) -> Result<NoOtlp, InitError> {
-        Err(InitError::FeatureMissing(t))
+        _rt: &mut Option<Arc<ExportRuntime>>,
+    ) -> Result<NoOtlp, ExportError> {
+        Err(ExportError::FeatureMissing(t))
     }
 }
 #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
 pub(crate) use no_otlp::{otlp_logs, otlp_metrics, otlp_spans};
 
 /// Builds one signal's OTLP exporter (`$exporter` is `SpanExporter`,
-/// `LogExporter` or `MetricExporter`): gRPC inside our runtime, HTTP with the
-/// protobuf or JSON body.
+/// `LogExporter` or `MetricExporter`) on the export runtime: gRPC built inside it,
+/// HTTP with the protobuf or JSON body; both export on it (see `runtime`).
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 macro_rules! otlp_exporter {
     ($exporter:ident, $signal:literal, $transport:expr, $rt:expr) => {{
         let transport: Transport = $transport;
-        let _ = &$rt; // unused when only HTTP is compiled in
-        match transport {
+        let (built, rt) = match transport {
             #[cfg(feature = "otlp-grpc")]
             Transport::Grpc => {
                 let rt = runtime($rt)?;
-                let _enter = rt.enter();
-                opentelemetry_otlp::$exporter::builder()
-                    .with_tonic()
-                    .build()
-                    .map_err(|e| InitError::Exporter($signal, e.to_string()))
+                let _enter = rt.handle().enter();
+                let built = no_panic($signal, || {
+                    opentelemetry_otlp::$exporter::builder()
+                        .with_tonic()
+                        .build()
+                })?;
+                (built, Arc::clone(&rt))
             }
             #[cfg(feature = "otlp-http")]
             Transport::HttpProtobuf | Transport::HttpJson => {
                 use opentelemetry_otlp::WithExportConfig as _;
-                opentelemetry_otlp::$exporter::builder()
-                    .with_http()
-                    .with_protocol(protocol(transport))
-                    .build()
-                    .map_err(|e| InitError::Exporter($signal, e.to_string()))
+                let rt = runtime($rt)?;
+                let built = no_panic($signal, || {
+                    opentelemetry_otlp::$exporter::builder()
+                        .with_http()
+                        .with_protocol(protocol(transport))
+                        .build()
+                })?;
+                (built, rt)
             }
             #[allow(unreachable_patterns)]
-            other => Err(InitError::FeatureMissing(other)),
-        }
+            other => return Err(ExportError::FeatureMissing(other)),
+        };
+        Ok(OtlpExporter::new(built, rt))
     }};
 }
 
@@ -164,8 +163,8 @@ macro_rules! otlp_exporter {
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_spans(
     transport: Transport,
-    rt: &mut Option<RuntimeSlot>,
-) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+    rt: &mut Option<Arc<ExportRuntime>>,
+) -> Result<OtlpExporter<opentelemetry_otlp::SpanExporter>, ExportError> {
     otlp_exporter!(SpanExporter, "traces", transport, rt)
 }
 
@@ -173,8 +172,8 @@ pub(crate) fn otlp_spans(
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_logs(
     transport: Transport,
-    rt: &mut Option<RuntimeSlot>,
-) -> Result<opentelemetry_otlp::LogExporter, InitError> {
+    rt: &mut Option<Arc<ExportRuntime>>,
+) -> Result<OtlpExporter<opentelemetry_otlp::LogExporter>, ExportError> {
     otlp_exporter!(LogExporter, "logs", transport, rt)
 }
 
@@ -182,8 +181,8 @@ pub(crate) fn otlp_logs(
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_metrics(
     transport: Transport,
-    rt: &mut Option<RuntimeSlot>,
-) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+    rt: &mut Option<Arc<ExportRuntime>>,
+) -> Result<OtlpExporter<opentelemetry_otlp::MetricExporter>, ExportError> {
     otlp_exporter!(MetricExporter, "metrics", transport, rt)
 }
 
@@ -195,49 +194,39 @@ fn protocol(t: Transport) -> opentelemetry_otlp::Protocol {
     }
 }
 
-/// The runtime that drives gRPC exporters, created on first need. Dropping it
-/// never blocks (and so never panics inside an async context).
-#[cfg(feature = "otlp-grpc")]
-pub(crate) struct RuntimeSlot(Option<tokio::runtime::Runtime>);
-
-#[cfg(feature = "otlp-grpc")]
-impl std::ops::Deref for RuntimeSlot {
-    type Target = tokio::runtime::Runtime;
-    fn deref(&self) -> &tokio::runtime::Runtime {
-        match &self.0 {
-            Some(rt) => rt,
-            None => unreachable!("the runtime is only taken in drop"),
+/// Builds an exporter; an error or a panic of the HTTP or gRPC stack while
+/// building (reqwest panics when it was compiled with rustls but without a
+/// crypto provider) is an [`ExportError`], never a crash of the program.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+fn no_panic<E>(
+    signal: &'static str,
+    build: impl FnOnce() -> Result<E, opentelemetry_otlp::ExporterBuildError>,
+) -> Result<E, ExportError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)) {
+        Ok(built) => built.map_err(|e| ExportError::Exporter(signal, e.to_string())),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(ExportError::Exporter(
+                signal,
+                format!("the client panicked: {what}"),
+            ))
         }
     }
 }
 
-#[cfg(feature = "otlp-grpc")]
-impl Drop for RuntimeSlot {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
+/// The export runtime, started on first need and shared by the signals.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+fn runtime(slot: &mut Option<Arc<ExportRuntime>>) -> Result<Arc<ExportRuntime>, ExportError> {
+    if let Some(rt) = slot {
+        return Ok(Arc::clone(rt));
     }
-}
-
-#[cfg(feature = "otlp-grpc")]
-impl std::fmt::Debug for RuntimeSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RuntimeSlot")
-    }
-}
-
-/// No gRPC: no runtime.
-#[cfg(not(feature = "otlp-grpc"))]
-pub(crate) type RuntimeSlot = ();
-
-#[cfg(feature = "otlp-grpc")]
-fn runtime(slot: &mut Option<RuntimeSlot>) -> Result<&RuntimeSlot, InitError> {
-    if slot.is_none() {
-        *slot = Some(RuntimeSlot(Some(grpc_runtime()?)));
-    }
-    slot.as_ref()
-        .ok_or_else(|| InitError::Runtime("no runtime".into()))
+    let rt = ExportRuntime::start()?;
+    *slot = Some(Arc::clone(&rt));
+    Ok(rt)
 }
 
 #[cfg(test)]
@@ -285,6 +274,16 @@ mod transport_tests {
         assert_eq!(
             warnings,
             ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"bogus\" is not valid (expected grpc, http/protobuf or http/json); ignoring it"]
+        );
+    }
+
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    #[test]
+    fn a_client_that_panics_while_being_built_is_an_error_not_a_crash() {
+        let r: Result<(), _> = super::no_panic("traces", || panic!("no crypto provider"));
+        assert_eq!(
+            r.expect_err("an error").to_string(),
+            "could not build the OTLP traces exporter: the client panicked: no crypto provider"
         );
     }
 
