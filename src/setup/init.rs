@@ -14,23 +14,18 @@ use std::time::Duration;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider, SimpleLogProcessor};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor,
-};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor};
 use opentelemetry_sdk::Resource;
 
 use crate::core::manager::{SessionManager, SessionManagerBuilder};
 use crate::setup::config::{ConfigIssue, ExporterKind, SessionConfig, SessionMode};
 use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
 use crate::setup::error::{ExportError, InitError};
-use crate::setup::export::{self, Counted, DeliveryStats, ExportRuntime, Handed, HandedCounter};
+use crate::setup::export::{
+    self, batch_settings_from_env, Counted, DeliveryStats, ExportRuntime, Handed, HandedCounter,
+};
 use crate::setup::guard::Guard;
 use crate::setup::resource::SessionResourceDetector;
-
-/// Default span/log queue when `OTEL_BSP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_QUEUE_SIZE`
-/// are unset. The SDK's 2,048 drops most of a burst of spans made in a tight loop;
-/// 65,536 spans (~20 MiB at worst) absorb one while a collector is slow.
-pub const DEFAULT_QUEUE_SIZE: usize = 65_536;
 
 /// How long the guard's drop may take to end the session, flush and shut down.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -216,15 +211,15 @@ impl Builder {
                     Arc::clone(&spans_handed),
                 ))),
                 Out::Otlp(exporter) => {
-                    let queue = queue_size("OTEL_BSP_MAX_QUEUE_SIZE");
-                    spans_stats.watch_drops(Arc::clone(&spans_handed), capacity(queue));
+                    let batch = batch_settings_from_env(true);
+                    spans_stats.watch_drops(Arc::clone(&spans_handed), batch.capacity());
                     builder.with_span_processor(
                         sessions.span_processor(Handed::new(
                             BatchSpanProcessor::builder(Counted::new(
                                 exporter,
                                 Arc::clone(&spans_stats),
                             ))
-                            .with_batch_config(span_batch_config(queue))
+                            .with_batch_config(batch.span_config())
                             .build(),
                             Arc::clone(&spans_handed),
                         )),
@@ -244,15 +239,15 @@ impl Builder {
                     Arc::clone(&logs_handed),
                 ))),
                 Out::Otlp(exporter) => {
-                    let queue = queue_size("OTEL_BLRP_MAX_QUEUE_SIZE");
-                    logs_stats.watch_drops(Arc::clone(&logs_handed), capacity(queue));
+                    let batch = batch_settings_from_env(false);
+                    logs_stats.watch_drops(Arc::clone(&logs_handed), batch.capacity());
                     builder.with_log_processor(
                         sessions.log_processor(Handed::new(
                             BatchLogProcessor::builder(Counted::new(
                                 exporter,
                                 Arc::clone(&logs_stats),
                             ))
-                            .with_batch_config(log_batch_config(queue))
+                            .with_batch_config(batch.log_config())
                             .build(),
                             Arc::clone(&logs_handed),
                         )),
@@ -303,40 +298,6 @@ fn usable<E>(signal: &str, built: Result<E, ExportError>) -> Option<E> {
             None
         }
     }
-}
-
-/// The queue size: `var` when it is a positive integer, else ours (a bad value is
-/// reported, not silently replaced by the SDK's 2,048).
-fn queue_size(var: &str) -> usize {
-    match std::env::var(var) {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                crate::warn::stderr(format_args!(
-                    "{var}={v:?} is not valid (expected a positive integer); using {DEFAULT_QUEUE_SIZE}"
-                ));
-                DEFAULT_QUEUE_SIZE
-            }
-        },
-        Err(_) => DEFAULT_QUEUE_SIZE,
-    }
-}
-
-/// Room in a batch processor: its queue plus the batch being exported.
-fn capacity(queue: usize) -> u64 {
-    (queue + 512) as u64
-}
-
-fn span_batch_config(queue: usize) -> opentelemetry_sdk::trace::BatchConfig {
-    BatchConfigBuilder::default()
-        .with_max_queue_size(queue)
-        .build()
-}
-
-fn log_batch_config(queue: usize) -> opentelemetry_sdk::logs::BatchConfig {
-    opentelemetry_sdk::logs::BatchConfigBuilder::default()
-        .with_max_queue_size(queue)
-        .build()
 }
 
 /// Reads the environment and sets everything up (see the module docs). Prefer the

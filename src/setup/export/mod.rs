@@ -11,13 +11,22 @@
 //! ours (one worker thread) whose threads suppress the export stack's own
 //! telemetry; it works from plain `main`, from `#[tokio::main]` (current-thread
 //! too), and shutting down never waits on the program's own runtime (`runtime`).
+//!
+//! [`span_batch_config`] / [`log_batch_config`]: the bounded batch settings
+//! `init()` uses (`batch`).
 
+mod batch;
 mod delivery;
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 mod runtime;
 mod transport;
 
 pub use crate::setup::error::ExportError;
+pub(crate) use batch::batch_settings_from_env;
+pub use batch::{
+    log_batch_config, span_batch_config, BatchSettings, DEFAULT_EXPORT_BATCH_SIZE,
+    DEFAULT_LOG_QUEUE_SIZE, DEFAULT_SPAN_QUEUE_SIZE, MAX_EXPORT_BATCH_SIZE, MAX_QUEUE_SIZE,
+};
 pub use delivery::{Counted, Delivery, DeliveryStats, Handed, HandedCounter};
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) use runtime::ExportRuntime;
