@@ -13,7 +13,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use crate::core::manager::SessionManager;
 use crate::setup::export::{Delivery, DeliveryStats, ExportRuntime, HandedCounter};
 #[cfg(feature = "tracing")]
-use crate::setup::layers::not_export_stack;
+use crate::setup::layers::{layer_filter, LayerSettings, MaybeLayer, SessionSpanLayer};
 
 fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
     let (exported, failed) = stats.snapshot();
@@ -38,6 +38,8 @@ pub struct Guard {
     pub(crate) spans_handed: Arc<HandedCounter>,
     pub(crate) logs_handed: Arc<HandedCounter>,
     pub(crate) shutdown_timeout: Duration,
+    #[cfg(feature = "tracing")]
+    pub(crate) layers: LayerSettings,
     pub(crate) done: bool,
 }
 
@@ -65,6 +67,11 @@ impl Guard {
             spans_handed: Arc::new(HandedCounter::new()),
             logs_handed: Arc::new(HandedCounter::new()),
             shutdown_timeout,
+            #[cfg(feature = "tracing")]
+            layers: LayerSettings {
+                directives: crate::setup::layers::DEFAULT_FILTER.to_string(),
+                span_events: false,
+            },
             done: false,
         }
     }
@@ -99,37 +106,53 @@ impl Guard {
         delivery(&self.logs_handed, &self.logs)
     }
 
-    /// The `tracing-opentelemetry` layer on our tracer, for your subscriber.
+    /// The `tracing-opentelemetry` layer on our tracer, for your subscriber (it
+    /// does nothing when traces are off).
     ///
-    /// It leaves out the spans and events of the export stack itself (`h2`,
-    /// `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*`): exporting them
-    /// would make telemetry about exporting telemetry, without end.
+    /// What it exports: spans passing the level filter
+    /// ([`Builder::with_tracing_filter`](crate::Builder::with_tracing_filter), else
+    /// `RUST_LOG`, else `info`), nothing emitted on the export stack's own threads
+    /// (telemetry suppression), and no span events unless
+    /// [`Builder::with_span_events`](crate::Builder::with_span_events) asks: each
+    /// event is exported once, as a log record, by [`log_layer`](Self::log_layer)
+    /// (an `ERROR` event still sets its span's status to Error). If the subscriber
+    /// already has another OpenTelemetry layer, this one turns itself off at the
+    /// first span with a warning (two would panic).
     #[cfg(feature = "tracing")]
-    pub fn tracing_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
+    pub fn tracing_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
         use tracing_subscriber::Layer as _;
-        self.tracer_provider.as_ref().map(|tp| {
-            tracing_opentelemetry::layer()
-                .with_tracer(tp.tracer("tracing"))
-                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
-        })
+        MaybeLayer(self.tracer_provider.as_ref().map(|tp| {
+            SessionSpanLayer::new(
+                tracing_opentelemetry::layer().with_tracer(tp.tracer("tracing")),
+                self.layers.span_events,
+            )
+            .with_filter(layer_filter(&self.layers.directives))
+        }))
     }
 
     /// The log bridge (`tracing` events → OpenTelemetry log records), for your
-    /// subscriber; like [`tracing_layer`](Self::tracing_layer) it leaves out the
-    /// export stack's own events.
+    /// subscriber (it does nothing when logs are off), with the same filter as
+    /// [`tracing_layer`](Self::tracing_layer).
     #[cfg(feature = "tracing")]
-    pub fn log_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
+    pub fn log_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
         use tracing_subscriber::Layer as _;
-        self.logger_provider.as_ref().map(|lp| {
+        MaybeLayer(self.logger_provider.as_ref().map(|lp| {
             opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
-                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
-        })
+                .with_filter(layer_filter(&self.layers.directives))
+        }))
+    }
+
+    /// The filter directives the layers use (see
+    /// [`tracing_layer`](Self::tracing_layer)).
+    #[cfg(feature = "tracing")]
+    pub fn tracing_filter(&self) -> &str {
+        &self.layers.directives
     }
 
     /// Ends the session and shuts down now (what drop does).

@@ -36,6 +36,10 @@ pub struct Builder {
     issues: Vec<ConfigIssue>,
     service_version: Option<String>,
     deployment_environment: Option<String>,
+    #[cfg(feature = "tracing")]
+    tracing_filter: Option<String>,
+    #[cfg(feature = "tracing")]
+    span_events: bool,
     sessions: SessionManagerBuilder,
     shutdown_timeout: Duration,
 }
@@ -59,6 +63,10 @@ impl Builder {
             issues,
             service_version: None,
             deployment_environment: None,
+            #[cfg(feature = "tracing")]
+            tracing_filter: None,
+            #[cfg(feature = "tracing")]
+            span_events: false,
             sessions: SessionManager::builder(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
@@ -90,6 +98,23 @@ impl Builder {
         self
     }
 
+    /// What the guard's `tracing` layers export: `EnvFilter` directives such as
+    /// `"info,my_app=debug,h2=off"`. Overrides `RUST_LOG`; without either, `info`.
+    #[cfg(feature = "tracing")]
+    pub fn with_tracing_filter(mut self, directives: impl Into<String>) -> Self {
+        self.tracing_filter = Some(directives.into());
+        self
+    }
+
+    /// Whether the guard's span layer also records `tracing` events as span
+    /// events (default `false`: each event is exported once, as a log record by
+    /// the log layer; turn this on when traces are exported and logs are not).
+    #[cfg(feature = "tracing")]
+    pub fn with_span_events(mut self, on: bool) -> Self {
+        self.span_events = on;
+        self
+    }
+
     /// Configures the session manager (callbacks, observers, user, clock, ids).
     pub fn with_sessions(
         mut self,
@@ -110,6 +135,8 @@ impl Builder {
         for issue in &self.issues {
             crate::warn::stderr(format_args!("{issue}"));
         }
+        #[cfg(feature = "tracing")]
+        let layers = layer_settings(self.tracing_filter.as_deref(), self.span_events);
         let config = self.config;
         let version_from_env = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
             v.split(',')
@@ -129,7 +156,13 @@ impl Builder {
             if config.mode == SessionMode::App {
                 sessions.start_session();
             }
-            return Ok(Guard::disabled(sessions, self.shutdown_timeout));
+            #[allow(unused_mut)]
+            let mut guard = Guard::disabled(sessions, self.shutdown_timeout);
+            #[cfg(feature = "tracing")]
+            {
+                guard.layers = layers;
+            }
+            return Ok(guard);
         }
 
         let mut detector = SessionResourceDetector::new();
@@ -278,8 +311,25 @@ impl Builder {
             spans_handed,
             logs_handed,
             shutdown_timeout: self.shutdown_timeout,
+            #[cfg(feature = "tracing")]
+            layers,
             done: false,
         })
+    }
+}
+
+/// The guard's layer settings: the filter (code, `RUST_LOG`, `info`; each bad
+/// one warned) and span events.
+#[cfg(feature = "tracing")]
+fn layer_settings(code: Option<&str>, span_events: bool) -> crate::setup::layers::LayerSettings {
+    let (directives, warnings) =
+        crate::setup::layers::resolve_directives(code, &|var| std::env::var(var).ok());
+    for w in warnings {
+        crate::warn::stderr(format_args!("{w}"));
+    }
+    crate::setup::layers::LayerSettings {
+        directives,
+        span_events,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct GotSpan {
     pub end_ns: u64,
     pub scope: String,
     pub resource: HashMap<String, String>,
+    /// The span status code (0 unset, 1 ok, 2 error).
+    pub status_code: i32,
 }
 
 impl GotSpan {
@@ -134,6 +136,7 @@ impl TraceService for Sink {
                             end_ns: 0,
                             scope: String::new(),
                             resource: HashMap::new(),
+                            status_code: 0,
                         });
                     }
                 }
@@ -169,6 +172,7 @@ impl TraceService for Sink {
                         end_ns: s.end_time_unix_nano,
                         scope: scope.clone(),
                         resource: resource.clone(),
+                        status_code: s.status.as_ref().map_or(0, |st| st.code),
                     });
                 }
             }
@@ -431,10 +435,19 @@ impl Rotel {
 
     /// As [`start`](Self::start), on the given gRPC port if any.
     pub fn start_on(forward_to: SocketAddr, grpc_port: Option<u16>) -> Rotel {
+        Self::start_on_ports(forward_to, grpc_port, None)
+    }
+
+    /// As [`start`](Self::start), on the given gRPC and HTTP ports if any.
+    pub fn start_on_ports(
+        forward_to: SocketAddr,
+        grpc_port: Option<u16>,
+        http_port: Option<u16>,
+    ) -> Rotel {
         let bin = rotel_bin();
         for _attempt in 0..5 {
             let grpc = grpc_port.unwrap_or_else(free_port);
-            let http = free_port();
+            let http = http_port.unwrap_or_else(free_port);
             let mut cmd = Command::new(&bin);
             for (k, _) in std::env::vars_os() {
                 if k.to_string_lossy().starts_with("ROTEL_") {
@@ -473,7 +486,10 @@ impl Rotel {
                     if let Some(mut o) = child.stdout.take() {
                         let _ = o.read_to_string(&mut out);
                     }
-                    if out.contains("Address already in use") && grpc_port.is_none() {
+                    if out.contains("Address already in use")
+                        && grpc_port.is_none()
+                        && http_port.is_none()
+                    {
                         break; // retry with new ports
                     }
                     panic!("rotel exited early: {out}");
@@ -572,7 +588,7 @@ pub fn example_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// Runs `e2e_child SCENARIO` (or, for `example:NAME`, that example) with `envs`, bounded by `limit`; `input` is written
+/// Runs `e2e_child SCENARIO` (or, for `example:NAME [ARG]`, that example) with `envs`, bounded by `limit`; `input` is written
 /// to its stdin line by line when it prints `WAIT` (for phased scenarios).
 pub fn run_child(scenario: &str, envs: &[(&str, String)], limit: Duration) -> ChildRun {
     run_child_with(scenario, envs, limit, |_| {})
@@ -587,8 +603,12 @@ pub fn run_child_with(
     mut on_wait: impl FnMut(usize),
 ) -> ChildRun {
     use std::io::{BufRead as _, BufReader, Write as _};
+    // `example:NAME` or `example:NAME ARG` runs that example, else e2e_child.
     let (program, arg) = match scenario.strip_prefix("example:") {
-        Some(name) => (example_bin(name), None),
+        Some(name) => match name.split_once(' ') {
+            Some((name, arg)) => (example_bin(name), Some(arg)),
+            None => (example_bin(name), None),
+        },
         None => (example_bin("e2e_child"), Some(scenario)),
     };
     let mut cmd = Command::new(program);
