@@ -70,6 +70,20 @@ fn outage() {
     print_session();
 }
 
+/// `let _ = init!()`: the guard is gone at once; the program runs on.
+#[allow(clippy::let_underscore_must_use)]
+fn dropped_at_once() {
+    let _ = otel_session::init!();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    println!("DONE=1");
+}
+
+/// A program that keeps its guard but exits at once without telemetry (`--help`).
+fn quiet() {
+    let _guard = otel_session::init!().expect("init");
+    println!("DONE=1");
+}
+
 /// Another OpenTelemetry layer, on a provider of its own.
 fn theirs<S>(
     provider: &opentelemetry_sdk::trace::SdkTracerProvider,
@@ -111,6 +125,8 @@ fn main() {
     match scenario.as_str() {
         "levels" => levels(),
         "outage" => outage(),
+        "dropped-at-once" => dropped_at_once(),
+        "quiet" => quiet(),
         other => match other.strip_prefix("two-layers:") {
             Some(how) => two_layers(how),
             None => {

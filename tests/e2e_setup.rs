@@ -1,7 +1,7 @@
 //! End to end, the set-up for production: what the guard's `tracing` layers
 //! export (levels, each event once, the app's own hyper/reqwest events, nothing
-//! of the export stack's own during an outage, two OpenTelemetry layers) and
-//! queue sizes from the environment.
+//! of the export stack's own during an outage, two OpenTelemetry layers), queue
+//! sizes from the environment, `service.name` and a guard dropped at once.
 //!
 //! Children: `examples/e2e_setup.rs` and `examples/e2e_child.rs`. Needs rotel
 //! (`bash scripts/install-collector.sh`).
@@ -243,12 +243,76 @@ fn queue_sizes_from_the_environment_are_clamped_and_cannot_abort_the_process() {
     assert!(got.logs.iter().any(|l| l.body == "plain log"), "logs flow");
 }
 
+fn service_name(env: &[(&'static str, &str)]) -> String {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child(
+        "plain",
+        &support::grpc_env(rotel.grpc_endpoint(), env),
+        LIMIT,
+    );
+    ok(&run);
+    let got = receiver.wait_for(Duration::from_secs(15), |r| {
+        r.spans.iter().any(|s| s.name == "plain")
+    });
+    let span = got.spans.iter().find(|s| s.name == "plain").expect("span");
+    span.resource
+        .get("service.name")
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn service_name_is_the_package_name_unless_the_environment_sets_one() {
+    assert_eq!(
+        service_name(&[]),
+        env!("CARGO_PKG_NAME"),
+        "init!() names it"
+    );
+    assert_eq!(
+        service_name(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.name=from-attributes,team=a"
+        )]),
+        "from-attributes"
+    );
+    assert_eq!(
+        service_name(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes"),
+            ("OTEL_SERVICE_NAME", "from-env"),
+        ]),
+        "from-env"
+    );
+}
+
 fn console_env() -> Vec<(&'static str, String)> {
     vec![
         ("OTEL_TRACES_EXPORTER", "console".to_string()),
         ("OTEL_LOGS_EXPORTER", "console".to_string()),
         ("OTEL_METRICS_EXPORTER", "none".to_string()),
     ]
+}
+
+#[test]
+fn a_guard_dropped_at_once_is_reported_and_a_quick_program_is_not() {
+    let run = run_child("example:e2e_setup dropped-at-once", &console_env(), LIMIT);
+    ok(&run);
+    assert_eq!(
+        run.stderr
+            .matches("the telemetry guard was dropped")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("let _guard = otel_session::init!()?;"));
+    let quick = run_child("example:e2e_setup quiet", &console_env(), LIMIT);
+    ok(&quick);
+    assert!(
+        !quick.stderr.contains("dropped"),
+        "a program that exits at once keeps quiet: {}",
+        quick.stderr
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The [`Guard`] `init()` returns: owns the providers, hands out the `tracing`
 //! layers, and ends the session and shuts everything down, bounded, when dropped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "tracing")]
 use opentelemetry::trace::TracerProvider as _;
@@ -14,6 +15,30 @@ use crate::core::manager::SessionManager;
 use crate::setup::export::{Delivery, DeliveryStats, ExportRuntime, HandedCounter};
 #[cfg(feature = "tracing")]
 use crate::setup::layers::{layer_filter, LayerSettings, MaybeLayer, SessionSpanLayer};
+
+/// Whether a guard is alive (one pipeline at a time).
+static LIVE: AtomicBool = AtomicBool::new(false);
+
+/// Held by the one live guard; released when the guard is gone.
+#[derive(Debug)]
+pub(crate) struct LiveClaim(());
+
+impl LiveClaim {
+    /// The claim, unless another guard holds it.
+    pub(crate) fn take() -> Option<LiveClaim> {
+        (!LIVE.swap(true, Ordering::AcqRel)).then_some(LiveClaim(()))
+    }
+}
+
+impl Drop for LiveClaim {
+    fn drop(&mut self) {
+        LIVE.store(false, Ordering::Release);
+    }
+}
+
+/// A guard dropped this soon after `init()`, before any telemetry, was most
+/// likely never kept (`let _ = init!()`).
+const DROPPED_AT_ONCE: Duration = Duration::from_millis(50);
 
 fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
     let (exported, failed) = stats.snapshot();
@@ -27,6 +52,15 @@ fn delivery(handed: &HandedCounter, stats: &DeliveryStats) -> Delivery {
 /// Owns the pipeline `init()` built. Dropping it ends the current session (reason
 /// `shutdown`), flushes and shuts the providers down, all within the shutdown
 /// timeout (a collector that is down or slow cannot hold the program longer).
+///
+/// Keep it for the program's life: `let _guard = otel_session::init!()?;`.
+/// `let _ = ...` drops it at once, which no lint can catch (`#[must_use]` does
+/// not apply to `let _`): a guard dropped within 50 ms of `init()`, before any
+/// telemetry, is reported on stderr if the program is still running a second
+/// later. Only one guard is alive at a time ([`InitError::AlreadyInitialized`]).
+///
+/// [`InitError::AlreadyInitialized`]: crate::InitError::AlreadyInitialized
+#[must_use = "dropping the Guard ends the session and shuts telemetry down: keep it alive               for the program's life (`let _guard = otel_session::init!()?;`)"]
 pub struct Guard {
     pub(crate) sessions: SessionManager,
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
@@ -40,7 +74,10 @@ pub struct Guard {
     pub(crate) shutdown_timeout: Duration,
     #[cfg(feature = "tracing")]
     pub(crate) layers: LayerSettings,
+    pub(crate) created: Instant,
+    pub(crate) handed_at_init: u64,
     pub(crate) done: bool,
+    pub(crate) _live: LiveClaim,
 }
 
 impl std::fmt::Debug for Guard {
@@ -55,7 +92,11 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub(crate) fn disabled(sessions: SessionManager, shutdown_timeout: Duration) -> Self {
+    pub(crate) fn disabled(
+        sessions: SessionManager,
+        shutdown_timeout: Duration,
+        live: LiveClaim,
+    ) -> Self {
         Guard {
             sessions,
             tracer_provider: None,
@@ -72,8 +113,17 @@ impl Guard {
                 directives: crate::setup::layers::DEFAULT_FILTER.to_string(),
                 span_events: false,
             },
+            created: Instant::now(),
+            handed_at_init: 0,
             done: false,
+            _live: live,
         }
+    }
+
+    /// Marks the end of `init()` (what was handed so far is the lifecycle's).
+    pub(crate) fn mark_init_done(&mut self) {
+        self.created = Instant::now();
+        self.handed_at_init = self.spans_handed.total() + self.logs_handed.total();
     }
 
     /// The session manager (also installed globally).
@@ -256,6 +306,36 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        if !self.done {
+            self.warn_if_dropped_at_once();
+        }
         self.shutdown_now();
+    }
+}
+
+impl Guard {
+    /// `let _ = init!()` drops the guard at once, and the program then runs
+    /// without telemetry. A guard dropped within 50 ms of `init()`, before any
+    /// span or log record, is reported, but only if the program is still running
+    /// a second later: a program that simply exits (`--help`) stays quiet.
+    fn warn_if_dropped_at_once(&self) {
+        let exports = self.tracer_provider.is_some() || self.logger_provider.is_some();
+        let soon = self.created.elapsed();
+        let handed = self.spans_handed.total() + self.logs_handed.total();
+        if !exports || soon >= DROPPED_AT_ONCE || handed != self.handed_at_init {
+            return;
+        }
+        let after = soon.as_millis();
+        let _ = std::thread::Builder::new()
+            .name("otel-session-dropped-guard".to_string())
+            .spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                crate::warn::stderr(format_args!(
+                    "the telemetry guard was dropped {after} ms after init(), before any span or \
+                     log record, and the program runs on without telemetry. Keep it for the \
+                     program's life: `let _guard = otel_session::init!()?;` \
+                     (`let _ = ...` drops it at once)"
+                ));
+            });
     }
 }
