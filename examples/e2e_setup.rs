@@ -84,6 +84,22 @@ fn quiet() {
     println!("DONE=1");
 }
 
+/// The init-tracing-opentelemetry recipe: its OpenTelemetry off, our layers in
+/// its subscriber (README, "Composition").
+fn init_tracing_recipe() {
+    let guard = otel_session::init!().expect("init");
+    let _tracing = init_tracing_opentelemetry::TracingConfig::production()
+        .with_stderr()
+        .with_quiet_init(true)
+        .with_otel(false)
+        .init_subscriber_ext(|registry| {
+            registry.with(guard.tracing_layer()).with(guard.log_layer())
+        })
+        .expect("subscriber");
+    tracing::info_span!("composed-work").in_scope(|| tracing::info!("composed log"));
+    print_session();
+}
+
 /// Another OpenTelemetry layer, on a provider of its own.
 fn theirs<S>(
     provider: &opentelemetry_sdk::trace::SdkTracerProvider,
@@ -104,6 +120,18 @@ fn two_layers(how: &str) {
         tracing::info_span!("doubled-again").in_scope(|| {});
     };
     match how {
+        // init-tracing-opentelemetry with its OpenTelemetry on, ours added in
+        // `init_subscriber_ext`: its layer is outside ours.
+        "init-tracing" => {
+            let _tracing = init_tracing_opentelemetry::TracingConfig::production()
+                .with_stderr()
+                .with_quiet_init(true)
+                .init_subscriber_ext(|registry| {
+                    registry.with(guard.tracing_layer()).with(guard.log_layer())
+                })
+                .expect("subscriber");
+            work();
+        }
         "ours-inside" => {
             let s = tracing_subscriber::registry()
                 .with(guard.tracing_layer())
@@ -120,6 +148,53 @@ fn two_layers(how: &str) {
     println!("SURVIVED=1");
 }
 
+/// The standalone recipe for providers built with `with_batch_exporter`: the
+/// enricher first, the exporters from `otel_session::export::ExporterBuilder`.
+fn standalone_recipe() {
+    use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+    use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+
+    let sessions = otel_session::SessionManager::builder().build();
+    let mut exporters = otel_session::export::ExporterBuilder::from_env();
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_span_processor(
+            sessions
+                .standalone_span_processor()
+                .with_lifecycle_processor(
+                    BatchSpanProcessor::builder(exporters.span_exporter().expect("span exporter"))
+                        .build(),
+                ),
+        )
+        .with_batch_exporter(exporters.span_exporter().expect("span exporter"))
+        .build();
+    let logger_provider = SdkLoggerProvider::builder()
+        .with_log_processor(
+            sessions
+                .standalone_log_processor()
+                .with_lifecycle_processor(
+                    BatchLogProcessor::builder(exporters.log_exporter().expect("log exporter"))
+                        .build(),
+                ),
+        )
+        .with_batch_exporter(exporters.log_exporter().expect("log exporter"))
+        .build();
+    otel_session::set_global_manager(sessions.clone());
+    sessions.start_session();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("app")))
+        .with(
+            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
+                &logger_provider,
+            ),
+        );
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info_span!("standalone-work").in_scope(|| tracing::info!("standalone log"));
+    });
+    print_session();
+    let _ = tracer_provider.shutdown();
+    let _ = logger_provider.shutdown();
+}
+
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
     match scenario.as_str() {
@@ -127,6 +202,8 @@ fn main() {
         "outage" => outage(),
         "dropped-at-once" => dropped_at_once(),
         "quiet" => quiet(),
+        "init-tracing" => init_tracing_recipe(),
+        "standalone" => standalone_recipe(),
         other => match other.strip_prefix("two-layers:") {
             Some(how) => two_layers(how),
             None => {

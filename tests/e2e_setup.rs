@@ -1,7 +1,9 @@
 //! End to end, the set-up for production: what the guard's `tracing` layers
 //! export (levels, each event once, the app's own hyper/reqwest events, nothing
-//! of the export stack's own during an outage, two OpenTelemetry layers), queue
-//! sizes from the environment, `service.name` and a guard dropped at once.
+//! of the export stack's own during an outage), queue sizes from the environment,
+//! `service.name`, a guard dropped at once, and the composition recipes
+//! (init-tracing-opentelemetry, the standalone enricher with
+//! `with_batch_exporter`) through a real collector.
 //!
 //! Children: `examples/e2e_setup.rs` and `examples/e2e_child.rs`. Needs rotel
 //! (`bash scripts/install-collector.sh`).
@@ -316,8 +318,39 @@ fn a_guard_dropped_at_once_is_reported_and_a_quick_program_is_not() {
 }
 
 #[test]
+fn the_init_tracing_opentelemetry_recipe_stamps_spans_and_logs_through_rotel() {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child(
+        "example:e2e_setup init-tracing",
+        &support::grpc_env(rotel.grpc_endpoint(), &[]),
+        LIMIT,
+    );
+    ok(&run);
+    let sid = run.get("SESSION").expect("session");
+    let got = receiver.wait_for(Duration::from_secs(15), |r| {
+        r.spans.iter().any(|s| s.name == "composed-work")
+            && r.logs.iter().any(|l| l.body == "composed log")
+            && r.spans.iter().any(|s| s.name == "session")
+    });
+    let span = got
+        .spans
+        .iter()
+        .find(|s| s.name == "composed-work")
+        .expect("span arrived");
+    assert_eq!(span.sid(), Some(sid.as_str()));
+    let log = bodies(&got, "composed log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].sid(), Some(sid.as_str()));
+    assert!(got
+        .spans
+        .iter()
+        .any(|s| s.name == "session" && s.sid() == Some(sid.as_str())));
+}
+
+#[test]
 fn two_opentelemetry_layers_give_a_warning_instead_of_a_panic_in_every_order() {
-    for how in ["ours-inside", "ours-outside"] {
+    for how in ["init-tracing", "ours-inside", "ours-outside"] {
         let run = run_child(
             &format!("example:e2e_setup two-layers:{how}"),
             &console_env(),
@@ -335,4 +368,42 @@ fn two_opentelemetry_layers_give_a_warning_instead_of_a_panic_in_every_order() {
             run.stderr
         );
     }
+}
+
+#[test]
+fn the_standalone_recipe_with_batch_exporters_stamps_spans_and_logs_through_rotel() {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child(
+        "example:e2e_setup standalone",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
+        LIMIT,
+    );
+    ok(&run);
+    let sid = run.get("SESSION").expect("session");
+    let got = receiver.wait_for(Duration::from_secs(15), |r| {
+        r.spans.iter().any(|s| s.name == "standalone-work")
+            && r.logs.iter().any(|l| l.body == "standalone log")
+            && r.spans.iter().any(|s| s.name == "session")
+            && r.logs.iter().any(|l| l.event_name == "session.end")
+    });
+    let span = got
+        .spans
+        .iter()
+        .find(|s| s.name == "standalone-work")
+        .expect("span arrived");
+    assert_eq!(span.sid(), Some(sid.as_str()));
+    let log = bodies(&got, "standalone log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].sid(), Some(sid.as_str()));
+    assert!(
+        got.spans
+            .iter()
+            .any(|s| s.name == "session" && s.sid() == Some(sid.as_str())),
+        "the lifecycle went out through the lifecycle processor"
+    );
+    assert!(got
+        .logs
+        .iter()
+        .any(|l| l.event_name == "session.end" && l.sid() == Some(sid.as_str())));
 }

@@ -23,8 +23,9 @@ pub enum InitError {
     AlreadyInitialized,
 }
 
-/// Why an OTLP exporter could not be built (`init()` turns each into a warning
-/// and that signal off).
+/// Why an OTLP exporter could not be built (from the
+/// [`ExporterBuilder`](crate::export::ExporterBuilder); `init()` turns each into a
+/// warning and that signal off).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExportError {

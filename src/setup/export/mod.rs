@@ -12,10 +12,12 @@
 //! telemetry; it works from plain `main`, from `#[tokio::main]` (current-thread
 //! too), and shutting down never waits on the program's own runtime (`runtime`).
 //!
-//! [`span_batch_config`] / [`log_batch_config`]: the bounded batch settings
-//! `init()` uses (`batch`).
+//! [`ExporterBuilder`] builds the same OTLP exporters from the environment for
+//! pipelines you assemble yourself, and [`span_batch_config`] /
+//! [`log_batch_config`] the batch settings `init()` uses.
 
 mod batch;
+mod builder;
 mod delivery;
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 mod runtime;
@@ -27,6 +29,8 @@ pub use batch::{
     log_batch_config, span_batch_config, BatchSettings, DEFAULT_EXPORT_BATCH_SIZE,
     DEFAULT_LOG_QUEUE_SIZE, DEFAULT_SPAN_QUEUE_SIZE, MAX_EXPORT_BATCH_SIZE, MAX_QUEUE_SIZE,
 };
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub use builder::{ExporterBuilder, OtlpLogExporter, OtlpMetricExporter, OtlpSpanExporter};
 pub use delivery::{Counted, Delivery, DeliveryStats, Handed, HandedCounter};
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) use runtime::ExportRuntime;
