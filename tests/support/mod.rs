@@ -3,6 +3,8 @@
 //! scenario through `otel_session::init!()`.
 #![allow(dead_code)]
 
+pub mod rss;
+
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
