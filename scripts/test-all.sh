@@ -13,5 +13,7 @@ export ROTEL_BIN PHOENIX_BIN NGINX_BIN
 # the quickstart): build them as programs first (`cargo test` builds examples as
 # test harnesses only).
 cargo build --examples
+# The memory test measures the quickstart as users ship it (a release build).
+cargo build --release --example quickstart
 cargo test --all-targets
 cargo test --doc

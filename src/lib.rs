@@ -92,9 +92,10 @@ pub use model::session::{
 };
 pub use processors::log::{SessionLogEnricher, SessionLogProcessor};
 pub use processors::span::{SessionSpanEnricher, SessionSpanProcessor};
+pub use setup::builder::{init, Builder, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use setup::error::InitError;
+pub use setup::export::{DEFAULT_LOG_QUEUE_SIZE, DEFAULT_SPAN_QUEUE_SIZE, MAX_QUEUE_SIZE};
 pub use setup::guard::Guard;
-pub use setup::init::{init, Builder, DEFAULT_QUEUE_SIZE, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
 pub use stability::metrics;

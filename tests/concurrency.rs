@@ -73,20 +73,30 @@ fn every_stamped_id_was_reported_and_current_at_span_start() {
         .with_span_processor(sessions.span_processor(probe.clone()))
         .build();
     let done = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..3)
         .map(|i| {
             let tracer = provider.tracer("worker");
             let done = Arc::clone(&done);
+            let running = Arc::clone(&running);
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) || n < 1_000 {
                     tracer.in_span(format!("w{i}"), |_| {});
+                    if n == 0 {
+                        running.fetch_add(1, Ordering::Relaxed);
+                    }
                     n += 1;
                 }
                 n
             })
         })
         .collect();
+    // The sessions change while the workers make spans: on 2 busy cores the
+    // threads can otherwise start only after the last change (nothing stamped).
+    while running.load(Ordering::Relaxed) < 3 {
+        std::thread::yield_now();
+    }
     for round in 0..1_500u32 {
         match round % 6 {
             0 | 3 => {

@@ -278,7 +278,11 @@ fn a_burst_with_the_collector_down_finishes_in_bounded_time_and_memory() {
         .get("PEAK_RSS")
         .and_then(|v| v.trim_end_matches(" kB").trim().parse().ok())
         .expect("peak rss printed");
-    assert!(rss_kb < 400 * 1024, "peak RSS {rss_kb} kB");
+    // The default span queue (4,096, about 1.6 MiB committed at start) holds what
+    // the burst cannot deliver; the rest is dropped. A debug build's code is
+    // about 10 MiB resident of this (release: the quickstart test, e2e_memory).
+    // 92 MiB with the 65,536-span queue before.
+    assert!(rss_kb < 48 * 1024, "peak RSS {rss_kb} kB");
     assert!(run.stderr.contains("could not export"), "{}", run.stderr);
     // The full queue is reported while it happens, not only at shutdown.
     assert!(
@@ -301,6 +305,9 @@ fn a_burst_with_the_collector_down_finishes_in_bounded_time_and_memory() {
     assert_eq!(exported, 0, "{report}");
     assert_eq!(handed, exported + failed + dropped, "{report}");
     assert!(failed > 0, "{report}");
+    // Bounded queue: most of a 100,000-span burst cannot wait for a collector
+    // that is down (what did wait failed to export when the timeout came).
+    assert!(dropped > handed / 2, "{report}");
     // Only our two lifecycle log events: the export stack's own events (h2,
     // hyper, tonic) are not turned into log records that would be exported in turn.
     assert_eq!(numbers[4], 2, "log records handed: {report}");

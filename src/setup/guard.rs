@@ -1,8 +1,9 @@
 //! The [`Guard`] `init()` returns: owns the providers, hands out the `tracing`
 //! layers, and ends the session and shuts everything down, bounded, when dropped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "tracing")]
 use opentelemetry::trace::TracerProvider as _;
@@ -12,9 +13,33 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use crate::core::manager::SessionManager;
 use crate::setup::export::retry::Stop;
-use crate::setup::export::{Delivery, DeliveryStats, HandedCounter, RuntimeSlot};
+use crate::setup::export::{Delivery, DeliveryStats, ExportRuntime, HandedCounter};
 #[cfg(feature = "tracing")]
-use crate::setup::layers::not_export_stack;
+use crate::setup::layers::{layer_filter, LayerSettings, MaybeLayer, SessionSpanLayer};
+
+/// Whether a guard is alive (one pipeline at a time).
+static LIVE: AtomicBool = AtomicBool::new(false);
+
+/// Held by the one live guard; released when the guard is gone.
+#[derive(Debug)]
+pub(crate) struct LiveClaim(());
+
+impl LiveClaim {
+    /// The claim, unless another guard holds it.
+    pub(crate) fn take() -> Option<LiveClaim> {
+        (!LIVE.swap(true, Ordering::AcqRel)).then_some(LiveClaim(()))
+    }
+}
+
+impl Drop for LiveClaim {
+    fn drop(&mut self) {
+        LIVE.store(false, Ordering::Release);
+    }
+}
+
+/// A guard dropped this soon after `init()`, before any telemetry, was most
+/// likely never kept (`let _ = init!()`).
+const DROPPED_AT_ONCE: Duration = Duration::from_millis(50);
 
 fn delivery(handed: Option<&HandedCounter>, stats: &DeliveryStats) -> Delivery {
     let (exported, failed) = stats.snapshot();
@@ -32,12 +57,22 @@ fn delivery(handed: Option<&HandedCounter>, stats: &DeliveryStats) -> Delivery {
 /// Owns the pipeline `init()` built. Dropping it ends the current session (reason
 /// `shutdown`), flushes and shuts the providers down, all within the shutdown
 /// timeout (a collector that is down or slow cannot hold the program longer).
+///
+/// Keep it for the program's life: `let _guard = otel_session::init!()?;`.
+/// `let _ = ...` drops it at once, which no lint can catch (`#[must_use]` does
+/// not apply to `let _`): a guard dropped within 50 ms of `init()`, before any
+/// telemetry, is reported on stderr if the program is still running a second
+/// later. Only one guard is alive at a time ([`InitError::AlreadyInitialized`]).
+///
+/// [`InitError::AlreadyInitialized`]: crate::InitError::AlreadyInitialized
+#[must_use = "dropping the Guard ends the session and shuts telemetry down: keep it alive \
+              for the program's life (`let _guard = otel_session::init!()?;`)"]
 pub struct Guard {
     pub(crate) sessions: SessionManager,
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
     pub(crate) meter_provider: Option<SdkMeterProvider>,
-    pub(crate) runtime: Option<RuntimeSlot>,
+    pub(crate) runtime: Option<Arc<ExportRuntime>>,
     pub(crate) spans: Arc<DeliveryStats>,
     pub(crate) logs: Arc<DeliveryStats>,
     pub(crate) metrics: Arc<DeliveryStats>,
@@ -46,7 +81,12 @@ pub struct Guard {
     pub(crate) spans_handed: Arc<HandedCounter>,
     pub(crate) logs_handed: Arc<HandedCounter>,
     pub(crate) shutdown_timeout: Duration,
+    #[cfg(feature = "tracing")]
+    pub(crate) layers: LayerSettings,
+    pub(crate) created: Instant,
+    pub(crate) handed_at_init: u64,
     pub(crate) done: bool,
+    pub(crate) _live: LiveClaim,
 }
 
 impl std::fmt::Debug for Guard {
@@ -61,7 +101,11 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub(crate) fn disabled(sessions: SessionManager, shutdown_timeout: Duration) -> Self {
+    pub(crate) fn disabled(
+        sessions: SessionManager,
+        shutdown_timeout: Duration,
+        live: LiveClaim,
+    ) -> Self {
         Guard {
             sessions,
             tracer_provider: None,
@@ -75,8 +119,22 @@ impl Guard {
             spans_handed: Arc::new(HandedCounter::new()),
             logs_handed: Arc::new(HandedCounter::new()),
             shutdown_timeout,
+            #[cfg(feature = "tracing")]
+            layers: LayerSettings {
+                directives: crate::setup::layers::DEFAULT_FILTER.to_string(),
+                span_events: false,
+            },
+            created: Instant::now(),
+            handed_at_init: 0,
             done: false,
+            _live: live,
         }
+    }
+
+    /// Marks the end of `init()` (what was handed so far is the lifecycle's).
+    pub(crate) fn mark_init_done(&mut self) {
+        self.created = Instant::now();
+        self.handed_at_init = self.spans_handed.total() + self.logs_handed.total();
     }
 
     /// The session manager (also installed globally).
@@ -115,37 +173,53 @@ impl Guard {
         delivery(None, &self.metrics)
     }
 
-    /// The `tracing-opentelemetry` layer on our tracer, for your subscriber.
+    /// The `tracing-opentelemetry` layer on our tracer, for your subscriber (it
+    /// does nothing when traces are off).
     ///
-    /// It leaves out the spans and events of the export stack itself (`h2`,
-    /// `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*`): exporting them
-    /// would make telemetry about exporting telemetry, without end.
+    /// What it exports: spans passing the level filter
+    /// ([`Builder::with_tracing_filter`](crate::Builder::with_tracing_filter), else
+    /// `RUST_LOG`, else `info`), nothing emitted on the export stack's own threads
+    /// (telemetry suppression), and no span events unless
+    /// [`Builder::with_span_events`](crate::Builder::with_span_events) asks: each
+    /// event is exported once, as a log record, by [`log_layer`](Self::log_layer)
+    /// (an `ERROR` event still sets its span's status to Error). If the subscriber
+    /// already has another OpenTelemetry layer, this one turns itself off at the
+    /// first span with a warning (two would panic).
     #[cfg(feature = "tracing")]
-    pub fn tracing_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
+    pub fn tracing_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
         use tracing_subscriber::Layer as _;
-        self.tracer_provider.as_ref().map(|tp| {
-            tracing_opentelemetry::layer()
-                .with_tracer(tp.tracer("tracing"))
-                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
-        })
+        MaybeLayer(self.tracer_provider.as_ref().map(|tp| {
+            SessionSpanLayer::new(
+                tracing_opentelemetry::layer().with_tracer(tp.tracer("tracing")),
+                self.layers.span_events,
+            )
+            .with_filter(layer_filter(&self.layers.directives))
+        }))
     }
 
     /// The log bridge (`tracing` events → OpenTelemetry log records), for your
-    /// subscriber; like [`tracing_layer`](Self::tracing_layer) it leaves out the
-    /// export stack's own events.
+    /// subscriber (it does nothing when logs are off), with the same filter as
+    /// [`tracing_layer`](Self::tracing_layer).
     #[cfg(feature = "tracing")]
-    pub fn log_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S>>
+    pub fn log_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
         use tracing_subscriber::Layer as _;
-        self.logger_provider.as_ref().map(|lp| {
+        MaybeLayer(self.logger_provider.as_ref().map(|lp| {
             opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
-                .with_filter(tracing_subscriber::filter::filter_fn(not_export_stack))
-        })
+                .with_filter(layer_filter(&self.layers.directives))
+        }))
+    }
+
+    /// The filter directives the layers use (see
+    /// [`tracing_layer`](Self::tracing_layer)).
+    #[cfg(feature = "tracing")]
+    pub fn tracing_filter(&self) -> &str {
+        &self.layers.directives
     }
 
     /// Ends the session and shuts down now (what drop does).
@@ -178,6 +252,8 @@ impl Guard {
             let spawned = std::thread::Builder::new()
                 .name(format!("otel-session-shutdown-{name}"))
                 .spawn(move || {
+                    // This thread is part of the export stack too.
+                    let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
                     f();
                     let _ = tx.send(());
                 });
@@ -208,6 +284,7 @@ impl Guard {
         }
         drop(tx);
         let mut finished = 0;
+        let mut all_finished = true;
         while finished < started {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if rx.recv_timeout(left + Duration::from_millis(250)).is_err() {
@@ -215,6 +292,7 @@ impl Guard {
                     "telemetry shutdown did not finish within {timeout:?}; \
                      what was not yet exported is lost"
                 ));
+                all_finished = false;
                 break;
             }
             finished += 1;
@@ -229,14 +307,49 @@ impl Guard {
         if crate::global_manager().is_some_and(|g| g.ptr_eq(&self.sessions)) {
             crate::clear_global_manager();
         }
-        // Dropping the slot shuts the gRPC runtime down without blocking.
-        let _ = self.runtime.take();
+        // Stop the export runtime (without blocking), unless an export is still
+        // running on it: it then stops when that export's provider is dropped.
+        if let Some(rt) = self.runtime.take() {
+            if all_finished {
+                rt.stop();
+            }
+        }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        if !self.done {
+            self.warn_if_dropped_at_once();
+        }
         self.shutdown_now();
+    }
+}
+
+impl Guard {
+    /// `let _ = init!()` drops the guard at once, and the program then runs
+    /// without telemetry. A guard dropped within 50 ms of `init()`, before any
+    /// span or log record, is reported, but only if the program is still running
+    /// a second later: a program that simply exits (`--help`) stays quiet.
+    fn warn_if_dropped_at_once(&self) {
+        let exports = self.tracer_provider.is_some() || self.logger_provider.is_some();
+        let soon = self.created.elapsed();
+        let handed = self.spans_handed.total() + self.logs_handed.total();
+        if !exports || soon >= DROPPED_AT_ONCE || handed != self.handed_at_init {
+            return;
+        }
+        let after = soon.as_millis();
+        let _ = std::thread::Builder::new()
+            .name("otel-session-dropped-guard".to_string())
+            .spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                crate::warn::stderr(format_args!(
+                    "the telemetry guard was dropped {after} ms after init(), before any span or \
+                     log record, and the program runs on without telemetry. Keep it for the \
+                     program's life: `let _guard = otel_session::init!()?;` \
+                     (`let _ = ...` drops it at once)"
+                ));
+            });
     }
 }
 

@@ -1,328 +1,85 @@
-//! One-call setup: [`init()`](crate::init()), the [`init!`](crate::init!) macro and
-//! [`Builder`]. They read the environment, build tracer, logger and meter providers
-//! with the resource enricher, our processors in their wrapper form and the
-//! exporters the environment asks for, set the global tracer and meter providers and
-//! the global session manager, start the first session in `app` mode, and return a
+//! What [`Builder::init`](crate::Builder::init) does: read the environment, build
+//! tracer, logger and meter providers with the resource enricher, our processors
+//! in their wrapper form and the exporters the environment asks for, set the
+//! global tracer and meter providers and the global session manager (whose first
+//! session starts at build in `app` mode), install the panic hook, and return the
 //! [`Guard`] that ends the session and shuts everything down when dropped.
 //!
 //! No `tracing` subscriber is installed: the guard hands out the layers
 //! ([`Guard::tracing_layer`], [`Guard::log_layer`]) for your own subscriber.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider, SimpleLogProcessor};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor,
+    BatchSpanProcessor, SdkTracerProvider, ShouldSample, SimpleSpanProcessor,
 };
 use opentelemetry_sdk::Resource;
 
 use crate::core::manager::{SessionManager, SessionManagerBuilder};
-use crate::setup::config::{ConfigIssue, ExporterKind, SessionConfig};
+use crate::setup::builder::{Builder, SessionsFn, UserLogProcessor, UserSpanProcessor};
+use crate::setup::config::{ExporterKind, SessionConfig};
 use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
 use crate::setup::error::InitError;
 use crate::setup::export::{
-    self, Counted, DeliveryStats, Handed, HandedCounter, RuntimeSlot, Signal,
+    self, batch_settings_from_env, Counted, DeliveryStats, Handed, HandedCounter, OtlpPlan, Signal,
 };
-use crate::setup::guard::Guard;
+use crate::setup::guard::{Guard, LiveClaim};
 use crate::setup::resource::SessionResourceDetector;
 
-/// Default span/log queue when `OTEL_BSP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_QUEUE_SIZE`
-/// are unset. The SDK's 2,048 drops most of a burst of spans made in a tight loop;
-/// 65,536 spans (~20 MiB at worst) absorb one while a collector is slow.
-pub const DEFAULT_QUEUE_SIZE: usize = 65_536;
-
-/// How long the guard's drop may take to end the session, flush and shut down.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Builds the pipeline `init()` sets up, with code overrides of the environment.
-pub struct Builder {
-    config: SessionConfig,
-    issues: Vec<ConfigIssue>,
-    service_version: Option<String>,
-    deployment_environment: Option<String>,
-    sessions: Vec<SessionsFn>,
-    shutdown_timeout: Duration,
+/// Where one signal goes once its exporter is built.
+enum Out<E> {
+    Console,
+    Otlp(E),
 }
 
-impl std::fmt::Debug for Builder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .field("service_version", &self.service_version)
-            .finish_non_exhaustive()
+fn warn_missing_version(b: &Builder) {
+    let version_from_env = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
+        v.split(',')
+            .any(|kv| kv.trim_start().starts_with("service.version="))
+    });
+    if b.service_version.is_none() && !version_from_env && !b.config.sdk_disabled {
+        crate::warn::stderr(format_args!(
+            "service.version is not set, so stability per release is unavailable; \
+             use otel_session::init!() (it passes your CARGO_PKG_VERSION) or \
+             Builder::with_service_version(..)"
+        ));
     }
 }
 
-impl Builder {
-    /// Starts from the environment. Bad values are replaced by their defaults and
-    /// printed once each on stderr by [`init`](Self::init).
-    pub fn from_env() -> Self {
-        let (config, issues) = SessionConfig::from_env();
-        Builder {
-            config,
-            issues,
-            service_version: None,
-            deployment_environment: None,
-            sessions: Vec::new(),
-            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-        }
-    }
-
-    /// Uses `config` instead of the environment's `OTEL_SESSION_*` values.
-    pub fn with_config(mut self, config: SessionConfig) -> Self {
-        self.config = config;
-        self.issues.clear();
-        self
-    }
-
-    /// Changes the configuration in place.
-    pub fn configure(mut self, f: impl FnOnce(&mut SessionConfig)) -> Self {
-        f(&mut self.config);
-        self
-    }
-
-    /// Sets `service.version` (the [`init!`](crate::init!) macro passes your
-    /// crate's `CARGO_PKG_VERSION`).
-    pub fn with_service_version(mut self, version: impl Into<String>) -> Self {
-        self.service_version = Some(version.into());
-        self
-    }
-
-    /// Sets `deployment.environment.name`.
-    pub fn with_deployment_environment(mut self, name: impl Into<String>) -> Self {
-        self.deployment_environment = Some(name.into());
-        self
-    }
-
-    /// Configures the session manager (callbacks, observers, user, clock, ids).
-    /// Applied after the configuration's mode and timeouts, so what you set here
-    /// wins.
-    pub fn with_sessions(
-        mut self,
-        f: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder + Send + 'static,
-    ) -> Self {
-        self.sessions.push(Box::new(f));
-        self
-    }
-
-    /// How long dropping the guard may take (default 5 s).
-    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    /// Builds and installs everything; see the module docs.
-    pub fn init(self) -> Result<Guard, InitError> {
-        for issue in &self.issues {
-            crate::warn::stderr(format_args!("{issue}"));
-        }
-        let config = self.config;
-        for w in crate::setup::config::warnings(&config) {
-            crate::warn::stderr(format_args!("{w}"));
-        }
-        let version_from_env = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
-            v.split(',')
-                .any(|kv| kv.trim_start().starts_with("service.version="))
+#[cfg(feature = "tracing")]
+fn layer_settings(b: &Builder) -> crate::setup::layers::LayerSettings {
+    let (directives, warnings) =
+        crate::setup::layers::resolve_directives(b.tracing_filter.as_deref(), &|var| {
+            std::env::var(var).ok()
         });
-        if self.service_version.is_none() && !version_from_env && !config.sdk_disabled {
-            crate::warn::stderr(format_args!(
-                "service.version is not set, so stability per release is unavailable; \
-                 use otel_session::init!() (it passes your CARGO_PKG_VERSION) or \
-                 Builder::with_service_version(..)"
-            ));
-        }
-
-        if config.sdk_disabled {
-            let sessions = sessions_builder(&config, self.sessions)
-                .without_export()
-                .build();
-            crate::set_global_manager(sessions.clone());
-            crate::stability::panic::install(&sessions, None);
-            return Ok(Guard::disabled(sessions, self.shutdown_timeout));
-        }
-
-        let mut detector = SessionResourceDetector::new();
-        if let Some(v) = &self.service_version {
-            detector = detector.with_service_version(v.clone());
-        }
-        if let Some(e) = &self.deployment_environment {
-            detector = detector.with_deployment_environment(e.clone());
-        }
-        let resource = Resource::builder()
-            .with_detector(Box::new(detector))
-            .build();
-        let mut rt: Option<RuntimeSlot> = None;
-        let spans_stats = Arc::new(DeliveryStats::default());
-        let logs_stats = Arc::new(DeliveryStats::default());
-        let spans_handed = Arc::new(HandedCounter::new());
-        let logs_handed = Arc::new(HandedCounter::new());
-
-        // Exporters first: one that cannot be built (a bad endpoint, an unreadable
-        // TLS file, a transport compiled out) turns its signal off with a warning
-        // (one per cause); it never stops the app.
-        let metrics_stats = Arc::new(DeliveryStats::default());
-        let mut otlp = export::OtlpPlan::from_env([
-            config.traces_exporter == ExporterKind::Otlp,
-            config.logs_exporter == ExporterKind::Otlp,
-            config.metrics_exporter == ExporterKind::Otlp,
-        ]);
-        let span_out = match config.traces_exporter {
-            ExporterKind::Console => Some(Out::Console),
-            ExporterKind::Otlp => otlp
-                .build(Signal::Traces, &mut rt, export::otlp_spans)
-                .map(Out::Otlp),
-            _ => None,
-        };
-        let log_out = match config.logs_exporter {
-            ExporterKind::Console => Some(Out::Console),
-            ExporterKind::Otlp => otlp
-                .build(Signal::Logs, &mut rt, export::otlp_logs)
-                .map(Out::Otlp),
-            _ => None,
-        };
-        let meter_provider = match config.metrics_exporter {
-            ExporterKind::Console => Some(
-                SdkMeterProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_reader(
-                        PeriodicReader::builder(Counted::new(
-                            ConsoleMetricExporter,
-                            Arc::clone(&metrics_stats),
-                        ))
-                        .build(),
-                    )
-                    .build(),
-            ),
-            ExporterKind::Otlp => otlp
-                .build(Signal::Metrics, &mut rt, export::otlp_metrics)
-                .map(|exporter| {
-                    SdkMeterProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_reader(
-                            PeriodicReader::builder(Counted::new(
-                                exporter,
-                                Arc::clone(&metrics_stats),
-                            ))
-                            .build(),
-                        )
-                        .build()
-                }),
-            _ => None,
-        };
-        otlp.report_failures();
-        otlp.watch(Signal::Traces, &spans_stats);
-        otlp.watch(Signal::Logs, &logs_stats);
-        otlp.watch(Signal::Metrics, &metrics_stats);
-
-        // The manager: a signal that is off is off for the lifecycle too (quietly).
-        let mut sessions = sessions_builder(&config, self.sessions);
-        if let Some(mp) = &meter_provider {
-            sessions = sessions.with_meter(mp.meter(crate::model::attr::SCOPE_NAME));
-        }
-        if span_out.is_none() {
-            sessions = sessions.without_span_export();
-        }
-        if log_out.is_none() {
-            sessions = sessions.without_log_export();
-        }
-        let sessions = sessions.build();
-
-        // Each arm registers its concrete processor: no boxing, no extra dynamic
-        // call per span or record.
-        let tracer_provider = span_out.map(|out| {
-            // Session sampling, composed with OTEL_TRACES_SAMPLER.
-            let builder = SdkTracerProvider::builder()
-                .with_resource(resource.clone())
-                .with_sampler(
-                    sessions.sampler(opentelemetry_sdk::trace::Config::default().sampler),
-                );
-            match out {
-                Out::Console => builder.with_span_processor(sessions.span_processor(Handed::new(
-                    SimpleSpanProcessor::new(Counted::new(
-                        ConsoleSpanExporter,
-                        Arc::clone(&spans_stats),
-                    )),
-                    Arc::clone(&spans_handed),
-                ))),
-                Out::Otlp(exporter) => {
-                    let queue = queue_size("OTEL_BSP_MAX_QUEUE_SIZE");
-                    spans_stats.watch_drops(Arc::clone(&spans_handed), capacity(queue));
-                    builder.with_span_processor(
-                        sessions.span_processor(Handed::new(
-                            BatchSpanProcessor::builder(Counted::new(
-                                exporter,
-                                Arc::clone(&spans_stats),
-                            ))
-                            .with_batch_config(span_batch_config(queue))
-                            .build(),
-                            Arc::clone(&spans_handed),
-                        )),
-                    )
-                }
-            }
-            .build()
-        });
-        let logger_provider = log_out.map(|out| {
-            let builder = SdkLoggerProvider::builder().with_resource(resource.clone());
-            match out {
-                Out::Console => builder.with_log_processor(sessions.log_processor(Handed::new(
-                    SimpleLogProcessor::new(Counted::new(
-                        ConsoleLogExporter,
-                        Arc::clone(&logs_stats),
-                    )),
-                    Arc::clone(&logs_handed),
-                ))),
-                Out::Otlp(exporter) => {
-                    let queue = queue_size("OTEL_BLRP_MAX_QUEUE_SIZE");
-                    logs_stats.watch_drops(Arc::clone(&logs_handed), capacity(queue));
-                    builder.with_log_processor(
-                        sessions.log_processor(Handed::new(
-                            BatchLogProcessor::builder(Counted::new(
-                                exporter,
-                                Arc::clone(&logs_stats),
-                            ))
-                            .with_batch_config(log_batch_config(queue))
-                            .build(),
-                            Arc::clone(&logs_handed),
-                        )),
-                    )
-                }
-            }
-            .build()
-        });
-
-        if let Some(tp) = &tracer_provider {
-            opentelemetry::global::set_tracer_provider(tp.clone());
-        }
-        if let Some(mp) = &meter_provider {
-            opentelemetry::global::set_meter_provider(mp.clone());
-        }
-        crate::set_global_manager(sessions.clone());
-        let metrics_flush = meter_provider.clone().map(|mp| {
-            Arc::new(move || {
-                let _ = mp.force_flush();
-            }) as Arc<dyn Fn() + Send + Sync>
-        });
-        crate::stability::panic::install(&sessions, metrics_flush);
-        Ok(Guard {
-            sessions,
-            tracer_provider,
-            logger_provider,
-            meter_provider,
-            runtime: rt,
-            spans: spans_stats,
-            logs: logs_stats,
-            metrics: metrics_stats,
-            stop: otlp.stop(),
-            spans_handed,
-            logs_handed,
-            shutdown_timeout: self.shutdown_timeout,
-            done: false,
-        })
+    for w in warnings {
+        crate::warn::stderr(format_args!("{w}"));
     }
+    crate::setup::layers::LayerSettings {
+        directives,
+        span_events: b.span_events,
+    }
+}
+
+fn resource(b: &mut Builder) -> Resource {
+    let mut detector =
+        SessionResourceDetector::new().with_attributes(std::mem::take(&mut b.resource_attributes));
+    if let Some(n) = &b.service_name {
+        detector = detector.with_service_name(n.clone());
+    }
+    if let Some(v) = &b.service_version {
+        detector = detector.with_service_version(v.clone());
+    }
+    if let Some(e) = &b.deployment_environment {
+        detector = detector.with_deployment_environment(e.clone());
+    }
+    Resource::builder()
+        .with_detector(Box::new(detector))
+        .build()
 }
 
 /// The session manager's builder: the configuration's tracking settings, then
@@ -346,65 +103,206 @@ fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionMan
     builder
 }
 
-type SessionsFn = Box<dyn FnOnce(SessionManagerBuilder) -> SessionManagerBuilder + Send>;
-
-/// Where one signal goes once its exporter is built.
-enum Out<E> {
-    Console,
-    Otlp(E),
-}
-
-/// The queue size: `var` when it is a positive integer, else ours (a bad value is
-/// reported, not silently replaced by the SDK's 2,048).
-fn queue_size(var: &str) -> usize {
-    match std::env::var(var) {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                crate::warn::stderr(format_args!(
-                    "{var}={v:?} is not valid (expected a positive integer); using {DEFAULT_QUEUE_SIZE}"
-                ));
-                DEFAULT_QUEUE_SIZE
-            }
-        },
-        Err(_) => DEFAULT_QUEUE_SIZE,
+/// Builds and installs everything (see the module docs).
+pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
+    let live = LiveClaim::take().ok_or(InitError::AlreadyInitialized)?;
+    for issue in &b.issues {
+        crate::warn::stderr(format_args!("{issue}"));
     }
-}
+    let config = b.config.clone();
+    for w in crate::setup::config::warnings(&config) {
+        crate::warn::stderr(format_args!("{w}"));
+    }
+    warn_missing_version(&b);
+    #[cfg(feature = "tracing")]
+    let layers = layer_settings(&b);
+    let code = std::mem::take(&mut b.sessions);
 
-/// Room in a batch processor: its queue plus the batch being exported.
-fn capacity(queue: usize) -> u64 {
-    (queue + 512) as u64
-}
+    if config.sdk_disabled {
+        let sessions = sessions_builder(&config, code).without_export().build();
+        crate::set_global_manager(sessions.clone());
+        crate::stability::panic::install(&sessions, None);
+        let mut guard = Guard::disabled(sessions, b.shutdown_timeout, live);
+        #[cfg(feature = "tracing")]
+        {
+            guard.layers = layers;
+        }
+        guard.mark_init_done();
+        return Ok(guard);
+    }
 
-fn span_batch_config(queue: usize) -> opentelemetry_sdk::trace::BatchConfig {
-    BatchConfigBuilder::default()
-        .with_max_queue_size(queue)
-        .build()
-}
+    let resource = resource(&mut b);
+    let spans_stats = Arc::new(DeliveryStats::default());
+    let logs_stats = Arc::new(DeliveryStats::default());
+    let metrics_stats = Arc::new(DeliveryStats::default());
+    let spans_handed = Arc::new(HandedCounter::new());
+    let logs_handed = Arc::new(HandedCounter::new());
 
-fn log_batch_config(queue: usize) -> opentelemetry_sdk::logs::BatchConfig {
-    opentelemetry_sdk::logs::BatchConfigBuilder::default()
-        .with_max_queue_size(queue)
-        .build()
-}
-
-/// Reads the environment and sets everything up (see the module docs). Prefer the
-/// [`init!`](crate::init!) macro, which also records your `service.version`.
-pub fn init() -> Result<Guard, InitError> {
-    Builder::from_env().init()
-}
-
-/// [`init()`](crate::init()) that also sets `service.version` to the calling
-/// crate's `CARGO_PKG_VERSION`.
-///
-/// ```no_run
-/// let _guard = otel_session::init!().expect("telemetry");
-/// ```
-#[macro_export]
-macro_rules! init {
-    () => {
-        $crate::Builder::from_env()
-            .with_service_version(env!("CARGO_PKG_VERSION"))
-            .init()
+    // Exporters first: one that cannot be built (a bad endpoint, an unreadable
+    // TLS file, a transport compiled out) turns its signal off with a warning
+    // (one per cause); it never stops the app. OTLP exporters come wrapped in
+    // `Counted` (retries, diagnostics, counts), exactly as the ExporterBuilder
+    // gives them.
+    let mut otlp = OtlpPlan::from_env([
+        config.traces_exporter == ExporterKind::Otlp,
+        config.logs_exporter == ExporterKind::Otlp,
+        config.metrics_exporter == ExporterKind::Otlp,
+    ]);
+    let span_out = match config.traces_exporter {
+        ExporterKind::Console => Some(Out::Console),
+        ExporterKind::Otlp => otlp
+            .build(Signal::Traces, &spans_stats, export::otlp_spans)
+            .map(Out::Otlp),
+        _ => None,
     };
+    let log_out = match config.logs_exporter {
+        ExporterKind::Console => Some(Out::Console),
+        ExporterKind::Otlp => otlp
+            .build(Signal::Logs, &logs_stats, export::otlp_logs)
+            .map(Out::Otlp),
+        _ => None,
+    };
+    let meter_provider = match config.metrics_exporter {
+        ExporterKind::Console => Some(
+            SdkMeterProvider::builder()
+                .with_resource(resource.clone())
+                .with_reader(
+                    PeriodicReader::builder(Counted::new(
+                        ConsoleMetricExporter,
+                        Arc::clone(&metrics_stats),
+                    ))
+                    .build(),
+                )
+                .build(),
+        ),
+        ExporterKind::Otlp => otlp
+            .build(Signal::Metrics, &metrics_stats, export::otlp_metrics)
+            .map(|exporter| {
+                SdkMeterProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_reader(PeriodicReader::builder(exporter).build())
+                    .build()
+            }),
+        _ => None,
+    };
+    otlp.report_failures();
+
+    // The manager: a signal that is off is off for the lifecycle too (quietly).
+    let traces_on = span_out.is_some() || !b.span_processors.is_empty();
+    let logs_on = log_out.is_some() || !b.log_processors.is_empty();
+    let mut sessions = sessions_builder(&config, code);
+    if let Some(mp) = &meter_provider {
+        sessions = sessions.with_meter(mp.meter(crate::model::attr::SCOPE_NAME));
+    }
+    if !traces_on {
+        sessions = sessions.without_span_export();
+    }
+    if !logs_on {
+        sessions = sessions.without_log_export();
+    }
+    let sessions = sessions.build();
+
+    // Your processors first, each wrapped; then the exporting one. Each arm
+    // registers its concrete processor: no boxing, no extra dynamic call per
+    // span or record.
+    let tracer_provider = traces_on.then(|| {
+        // Session sampling wraps the builder's sampler, else OTEL_TRACES_SAMPLER's.
+        let inner: Box<dyn ShouldSample> = b
+            .sampler
+            .take()
+            .unwrap_or_else(|| opentelemetry_sdk::trace::Config::default().sampler);
+        let mut builder = SdkTracerProvider::builder()
+            .with_resource(resource.clone())
+            .with_sampler(sessions.sampler(inner));
+        for p in b.span_processors.drain(..) {
+            builder = builder.with_span_processor(sessions.span_processor(UserSpanProcessor(p)));
+        }
+        match span_out {
+            Some(Out::Console) => {
+                builder.with_span_processor(sessions.span_processor(Handed::new(
+                    SimpleSpanProcessor::new(Counted::new(
+                        ConsoleSpanExporter,
+                        Arc::clone(&spans_stats),
+                    )),
+                    Arc::clone(&spans_handed),
+                )))
+            }
+            Some(Out::Otlp(exporter)) => {
+                let batch = batch_settings_from_env(true);
+                spans_stats.watch_drops(Arc::clone(&spans_handed), batch.capacity());
+                builder.with_span_processor(
+                    sessions.span_processor(Handed::new(
+                        BatchSpanProcessor::builder(exporter)
+                            .with_batch_config(batch.span_config())
+                            .build(),
+                        Arc::clone(&spans_handed),
+                    )),
+                )
+            }
+            None => builder,
+        }
+        .build()
+    });
+    let logger_provider = logs_on.then(|| {
+        let mut builder = SdkLoggerProvider::builder().with_resource(resource.clone());
+        for p in b.log_processors.drain(..) {
+            builder = builder.with_log_processor(sessions.log_processor(UserLogProcessor(p)));
+        }
+        match log_out {
+            Some(Out::Console) => builder.with_log_processor(sessions.log_processor(Handed::new(
+                SimpleLogProcessor::new(Counted::new(ConsoleLogExporter, Arc::clone(&logs_stats))),
+                Arc::clone(&logs_handed),
+            ))),
+            Some(Out::Otlp(exporter)) => {
+                let batch = batch_settings_from_env(false);
+                logs_stats.watch_drops(Arc::clone(&logs_handed), batch.capacity());
+                builder.with_log_processor(
+                    sessions.log_processor(Handed::new(
+                        BatchLogProcessor::builder(exporter)
+                            .with_batch_config(batch.log_config())
+                            .build(),
+                        Arc::clone(&logs_handed),
+                    )),
+                )
+            }
+            None => builder,
+        }
+        .build()
+    });
+
+    if let Some(tp) = &tracer_provider {
+        opentelemetry::global::set_tracer_provider(tp.clone());
+    }
+    if let Some(mp) = &meter_provider {
+        opentelemetry::global::set_meter_provider(mp.clone());
+    }
+    crate::set_global_manager(sessions.clone());
+    let metrics_flush = meter_provider.clone().map(|mp| {
+        Arc::new(move || {
+            let _ = mp.force_flush();
+        }) as Arc<dyn Fn() + Send + Sync>
+    });
+    crate::stability::panic::install(&sessions, metrics_flush);
+    let mut guard = Guard {
+        sessions,
+        tracer_provider,
+        logger_provider,
+        meter_provider,
+        runtime: otlp.take_runtime(),
+        spans: spans_stats,
+        logs: logs_stats,
+        metrics: metrics_stats,
+        stop: otlp.stop(),
+        spans_handed,
+        logs_handed,
+        shutdown_timeout: b.shutdown_timeout,
+        #[cfg(feature = "tracing")]
+        layers,
+        created: Instant::now(),
+        handed_at_init: 0,
+        done: false,
+        _live: live,
+    };
+    guard.mark_init_done();
+    Ok(guard)
 }

@@ -1,21 +1,24 @@
 //! Setup: everything between the environment and a running pipeline.
 //!
 //! - [`config`]: `OTEL_SESSION_*` and the standard variables this crate reads;
-//! - [`export`]: OTLP transports, exporters and delivery accounting;
+//! - [`export`]: OTLP transports, the export runtime, exporters, batch settings
+//!   and delivery accounting;
 //! - [`console`]: readable console exporters;
 //! - `resource`: the app and device resource detector;
-//! - `init`: [`init()`](crate::init()), [`init!`](crate::init!), [`Builder`](crate::Builder)
-//!   and the [`Guard`](crate::Guard);
-//! - `error`: [`InitError`](crate::InitError).
+//! - `builder`: [`Builder`](crate::Builder), [`init()`](crate::init()) and
+//!   [`init!`](crate::init!); `init`: what `Builder::init` assembles;
+//! - `guard`: the [`Guard`](crate::Guard); `layers`: its `tracing` layers;
+//! - `error`: [`InitError`](crate::InitError) and [`ExportError`](crate::export::ExportError).
 //!
 //! May use: every other module; nothing uses it but the crate root.
 
+pub(crate) mod builder;
 pub mod config;
 pub mod console;
 pub(crate) mod error;
 pub mod export;
 pub(crate) mod guard;
-pub(crate) mod init;
+mod init;
 #[cfg(feature = "tracing")]
 mod layers;
 pub(crate) mod resource;

@@ -1,6 +1,7 @@
 //! The resource enricher: a [`ResourceDetector`] for the app and device context a
-//! session is read against (`service.version`, `deployment.environment.name`,
-//! `os.type`, `os.version`, `host.arch`, `telemetry.distro.*`).
+//! session is read against (`service.name` when given, `service.version`,
+//! `deployment.environment.name`, `os.type`, `os.version`, `host.arch`,
+//! `telemetry.distro.*`, and any attributes you add).
 //!
 //! `os.type` and `host.arch` use the semantic conventions' well-known values
 //! (`darwin`, `amd64`, `arm64`, …). We do not reuse `opentelemetry-resource-detectors`
@@ -8,7 +9,12 @@
 //! `x86_64`, `aarch64`), which backends do not recognise, and its host detector also
 //! adds `host.name` / `host.id`, which identify a user's machine. `os.version` comes
 //! from the `os_info` crate. Keys set through `OTEL_RESOURCE_ATTRIBUTES`
-//! or `OTEL_SERVICE_NAME` are never overridden: the detector leaves them out.
+//! or `OTEL_SERVICE_NAME` are never overridden: the detector leaves them out. So
+//! `service.name` is, first to last: `OTEL_SERVICE_NAME`, `service.name` in
+//! `OTEL_RESOURCE_ATTRIBUTES`, [`with_service_name`](SessionResourceDetector::with_service_name)
+//! (`init!()` passes your package name), the SDK's `unknown_service:<binary>`.
+//! (The SDK alone lets `OTEL_RESOURCE_ATTRIBUTES` win over `OTEL_SERVICE_NAME`,
+//! against the specification; this detector restores the specified order.)
 //! `session.id` is not here: a resource is fixed for a provider's life, sessions
 //! are not.
 
@@ -18,6 +24,8 @@ use opentelemetry::{Key, KeyValue};
 use opentelemetry_sdk::resource::{EnvResourceDetector, ResourceDetector};
 use opentelemetry_sdk::Resource;
 
+/// `service.name`
+pub const SERVICE_NAME: &str = "service.name";
 /// `service.version`
 pub const SERVICE_VERSION: &str = "service.version";
 /// `deployment.environment.name`
@@ -50,14 +58,30 @@ pub const TELEMETRY_DISTRO_VERSION: &str = "telemetry.distro.version";
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct SessionResourceDetector {
+    service_name: Option<String>,
     service_version: Option<String>,
     environment: Option<String>,
+    attributes: Vec<KeyValue>,
 }
 
 impl SessionResourceDetector {
     /// A detector with no service version or environment.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`
+    /// set one (the environment of a deployment wins over the name in code).
+    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// Adds resource attributes. They win over this detector's own values
+    /// (`os.*`, `service.version`, …); keys set in the environment win over them.
+    pub fn with_attributes(mut self, attributes: impl IntoIterator<Item = KeyValue>) -> Self {
+        self.attributes.extend(attributes);
+        self
     }
 
     /// Sets `service.version` (the app's version: stability is per release).
@@ -104,6 +128,7 @@ fn os_version() -> Option<String> {
 impl ResourceDetector for SessionResourceDetector {
     fn detect(&self) -> Resource {
         let mut attributes = vec![
+            KeyValue::new(SERVICE_NAME, self.service_name.clone().unwrap_or_default()),
             KeyValue::new(OS_TYPE, os_type()),
             KeyValue::new(HOST_ARCH, host_arch()),
         ];
@@ -125,15 +150,37 @@ impl ResourceDetector for SessionResourceDetector {
             env!("CARGO_PKG_VERSION"),
         ));
 
-        let mut user_set: HashSet<Key> = EnvResourceDetector::new()
+        if self.service_name.is_none() {
+            attributes.retain(|kv| kv.key.as_str() != SERVICE_NAME);
+        }
+        // Added attributes replace ours; the last of equal keys wins.
+        attributes.retain(|kv| !self.attributes.iter().any(|a| a.key == kv.key));
+        let mut seen = HashSet::new();
+        let added: Vec<KeyValue> = self
+            .attributes
+            .iter()
+            .rev()
+            .filter(|kv| seen.insert(kv.key.clone()))
+            .cloned()
+            .collect();
+        attributes.extend(added.into_iter().rev());
+
+        let user_set: HashSet<Key> = EnvResourceDetector::new()
             .detect()
             .iter()
             .map(|(k, _)| k.clone())
             .collect();
-        if std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty()) {
-            user_set.insert(Key::from_static_str("service.name"));
-        }
         attributes.retain(|kv| !user_set.contains(&kv.key));
+        // OTEL_SERVICE_NAME wins over `service.name` in OTEL_RESOURCE_ATTRIBUTES
+        // (the specification's order; the SDK's resource builder applies the
+        // attributes last, so this detector, applied after it, restores it).
+        if let Some(name) = std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            attributes.retain(|kv| kv.key.as_str() != SERVICE_NAME);
+            attributes.push(KeyValue::new(SERVICE_NAME, name));
+        }
         Resource::builder_empty()
             .with_attributes(attributes)
             .build()

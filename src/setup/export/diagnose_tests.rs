@@ -125,7 +125,7 @@ fn no_scheme_over_grpc_means_tls_to_a_plaintext_collector() {
 #[cfg(feature = "otlp-http")]
 #[test]
 fn no_scheme_over_http_is_a_build_error_naming_the_variable() {
-    let e = super::super::transport::BuildError::NoScheme {
+    let e = crate::setup::error::ExportError::NoScheme {
         var: "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
         value: "localhost:4318".into(),
     };

@@ -5,13 +5,16 @@
 //!
 //! - `target`: where each signal goes (URL, timeout) and its transport;
 //! - `tls`: CA bundle and client identity from the environment;
-//! - `transport`: building the exporters (TLS, retries, the probe);
+//! - `transport`: building the exporters (TLS, the shared HTTP clients, the probe);
+//! - `runtime`: the export runtime every OTLP export runs on, suppressed;
 //! - `observe`: the probe that keeps what the last HTTP attempt got;
 //! - `retry`: which failures are retried, how long to wait, stopping at shutdown;
 //! - `counted`: the decorator that retries, diagnoses and counts every export;
 //! - `diagnose`: why an export failed and the likely fix, one warning per cause;
 //! - `check`: settings checked before anything is sent (headers, TLS on http);
-//! - `plan`: what `init()` resolves, warns about and builds, once per cause;
+//! - `plan`: what is resolved, warned about and built, once per cause;
+//! - `builder`: [`ExporterBuilder`], the plan for pipelines you assemble;
+//! - `batch`: the bounded batch settings (`OTEL_BSP_*`, `OTEL_BLRP_*`);
 //! - `delivery`: counts of what was delivered, retried and lost.
 //!
 //! Every exporter is wrapped in a [`Counted`] decorator: transient failures are
@@ -19,13 +22,20 @@
 //! export timeout, not once shutting down), and telemetry that could not be
 //! delivered is counted and reported, never silently.
 //!
-//! gRPC needs a tokio reactor. `init()` always gives it its own small runtime (one
-//! worker thread) owned by the guard, whether or not the program has a runtime: so
-//! it works from plain `main`, from `#[tokio::main]` (current-thread too), and
-//! shutting down never waits on the program's own runtime.
+//! Every OTLP exporter, gRPC and HTTP, exports on one small tokio runtime of
+//! ours (one worker thread) whose threads suppress the export stack's own
+//! telemetry; it works from plain `main`, from `#[tokio::main]` (current-thread
+//! too), and shutting down never waits on the program's own runtime.
+//!
+//! [`ExporterBuilder`] builds the same OTLP exporters (TLS, retries, diagnostics,
+//! the runtime) from the environment for pipelines you assemble yourself, and
+//! [`span_batch_config`] / [`log_batch_config`] the batch settings `init()` uses.
 //!
 //! May use: `config`; used by `init` and `guard`.
 
+mod batch;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+mod builder;
 pub(crate) mod check;
 mod counted;
 mod delivery;
@@ -33,13 +43,40 @@ pub(crate) mod diagnose;
 pub(crate) mod observe;
 mod plan;
 pub(crate) mod retry;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+mod runtime;
 pub(crate) mod target;
 pub(crate) mod tls;
 mod transport;
 
+pub use crate::setup::error::ExportError;
+pub(crate) use batch::batch_settings_from_env;
+pub use batch::{
+    log_batch_config, span_batch_config, BatchSettings, DEFAULT_EXPORT_BATCH_SIZE,
+    DEFAULT_LOG_QUEUE_SIZE, DEFAULT_SPAN_QUEUE_SIZE, MAX_EXPORT_BATCH_SIZE, MAX_QUEUE_SIZE,
+};
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub use builder::{ExporterBuilder, OtlpLogExporter, OtlpMetricExporter, OtlpSpanExporter};
 pub use counted::Counted;
 pub use delivery::{Delivery, DeliveryStats, Handed, HandedCounter};
 pub(crate) use plan::OtlpPlan;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub(crate) use runtime::ExportRuntime;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub use runtime::OtlpExporter;
 pub(crate) use target::Signal;
+pub use tls::TlsFileError;
 pub use transport::{default_transport, transport_from_lookup, Transport};
-pub(crate) use transport::{otlp_logs, otlp_metrics, otlp_spans, RuntimeSlot};
+pub(crate) use transport::{otlp_logs, otlp_metrics, otlp_spans};
+
+/// No OTLP transport compiled in: no export runtime.
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+#[derive(Debug)]
+pub(crate) enum ExportRuntime {}
+
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+impl ExportRuntime {
+    pub(crate) fn stop(&self) {
+        match *self {}
+    }
+}

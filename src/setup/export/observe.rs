@@ -137,15 +137,15 @@ mod http {
 
     use super::{error_chain, parse_retry_after, proxy_page, Outcome, Probe};
 
-    /// The blocking `reqwest` client, observed by a [`Probe`].
+    /// Our async `reqwest` client, observed by a [`Probe`].
     #[derive(Debug)]
     pub(crate) struct ObservedClient {
-        inner: reqwest::blocking::Client,
+        inner: reqwest::Client,
         probe: Arc<Probe>,
     }
 
     impl ObservedClient {
-        pub(crate) fn new(inner: reqwest::blocking::Client, probe: Arc<Probe>) -> Self {
+        pub(crate) fn new(inner: reqwest::Client, probe: Arc<Probe>) -> Self {
             ObservedClient { inner, probe }
         }
     }

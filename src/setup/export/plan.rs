@@ -1,19 +1,23 @@
-//! The OTLP side of `init()`: resolves every signal's target, transport and TLS
-//! files from the environment once, prints the configuration warnings once each
-//! (not once per signal), builds the exporters with their probes, and reports
-//! exporters that could not be built once per cause, listing the signals it
-//! turned off.
+//! The OTLP side of `init()` and of the [`ExporterBuilder`](super::ExporterBuilder):
+//! resolves every signal's target, transport and TLS files from the environment
+//! once, prints the configuration warnings once each (not once per signal),
+//! builds the exporters (on one export runtime, sharing HTTP clients) wrapped in
+//! [`Counted`] with their probes, so that they retry and diagnose, and, for
+//! `init()`, reports exporters that could not be built once per cause, listing
+//! the signals it turned off.
 
 use std::sync::Arc;
 
 use super::check;
-use super::counted::{ExportWatch, Reported};
+use super::counted::{Counted, ExportWatch, Reported};
 use super::delivery::DeliveryStats;
 use super::observe::Probe;
 use super::retry::Stop;
 use super::target::{self, Signal, Target};
 use super::tls::{self, TlsFileError, TlsMaterial, TlsVars};
-use super::transport::{default_transport, BuildError, HttpClients, OtlpParts, RuntimeSlot};
+use super::transport::{default_transport, HttpClients, OtlpParts};
+use super::ExportRuntime;
+use crate::setup::error::ExportError;
 
 /// One signal's OTLP settings.
 #[derive(Debug)]
@@ -21,17 +25,19 @@ struct SignalPlan {
     target: Target,
     vars: TlsVars,
     material: Result<TlsMaterial, TlsFileError>,
-    probe: Arc<Probe>,
 }
 
-/// The OTLP settings of the signals that export over OTLP.
+/// The OTLP settings of the signals that export over OTLP, and what their
+/// exporters share: the causes already reported, the shutdown, the HTTP clients
+/// and the export runtime.
 #[derive(Debug)]
 pub(crate) struct OtlpPlan {
     signals: [Option<SignalPlan>; 3],
     reported: Arc<Reported>,
     stop: Arc<Stop>,
     http_clients: HttpClients,
-    failures: Vec<(Signal, BuildError)>,
+    runtime: Option<Arc<ExportRuntime>>,
+    failures: Vec<(Signal, ExportError)>,
 }
 
 fn index(signal: Signal) -> usize {
@@ -41,6 +47,10 @@ fn index(signal: Signal) -> usize {
         Signal::Metrics => 2,
     }
 }
+
+/// Builds one exporter from its parts, starting the export runtime if needed.
+pub(crate) type BuildFn<E> =
+    fn(&OtlpParts<'_>, &mut Option<Arc<ExportRuntime>>) -> Result<E, ExportError>;
 
 impl OtlpPlan {
     /// Resolves the signals marked in `otlp` from the process environment and
@@ -90,7 +100,6 @@ impl OtlpPlan {
                     target,
                     vars,
                     material,
-                    probe: Arc::new(Probe::default()),
                 });
             }
         }
@@ -99,33 +108,55 @@ impl OtlpPlan {
             reported: Arc::new(Reported::default()),
             stop: Arc::new(Stop::default()),
             http_clients: HttpClients::default(),
+            runtime: None,
             failures: Vec::new(),
         };
         (plan, warnings)
     }
 
-    /// Builds `signal`'s exporter with `build`; a failure is kept for
+    /// Builds an exporter for `signal` with `build` (on this plan's runtime, with
+    /// its HTTP clients), wrapped in a [`Counted`] that counts into `stats` and
+    /// retries and diagnoses every export (its own probe, this plan's causes and
+    /// shutdown). `None` when `signal` is not planned.
+    pub(crate) fn counted<E>(
+        &mut self,
+        signal: Signal,
+        stats: Arc<DeliveryStats>,
+        build: BuildFn<E>,
+    ) -> Option<Result<Counted<E>, ExportError>> {
+        let plan = self.signals[index(signal)].as_ref()?;
+        let material = match &plan.material {
+            Ok(material) => material,
+            Err(e) => return Some(Err(ExportError::TlsFile(e.clone()))),
+        };
+        let probe = Arc::new(Probe::default());
+        let parts = OtlpParts {
+            target: &plan.target,
+            tls: material,
+            probe: Arc::clone(&probe),
+            http_clients: &self.http_clients,
+        };
+        Some(build(&parts, &mut self.runtime).map(|exporter| {
+            stats.watch_exports(ExportWatch {
+                target: plan.target.clone(),
+                probe,
+                tls: plan.vars.clone(),
+                reported: Arc::clone(&self.reported),
+                stop: Arc::clone(&self.stop),
+            });
+            Counted::new(exporter, stats)
+        }))
+    }
+
+    /// [`counted`](Self::counted) for `init()`: a failure is kept for
     /// [`report_failures`](Self::report_failures) and gives `None`.
     pub(crate) fn build<E>(
         &mut self,
         signal: Signal,
-        rt: &mut Option<RuntimeSlot>,
-        build: impl FnOnce(&OtlpParts<'_>, &mut Option<RuntimeSlot>) -> Result<E, BuildError>,
-    ) -> Option<E> {
-        let plan = self.signals[index(signal)].as_mut()?;
-        let result = match std::mem::replace(&mut plan.material, Ok(TlsMaterial::default())) {
-            Err(e) => Err(BuildError::TlsFile(e)),
-            Ok(material) => build(
-                &OtlpParts {
-                    target: &plan.target,
-                    tls: &material,
-                    probe: Arc::clone(&plan.probe),
-                    http_clients: &self.http_clients,
-                },
-                rt,
-            ),
-        };
-        match result {
+        stats: &Arc<DeliveryStats>,
+        build: BuildFn<E>,
+    ) -> Option<Counted<E>> {
+        match self.counted(signal, Arc::clone(stats), build)? {
             Ok(e) => Some(e),
             Err(e) => {
                 self.failures.push((signal, e));
@@ -134,22 +165,14 @@ impl OtlpPlan {
         }
     }
 
-    /// Has `stats` diagnose `signal`'s failed exports.
-    pub(crate) fn watch(&self, signal: Signal, stats: &DeliveryStats) {
-        if let Some(plan) = &self.signals[index(signal)] {
-            stats.watch_exports(ExportWatch {
-                target: plan.target.clone(),
-                probe: Arc::clone(&plan.probe),
-                tls: plan.vars.clone(),
-                reported: Arc::clone(&self.reported),
-                stop: Arc::clone(&self.stop),
-            });
-        }
-    }
-
     /// What tells the exports that the pipeline shuts down (for the guard).
     pub(crate) fn stop(&self) -> Arc<Stop> {
         Arc::clone(&self.stop)
+    }
+
+    /// The export runtime, if an exporter started it (for the guard).
+    pub(crate) fn take_runtime(&mut self) -> Option<Arc<ExportRuntime>> {
+        self.runtime.take()
     }
 
     /// Prints the exporters that could not be built, one warning per cause.
@@ -161,12 +184,12 @@ impl OtlpPlan {
 }
 
 /// One line per cause: the error and the signals it turned off.
-fn group_failures(failures: Vec<(Signal, BuildError)>) -> Vec<String> {
+fn group_failures(failures: Vec<(Signal, ExportError)>) -> Vec<String> {
     let mut groups: Vec<(String, bool, Vec<Signal>)> = Vec::new();
     for (signal, error) in failures {
         let (text, per_exporter) = match &error {
             #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-            BuildError::Exporter { message, .. } => (message.clone(), true),
+            ExportError::Exporter { message, .. } => (message.clone(), true),
             other => (other.to_string(), false),
         };
         match groups.iter_mut().find(|(t, _, _)| *t == text) {
@@ -245,11 +268,12 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nope.pem"),
         ]);
-        let mut rt = None;
+        let stats = Arc::new(DeliveryStats::default());
         for s in Signal::ALL {
-            let built: Option<()> = p.build(s, &mut rt, |_, _| Ok(()));
+            let built: Option<Counted<()>> = p.build(s, &stats, |_, _| Ok(()));
             assert!(built.is_none(), "{s} off");
         }
+        assert!(p.take_runtime().is_none(), "nothing was started");
         assert_eq!(
             group_failures(std::mem::take(&mut p.failures)),
             [
@@ -262,11 +286,11 @@ mod tests {
     #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
     #[test]
     fn exporter_errors_are_grouped_by_message() {
-        let e = |signal, message: &str| {
+        let e = |signal: Signal, message: &str| {
             (
                 signal,
-                BuildError::Exporter {
-                    signal,
+                ExportError::Exporter {
+                    signal: signal.name(),
                     message: message.into(),
                 },
             )

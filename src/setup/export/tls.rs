@@ -19,7 +19,7 @@ const CLIENT_CERT: &str = "CLIENT_CERTIFICATE";
 const CLIENT_KEY: &str = "CLIENT_KEY";
 
 /// A TLS file that cannot be used. Every variant names the variable and the path.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsFileError {
     /// The file cannot be read.
@@ -30,7 +30,7 @@ pub enum TlsFileError {
         /// The path it gives.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The file holds no PEM certificate.
     #[error("{var}={path:?} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
@@ -144,7 +144,7 @@ pub fn load(
         read(&v.path).map_err(|source| TlsFileError::Unreadable {
             var: v.var.clone(),
             path: v.path.clone(),
-            source,
+            source: std::sync::Arc::new(source),
         })
     };
     let certs = |v: &TlsVar, pem: &[u8]| {

@@ -1,59 +1,26 @@
-//! Which OTLP transport each signal uses, and building its exporter (gRPC on a
-//! runtime of our own, HTTP with protobuf or JSON bodies), with TLS from the
-//! environment and, over HTTP, a [`Probe`] that sees what each attempt got.
+//! Which OTLP transport each signal uses, and building its exporter: gRPC or HTTP
+//! (protobuf or JSON bodies), both exporting on the export runtime (see
+//! `runtime`), to the resolved URL with the resolved timeout and TLS from the
+//! environment; over HTTP through an async `reqwest` client of ours, observed by
+//! a [`Probe`] that sees what each attempt got.
 
 use std::sync::Arc;
 
 use super::observe::Probe;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+use super::runtime::OtlpExporter;
 use super::target::{self, Signal, Target};
-use super::tls::{TlsFileError, TlsMaterial};
+use super::tls::TlsMaterial;
+use super::ExportRuntime;
+use crate::setup::error::ExportError;
 
 pub use crate::setup::config::Transport;
 
-/// Why an OTLP exporter could not be built. `init()` reports it (once per
-/// cause) and turns the signal off; it never stops the program.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// `opentelemetry-otlp` refused the configuration.
-    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-    #[error("could not build the OTLP {signal} exporter: {message}")]
-    Exporter {
-        /// The signal.
-        signal: Signal,
-        /// Its message, with a hint when we have one.
-        message: String,
-    },
-    /// The transport asked for was compiled out.
-    #[error("OTLP transport {0} is not compiled in: enable the otel-session feature `otlp-grpc` or `otlp-http`")]
-    FeatureMissing(Transport),
-    /// The gRPC exporter's runtime could not start.
-    #[cfg(feature = "otlp-grpc")]
-    #[error("could not start the runtime for gRPC export: {0}")]
-    Runtime(String),
-    /// An OTLP/HTTP endpoint without `http://` or `https://`.
-    #[cfg(feature = "otlp-http")]
-    #[error("{var}={value:?} has no scheme: write http://{value} (or https://{value} for TLS)")]
-    NoScheme {
-        /// The variable.
-        var: String,
-        /// Its value.
-        value: String,
-    },
-    /// A TLS file is missing or unusable.
-    #[error(transparent)]
-    TlsFile(#[from] TlsFileError),
-    /// The HTTP client (with its TLS settings) could not be built.
-    #[cfg(feature = "otlp-http")]
-    #[error("could not build the HTTP client: {0}")]
-    HttpClient(String),
-}
-
-impl BuildError {
-    /// The error message of an exporter that could not be built, with the
-    /// variable behind a bad endpoint and a hint for the cases we recognise.
-    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-    fn exporter(target: &Target, error: impl std::fmt::Display) -> BuildError {
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+impl ExportError {
+    /// The error of an exporter that could not be built, with the variable
+    /// behind a bad endpoint and a hint for the cases we recognise.
+    fn exporter(target: &Target, error: impl std::fmt::Display) -> ExportError {
         let mut message = with_roots_hint(error.to_string());
         if let (true, Some(var), Some(value)) = (
             message.contains("endpoint"),
@@ -62,8 +29,8 @@ impl BuildError {
         ) {
             message.push_str(&format!(" (from {var}={value:?})"));
         }
-        BuildError::Exporter {
-            signal: target.signal,
+        ExportError::Exporter {
+            signal: target.signal.name(),
             message,
         }
     }
@@ -103,11 +70,11 @@ pub(crate) struct OtlpParts<'a> {
 }
 
 /// The HTTP clients of one pipeline: signals with the same TLS settings and
-/// timeout share one (one connection pool, one I/O thread instead of three).
+/// timeout share one (one connection pool instead of three).
 #[derive(Default)]
 pub(crate) struct HttpClients {
     #[cfg(feature = "otlp-http")]
-    built: std::sync::Mutex<Vec<(HttpClientKey, reqwest::blocking::Client)>>,
+    built: std::sync::Mutex<Vec<(HttpClientKey, reqwest::Client)>>,
 }
 
 impl std::fmt::Debug for HttpClients {
@@ -124,17 +91,6 @@ struct HttpClientKey {
     timeout: std::time::Duration,
     ca_pem: Option<Vec<u8>>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// The runtime that drives gRPC exporters.
-#[cfg(feature = "otlp-grpc")]
-pub(crate) fn grpc_runtime() -> Result<tokio::runtime::Runtime, BuildError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("otel-session-grpc")
-        .enable_all()
-        .build()
-        .map_err(|e| BuildError::Runtime(e.to_string()))
 }
 
 /// The exporter type when no OTLP transport is compiled in: never built.
@@ -184,52 +140,55 @@ mod no_otlp {
 
     pub(crate) fn otlp_spans(
         parts: &OtlpParts<'_>,
-        _rt: &mut Option<RuntimeSlot>,
-    ) -> Result<NoOtlp, BuildError> {
-        Err(BuildError::FeatureMissing(parts.target.transport))
+        _rt: &mut Option<Arc<ExportRuntime>>,
+    ) -> Result<NoOtlp, ExportError> {
+        Err(ExportError::FeatureMissing(parts.target.transport))
     }
     pub(crate) fn otlp_logs(
         parts: &OtlpParts<'_>,
-        _rt: &mut Option<RuntimeSlot>,
-    ) -> Result<NoOtlp, BuildError> {
-        Err(BuildError::FeatureMissing(parts.target.transport))
+        _rt: &mut Option<Arc<ExportRuntime>>,
+    ) -> Result<NoOtlp, ExportError> {
+        Err(ExportError::FeatureMissing(parts.target.transport))
     }
     pub(crate) fn otlp_metrics(
         parts: &OtlpParts<'_>,
-        _rt: &mut Option<RuntimeSlot>,
-    ) -> Result<NoOtlp, BuildError> {
-        Err(BuildError::FeatureMissing(parts.target.transport))
+        _rt: &mut Option<Arc<ExportRuntime>>,
+    ) -> Result<NoOtlp, ExportError> {
+        Err(ExportError::FeatureMissing(parts.target.transport))
     }
 }
 #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
 pub(crate) use no_otlp::{otlp_logs, otlp_metrics, otlp_spans};
 
 /// Builds one signal's OTLP exporter (`$exporter` is `SpanExporter`,
-/// `LogExporter` or `MetricExporter`): gRPC inside our runtime, HTTP with the
-/// protobuf or JSON body; both to the resolved URL with the resolved timeout and
-/// TLS from the environment. Their own retries are off: [`Counted`](super::Counted)
-/// retries (see `retry`).
+/// `LogExporter` or `MetricExporter`) exporting on the export runtime: gRPC
+/// built inside it, HTTP with the protobuf or JSON body through our client;
+/// both to the resolved URL with the resolved timeout and TLS from the
+/// environment. Their own retries are off: [`Counted`](super::Counted) retries
+/// (see `retry`).
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 macro_rules! otlp_exporter {
     ($exporter:ident, $parts:expr, $rt:expr) => {{
         let parts: &OtlpParts<'_> = $parts;
         let target = parts.target;
-        let _ = &$rt; // unused when only HTTP is compiled in
-        match target.transport {
+        let built = match target.transport {
             #[cfg(feature = "otlp-grpc")]
             Transport::Grpc => {
                 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
                 let rt = runtime($rt)?;
-                let _enter = rt.enter();
-                let mut builder = opentelemetry_otlp::$exporter::builder()
-                    .with_tonic()
-                    .with_endpoint(target.url.clone())
-                    .with_timeout(target.timeout)
-                    .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled());
-                if let Some(tls) = grpc_tls(target, parts.tls) {
-                    builder = builder.with_tls_config(tls);
-                }
-                builder.build().map_err(|e| BuildError::exporter(target, e))
+                let _enter = rt.handle().enter();
+                let built = no_panic(target, || {
+                    let mut builder = opentelemetry_otlp::$exporter::builder()
+                        .with_tonic()
+                        .with_endpoint(target.url.clone())
+                        .with_timeout(target.timeout)
+                        .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled());
+                    if let Some(tls) = grpc_tls(target, parts.tls) {
+                        builder = builder.with_tls_config(tls);
+                    }
+                    builder.build()
+                })?;
+                (built, rt)
             }
             #[cfg(feature = "otlp-http")]
             Transport::HttpProtobuf | Transport::HttpJson => {
@@ -240,19 +199,23 @@ macro_rules! otlp_exporter {
                     Arc::clone(&parts.probe),
                     parts.http_clients,
                 )?;
-                opentelemetry_otlp::$exporter::builder()
-                    .with_http()
-                    .with_protocol(protocol(target.transport))
-                    .with_endpoint(target.url.clone())
-                    .with_timeout(target.timeout)
-                    .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
-                    .with_http_client(client)
-                    .build()
-                    .map_err(|e| BuildError::exporter(target, e))
+                let rt = runtime($rt)?;
+                let built = no_panic(target, || {
+                    opentelemetry_otlp::$exporter::builder()
+                        .with_http()
+                        .with_protocol(protocol(target.transport))
+                        .with_endpoint(target.url.clone())
+                        .with_timeout(target.timeout)
+                        .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
+                        .with_http_client(client)
+                        .build()
+                })?;
+                (built, rt)
             }
             #[allow(unreachable_patterns)]
-            other => Err(BuildError::FeatureMissing(other)),
-        }
+            other => return Err(ExportError::FeatureMissing(other)),
+        };
+        Ok(OtlpExporter::new(built.0, built.1))
     }};
 }
 
@@ -260,8 +223,8 @@ macro_rules! otlp_exporter {
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_spans(
     parts: &OtlpParts<'_>,
-    rt: &mut Option<RuntimeSlot>,
-) -> Result<opentelemetry_otlp::SpanExporter, BuildError> {
+    rt: &mut Option<Arc<ExportRuntime>>,
+) -> Result<OtlpExporter<opentelemetry_otlp::SpanExporter>, ExportError> {
     otlp_exporter!(SpanExporter, parts, rt)
 }
 
@@ -269,8 +232,8 @@ pub(crate) fn otlp_spans(
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_logs(
     parts: &OtlpParts<'_>,
-    rt: &mut Option<RuntimeSlot>,
-) -> Result<opentelemetry_otlp::LogExporter, BuildError> {
+    rt: &mut Option<Arc<ExportRuntime>>,
+) -> Result<OtlpExporter<opentelemetry_otlp::LogExporter>, ExportError> {
     otlp_exporter!(LogExporter, parts, rt)
 }
 
@@ -278,8 +241,8 @@ pub(crate) fn otlp_logs(
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn otlp_metrics(
     parts: &OtlpParts<'_>,
-    rt: &mut Option<RuntimeSlot>,
-) -> Result<opentelemetry_otlp::MetricExporter, BuildError> {
+    rt: &mut Option<Arc<ExportRuntime>>,
+) -> Result<OtlpExporter<opentelemetry_otlp::MetricExporter>, ExportError> {
     otlp_exporter!(MetricExporter, parts, rt)
 }
 
@@ -289,6 +252,42 @@ fn protocol(t: Transport) -> opentelemetry_otlp::Protocol {
         Transport::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
         _ => opentelemetry_otlp::Protocol::HttpBinary,
     }
+}
+
+/// Runs `build`; an error or a panic of the HTTP or gRPC stack while building
+/// is an [`ExportError`], never a crash of the program.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+fn no_panic<E, Err: std::fmt::Display>(
+    target: &Target,
+    build: impl FnOnce() -> Result<E, Err>,
+) -> Result<E, ExportError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)) {
+        Ok(built) => built.map_err(|e| ExportError::exporter(target, e)),
+        Err(panic) => Err(ExportError::exporter(
+            target,
+            format!("the client panicked: {}", panic_text(panic.as_ref())),
+        )),
+    }
+}
+
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
+/// The export runtime, started on first need and shared by the signals.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+fn runtime(slot: &mut Option<Arc<ExportRuntime>>) -> Result<Arc<ExportRuntime>, ExportError> {
+    if let Some(rt) = slot {
+        return Ok(Arc::clone(rt));
+    }
+    let rt = ExportRuntime::start()?;
+    *slot = Some(Arc::clone(&rt));
+    Ok(rt)
 }
 
 /// The TLS settings of a gRPC exporter to an `https` endpoint: the CA bundle
@@ -313,20 +312,21 @@ fn grpc_tls(
     })
 }
 
-/// The blocking HTTP client of one signal (shared with the signals that have the
-/// same settings), observed by `probe`: the export timeout, no redirects (a redirected POST would be resent as a GET), and for
-/// `https` the CA bundle when one is given (else the platform's verifier) and the
-/// client identity. It is built on a thread of its own, as `opentelemetry-otlp`
-/// does, so that building it inside an async runtime cannot panic.
+/// The async HTTP client of one signal (shared with the signals that have the
+/// same settings), observed by `probe`: the export timeout, no redirects (a
+/// redirected POST would be resent as a GET), and for `https` the CA bundle when
+/// one is given (else the platform's verifier) and the client identity. Its
+/// requests run on the export runtime (the exporter is wrapped in
+/// [`OtlpExporter`]), so the export stack's own telemetry stays suppressed.
 #[cfg(feature = "otlp-http")]
 fn http_client(
     target: &Target,
     tls: &TlsMaterial,
     probe: Arc<Probe>,
     clients: &HttpClients,
-) -> Result<super::observe::ObservedClient, BuildError> {
+) -> Result<super::observe::ObservedClient, ExportError> {
     if target.scheme().is_none() {
-        return Err(BuildError::NoScheme {
+        return Err(ExportError::NoScheme {
             var: target
                 .endpoint_var()
                 .unwrap_or_else(|| target::ENV_ENDPOINT.to_string()),
@@ -344,11 +344,9 @@ fn http_client(
     if let Some((_, client)) = built.iter().find(|(k, _)| *k == key) {
         return Ok(super::observe::ObservedClient::new(client.clone(), probe));
     }
-    let timeout = target.timeout;
-    let tls = tls.clone();
-    let build = move || -> Result<reqwest::blocking::Client, reqwest::Error> {
-        let mut builder = reqwest::blocking::Client::builder()
-            .timeout(timeout)
+    let build = || -> Result<reqwest::Client, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(target.timeout)
             .redirect(reqwest::redirect::Policy::none());
         if !https {
             // No TLS is used: trust nothing rather than load the platform's roots.
@@ -364,60 +362,22 @@ fn http_client(
         }
         builder.build()
     };
-    let client = std::thread::Builder::new()
-        .name("otel-session-http-client".into())
-        .spawn(build)
-        .map_err(|e| BuildError::HttpClient(format!("could not start a thread: {e}")))?
-        .join()
-        .map_err(|_| BuildError::HttpClient("building it panicked".into()))?
-        .map_err(|e| BuildError::HttpClient(with_roots_hint(super::observe::error_chain(&e))))?;
+    let client = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)) {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            return Err(ExportError::HttpClient(with_roots_hint(
+                super::observe::error_chain(&e),
+            )))
+        }
+        Err(panic) => {
+            return Err(ExportError::HttpClient(format!(
+                "building it panicked: {}",
+                panic_text(panic.as_ref())
+            )))
+        }
+    };
     built.push((key, client.clone()));
     Ok(super::observe::ObservedClient::new(client, probe))
-}
-
-/// The runtime that drives gRPC exporters, created on first need. Dropping it
-/// never blocks (and so never panics inside an async context).
-#[cfg(feature = "otlp-grpc")]
-pub(crate) struct RuntimeSlot(Option<tokio::runtime::Runtime>);
-
-#[cfg(feature = "otlp-grpc")]
-impl std::ops::Deref for RuntimeSlot {
-    type Target = tokio::runtime::Runtime;
-    fn deref(&self) -> &tokio::runtime::Runtime {
-        match &self.0 {
-            Some(rt) => rt,
-            None => unreachable!("the runtime is only taken in drop"),
-        }
-    }
-}
-
-#[cfg(feature = "otlp-grpc")]
-impl Drop for RuntimeSlot {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-#[cfg(feature = "otlp-grpc")]
-impl std::fmt::Debug for RuntimeSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RuntimeSlot")
-    }
-}
-
-/// No gRPC: no runtime.
-#[cfg(not(feature = "otlp-grpc"))]
-pub(crate) type RuntimeSlot = ();
-
-#[cfg(feature = "otlp-grpc")]
-fn runtime(slot: &mut Option<RuntimeSlot>) -> Result<&RuntimeSlot, BuildError> {
-    if slot.is_none() {
-        *slot = Some(RuntimeSlot(Some(grpc_runtime()?)));
-    }
-    slot.as_ref()
-        .ok_or_else(|| BuildError::Runtime("no runtime".into()))
 }
 
 /// The transport used when none is configured: `http/protobuf` (the OTLP default)
@@ -499,6 +459,19 @@ mod transport_tests {
                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"bogus\" is not valid (expected grpc, \
               http/protobuf or http/json); using grpc from OTEL_EXPORTER_OTLP_PROTOCOL"
             ]
+        );
+    }
+
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    #[test]
+    fn a_client_that_panics_while_being_built_is_an_error_not_a_crash() {
+        let target = super::target::resolve(super::Signal::Traces, default_transport(), &|_| None);
+        let r: Result<(), _> = super::no_panic(&target, || -> Result<(), String> {
+            panic!("no crypto provider")
+        });
+        assert_eq!(
+            r.expect_err("an error").to_string(),
+            "could not build the OTLP traces exporter: the client panicked: no crypto provider"
         );
     }
 
