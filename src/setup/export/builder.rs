@@ -72,7 +72,7 @@ impl ExporterBuilder {
     /// configuration warnings are printed now, once each).
     pub fn from_env() -> Self {
         ExporterBuilder {
-            plan: OtlpPlan::from_env([true; 3]),
+            plan: OtlpPlan::from_env([true; 3]).without_delivery_report(),
         }
     }
 

@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
 use super::delivery::DeliveryStats;
-use super::diagnose::{diagnose, export_warning, Failure};
+use super::diagnose::{diagnose, export_warning, Failure, REPORT_TAIL};
 use super::observe::{Outcome, Probe};
 use super::retry::{self, Decision, Stop};
 use super::target::{redact_text, Target};
@@ -55,6 +55,9 @@ pub(crate) struct ExportWatch {
     pub(crate) tls: TlsVars,
     pub(crate) reported: Arc<Reported>,
     pub(crate) stop: Arc<Stop>,
+    /// Whether a guard prints the delivery report at shutdown (not for the
+    /// exporters of the `ExporterBuilder`).
+    pub(crate) report: bool,
 }
 
 /// An exporter decorator that counts what was delivered and what failed and, for
@@ -159,10 +162,13 @@ impl DeliveryStats {
                 Some(Outcome::Error(transport)) => transport.as_str(),
                 _ => error,
             };
-            crate::warn::stderr(format_args!(
-                "{}",
-                export_warning(&watch.target, n, &redact_text(shown), &diagnosis)
-            ));
+            let text = export_warning(&watch.target, n, &redact_text(shown), &diagnosis);
+            let text = match watch.report {
+                true => text.as_str(),
+                // No guard, no delivery report to point to.
+                false => text.strip_suffix(REPORT_TAIL).unwrap_or(&text),
+            };
+            crate::warn::stderr(format_args!("{text}"));
         }
     }
 }

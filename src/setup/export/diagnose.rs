@@ -236,13 +236,15 @@ pub fn tidy_error(error: &str) -> String {
     parts.join(": ")
 }
 
+/// How an export warning ends when a guard prints the delivery report.
+pub const REPORT_TAIL: &str = " (see the delivery report at shutdown)";
+
 /// The first line of an export warning: what failed, where, and why.
 pub fn export_warning(target: &Target, n: usize, error: &str, diagnosis: &Diagnosis) -> String {
     let error = tidy_error(error);
     format!(
         "could not export {n} {items} over {protocol} to {url} ({error}): {text}. \
-         Further failures with this cause are counted, not printed (see the delivery \
-         report at shutdown)",
+         Further failures with this cause are counted, not printed{REPORT_TAIL}",
         items = target.signal.items(),
         protocol = target.transport,
         url = target.shown_url(),

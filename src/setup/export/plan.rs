@@ -38,6 +38,8 @@ pub(crate) struct OtlpPlan {
     http_clients: HttpClients,
     runtime: Option<Arc<ExportRuntime>>,
     failures: Vec<(Signal, ExportError)>,
+    /// Whether a guard reports delivery at shutdown (warnings point to it).
+    report: bool,
 }
 
 fn index(signal: Signal) -> usize {
@@ -110,6 +112,7 @@ impl OtlpPlan {
             http_clients: HttpClients::default(),
             runtime: None,
             failures: Vec::new(),
+            report: true,
         };
         (plan, warnings)
     }
@@ -143,6 +146,7 @@ impl OtlpPlan {
                 tls: plan.vars.clone(),
                 reported: Arc::clone(&self.reported),
                 stop: Arc::clone(&self.stop),
+                report: self.report,
             });
             Counted::new(exporter, stats)
         }))
@@ -163,6 +167,14 @@ impl OtlpPlan {
                 None
             }
         }
+    }
+
+    /// For exporters no guard owns: their warnings do not point to a delivery
+    /// report.
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    pub(crate) fn without_delivery_report(mut self) -> Self {
+        self.report = false;
+        self
     }
 
     /// What tells the exports that the pipeline shuts down (for the guard).
