@@ -164,25 +164,7 @@ fn outage(protocol: &str) {
         .filter(|l| l.body.starts_with("after up "))
         .collect();
     assert_eq!(after.len(), 20, "every log record after the outage, once");
-    let foreign: Vec<String> = got
-        .logs
-        .iter()
-        .filter(|l| l.scope != "e2e_setup" && l.scope != "otel-session")
-        .map(|l| format!("{}: {}", l.scope, l.body))
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "{} log records of the export stack fed back: {:?}",
-        foreign.len(),
-        &foreign[..foreign.len().min(10)]
-    );
-    let foreign_spans: Vec<String> = got
-        .spans
-        .iter()
-        .filter(|s| s.scope != "tracing" && s.scope != "otel-session")
-        .map(|s| format!("{}: {}", s.scope, s.name))
-        .collect();
-    assert!(foreign_spans.is_empty(), "{foreign_spans:?}");
+    got.assert_nothing_fed_back("e2e_setup");
     let app_spans = got
         .spans
         .iter()

@@ -1,7 +1,8 @@
 //! `Builder` in process: extra span and log processors (wrapped, so they get
-//! `session.id` and the lifecycle), a sampler, the resource, what the guard's
-//! `tracing` layers export, and the one error `init()` has. OTLP exporters are
-//! off (`none`): each test reads what its in-memory processors received.
+//! `session.id` and the lifecycle), a sampler (wrapped by session sampling), the
+//! resource, what the guard's `tracing` layers export, and the one error `init()`
+//! has. OTLP exporters are off (`none`): each test reads what its in-memory
+//! processors received.
 //!
 //! `init()` installs globals, so the tests here take turns. (The in-memory
 //! exporters forget everything at shutdown: each test reads them before the
@@ -118,6 +119,31 @@ fn the_sampler_applies_to_application_spans_not_to_the_lifecycle() {
     otel_session::end_session();
     let spans = mem.spans.get_finished_spans().expect("spans");
     assert!(!spans.iter().any(|s| s.name == "sampled-out"));
+    assert!(spans.iter().any(|s| s.name == "session"), "lifecycle kept");
+    drop(guard);
+}
+
+#[test]
+fn session_sampling_wraps_the_builders_sampler() {
+    let _turn = turn();
+    let (b, mem) = builder();
+    let guard = b
+        .configure(|c| c.sample_ratio = 0.0)
+        .with_sampler(Sampler::AlwaysOn)
+        .init()
+        .expect("init");
+    let subscriber = tracing_subscriber::registry().with(guard.tracing_layer());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info_span!("kept-by-yours-not-by-the-session").in_scope(|| {});
+    });
+    otel_session::end_session();
+    let spans = mem.spans.get_finished_spans().expect("spans");
+    assert!(
+        !spans
+            .iter()
+            .any(|s| s.name == "kept-by-yours-not-by-the-session"),
+        "a span must pass both samplers"
+    );
     assert!(spans.iter().any(|s| s.name == "session"), "lifecycle kept");
     drop(guard);
 }

@@ -58,6 +58,27 @@ pub fn run_child(scenario: &str, envs: &[(&str, String)], limit: Duration) -> Ch
     run_child_with(scenario, envs, limit, |_| {})
 }
 
+/// A test's child process: this process's variables `strip` picks are removed,
+/// then `envs` are set, and the child dies with the test (`PR_SET_PDEATHSIG`).
+pub fn child_env(cmd: &mut Command, envs: &[(&str, String)], strip: impl Fn(&str) -> bool) {
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if strip(&k) {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    // SAFETY: prctl only (async-signal-safe); the child dies with the test.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// As [`run_child`]; `on_wait` runs each time the child prints a `WAIT` line, then
 /// the child is told to go on.
 pub fn run_child_with(
@@ -80,22 +101,7 @@ pub fn run_child_with(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("OTEL_") {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    // SAFETY: prctl only; the child dies with the test.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    child_env(&mut cmd, envs, |k| k.starts_with("OTEL_"));
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn e2e_child");
     let mut stdin = child.stdin.take();

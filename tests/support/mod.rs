@@ -98,6 +98,33 @@ pub struct Received {
     pub points: Vec<GotPoint>,
 }
 
+impl Received {
+    /// Asserts that only the app's telemetry (log records of target `app`, spans
+    /// of the `tracing` layer) and otel-session's arrived: nothing the export
+    /// stack emitted about itself was fed back.
+    pub fn assert_nothing_fed_back(&self, app: &str) {
+        let foreign: Vec<String> = self
+            .logs
+            .iter()
+            .filter(|l| l.scope != app && l.scope != "otel-session")
+            .map(|l| format!("{}: {}", l.scope, l.body))
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "{} log records of the export stack fed back: {:?}",
+            foreign.len(),
+            &foreign[..foreign.len().min(10)]
+        );
+        let foreign_spans: Vec<String> = self
+            .spans
+            .iter()
+            .filter(|s| s.scope != "tracing" && s.scope != "otel-session")
+            .map(|s| format!("{}: {}", s.scope, s.name))
+            .collect();
+        assert!(foreign_spans.is_empty(), "{foreign_spans:?}");
+    }
+}
+
 fn value(v: &Option<AnyValue>) -> String {
     match v.as_ref().and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.clone(),

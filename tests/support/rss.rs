@@ -40,20 +40,13 @@ pub fn peak_rss(program: &Path, envs: &[(&str, String)], limit: Duration) -> Pea
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("OTEL_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    // SAFETY: prctl and ptrace(TRACEME) are async-signal-safe; the child dies
-    // with the test and stops at its exec for us to set the trace options.
+    super::child::child_env(&mut cmd, envs, |k| {
+        k.starts_with("OTEL_") || k == "RUST_LOG"
+    });
+    // SAFETY: ptrace(TRACEME) is async-signal-safe; the child stops at its exec
+    // for us to set the trace options.
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -1,0 +1,149 @@
+//! `ExporterBuilder` builds its exporters as `init()` does: TLS files and
+//! endpoints are checked (typed `ExportError`s naming the variable), and its
+//! exporters retry transient failures and not permanent ones (the `Counted`
+//! decorator), here against a fake OTLP/HTTP collector in this process.
+//!
+//! The builder reads the process environment, so the tests here take turns and
+//! restore it.
+#![cfg(all(feature = "otlp-http", feature = "otlp-grpc"))]
+
+mod support;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
+use otel_session::export::{ExportError, ExporterBuilder, TlsFileError};
+use support::fake_otlp::{Answer, FakeHttp};
+
+static TURN: Mutex<()> = Mutex::new(());
+
+/// The process environment with `vars` set, for one test; restored on drop.
+struct Env {
+    vars: Vec<&'static str>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Env {
+    fn set(vars: &[(&'static str, &str)]) -> Env {
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OTEL_") {
+                std::env::remove_var(k);
+            }
+        }
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        Env {
+            vars: vars.iter().map(|(k, _)| *k).collect(),
+            _turn: turn,
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for k in &self.vars {
+            std::env::remove_var(k);
+        }
+    }
+}
+
+#[test]
+fn tls_files_and_endpoints_are_typed_errors_naming_the_variable() {
+    {
+        let _env = Env::set(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:1"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                "/nonexistent/ca.pem",
+            ),
+        ]);
+        let mut exporters = ExporterBuilder::from_env();
+        for _ in 0..2 {
+            match exporters.span_exporter() {
+                Err(ExportError::TlsFile(TlsFileError::Unreadable { var, path, .. })) => {
+                    assert_eq!(var, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE");
+                    assert_eq!(path.to_str(), Some("/nonexistent/ca.pem"));
+                }
+                other => panic!("expected the unreadable CA file, got {other:?}"),
+            }
+        }
+        assert!(
+            exporters.log_exporter().is_ok(),
+            "another signal's file does not concern logs"
+        );
+    }
+    {
+        let _env = Env::set(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ]);
+        let err = ExporterBuilder::from_env()
+            .metric_exporter()
+            .expect_err("no scheme");
+        assert!(
+            matches!(&err, ExportError::NoScheme { var, value }
+                if var == "OTEL_EXPORTER_OTLP_ENDPOINT" && value == "127.0.0.1:4318"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "OTEL_EXPORTER_OTLP_ENDPOINT=\"127.0.0.1:4318\" has no scheme: write \
+             http://127.0.0.1:4318 (or https://127.0.0.1:4318 for TLS)"
+        );
+    }
+}
+
+/// One span exported through a span exporter of the builder, to `collector`.
+fn export_one(collector: &FakeHttp, name: &'static str) {
+    let endpoint = collector.endpoint();
+    let _env = Env::set(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "6000"),
+    ]);
+    let exporter = ExporterBuilder::from_env()
+        .span_exporter()
+        .expect("span exporter");
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(SimpleSpanProcessor::new(exporter))
+        .build();
+    provider.tracer("builder-test").in_span(name, |_| {});
+    let _ = provider.shutdown();
+}
+
+#[test]
+fn its_exporters_retry_a_transient_failure_and_deliver() {
+    let collector = FakeHttp::start(Answer::FailFor {
+        status: 503,
+        retry_after: None,
+        window: Duration::from_millis(1200),
+    });
+    export_one(&collector, "retried-span");
+    let seen = collector.seen();
+    let statuses: Vec<u16> = seen.on("/v1/traces").iter().map(|r| r.status).collect();
+    assert!(
+        statuses.len() >= 2 && statuses[..statuses.len() - 1].iter().all(|s| *s == 503),
+        "refused, then retried: {statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    assert_eq!(seen.spans, ["retried-span"], "delivered once");
+}
+
+#[test]
+fn its_exporters_do_not_retry_a_permanent_failure() {
+    let collector = FakeHttp::start(Answer::Always(400));
+    export_one(&collector, "refused-span");
+    let seen = collector.seen();
+    assert_eq!(
+        seen.on("/v1/traces").len(),
+        1,
+        "one attempt: {:?}",
+        seen.requests
+    );
+    assert!(seen.spans.is_empty());
+}
