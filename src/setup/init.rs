@@ -211,9 +211,16 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
             .sampler
             .take()
             .unwrap_or_else(|| opentelemetry_sdk::trace::Config::default().sampler);
+        // At a ratio of 1.0 every session is kept: the inner sampler alone (no
+        // extra dynamic call per span).
+        let sampler: Box<dyn ShouldSample> = if sessions.samples_sessions() {
+            Box::new(sessions.sampler(inner))
+        } else {
+            inner
+        };
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource.clone())
-            .with_sampler(sessions.sampler(inner));
+            .with_sampler(sampler);
         for p in b.span_processors.drain(..) {
             builder = builder.with_span_processor(sessions.span_processor(UserSpanProcessor(p)));
         }

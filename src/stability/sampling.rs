@@ -47,6 +47,13 @@ impl SessionManager {
     }
 }
 
+impl SessionManager {
+    /// `true` if this manager samples sessions (a ratio below 1.0).
+    pub fn samples_sessions(&self) -> bool {
+        self.shared.sample_threshold.is_some()
+    }
+}
+
 impl ShouldSample for SessionSampler {
     fn should_sample(
         &self,
