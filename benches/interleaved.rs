@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{attrs, contention_run, log_batch, one_log, provider, thread_cpu, FORMS};
+use common::{
+    attrs, contention_run, log_batch, one_log, provider, thread_cpu, ConstLogWrapper, FORMS,
+};
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
@@ -55,6 +57,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 #[inline(never)]
+fn counted_logs(logger: &SdkLogger, n: usize) {
+    for _ in 0..n {
+        one_log(logger);
+    }
+}
+
+#[inline(never)]
 fn counted_run(tracer: &SdkTracer, spare: bool, spans: usize) {
     for _ in 0..spans {
         let mut span = tracer
@@ -85,6 +94,30 @@ fn main() {
         let tracer = p.tracer("bench");
         counted_run(&tracer, spare, n);
         let _ = p.shutdown();
+        return;
+    }
+    // `--only-logs bare|wrapper N`: N log records, for instruction counting
+    // under `valgrind --tool=callgrind --toggle-collect='*counted_logs*'`.
+    if let Some(i) = args.iter().position(|a| a == "--only-logs") {
+        let form = args.get(i + 1).map(String::as_str).unwrap_or("wrapper");
+        let n = args
+            .get(i + 2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let sessions = SessionManager::builder().build();
+        let lp = match form {
+            "wrapper" => SdkLoggerProvider::builder()
+                .with_log_processor(sessions.log_processor(log_batch()))
+                .build(),
+            "const" => SdkLoggerProvider::builder()
+                .with_log_processor(ConstLogWrapper(log_batch()))
+                .build(),
+            _ => SdkLoggerProvider::builder()
+                .with_log_processor(log_batch())
+                .build(),
+        };
+        counted_logs(&lp.logger("bench"), n);
+        let _ = lp.shutdown();
         return;
     }
     let forms = FORMS;
@@ -136,36 +169,41 @@ fn main() {
         }
     }
 
-    // Log emit: bare batch pipeline vs wrapped, paired per round.
+    // Log emit: bare batch pipeline, the constant-attribute floor and wrapped,
+    // rotated and paired per round.
     let sessions = SessionManager::builder().build();
-    let bare = SdkLoggerProvider::builder()
-        .with_log_processor(log_batch())
-        .build();
-    let ours = SdkLoggerProvider::builder()
-        .with_log_processor(sessions.log_processor(log_batch()))
-        .build();
-    sessions.start_session().unwrap();
-    let (lb, lw) = (bare.logger("bench"), ours.logger("bench"));
-    let (mut b, mut w) = (Vec::new(), Vec::new());
+    let log_forms = [
+        SdkLoggerProvider::builder()
+            .with_log_processor(log_batch())
+            .build(),
+        SdkLoggerProvider::builder()
+            .with_log_processor(ConstLogWrapper(log_batch()))
+            .build(),
+        SdkLoggerProvider::builder()
+            .with_log_processor(sessions.log_processor(log_batch()))
+            .build(),
+    ];
+    let loggers: Vec<_> = log_forms.iter().map(|p| p.logger("bench")).collect();
+    let mut lr = vec![Vec::new(); 3];
     for round in 0..sizes().1 {
-        if round % 2 == 0 {
-            b.push(run_logs(&lb));
-            w.push(run_logs(&lw));
-        } else {
-            w.push(run_logs(&lw));
-            b.push(run_logs(&lb));
+        for k in 0..3 {
+            let i = (k + round) % 3;
+            lr[i].push(run_logs(&loggers[i]));
+            let _ = log_forms[i].force_flush();
         }
-        let _ = bare.force_flush();
-        let _ = ours.force_flush();
     }
-    let ratio = median(w.iter().zip(&b).map(|(w, b)| w / b).collect());
+    let pair = |a: usize, b: usize| median(lr[a].iter().zip(&lr[b]).map(|(x, y)| x / y).collect());
     println!(
-        "log   bare {:7.1} ns/record, wrapper {:7.1} ns/record  {ratio:.3}x bare",
-        median(b),
-        median(w)
+        "log   bare {:7.1} ns/record, floor {:7.1}, wrapper {:7.1}  wrapper {:.3}x bare, {:.3}x floor",
+        median(lr[0].clone()),
+        median(lr[1].clone()),
+        median(lr[2].clone()),
+        pair(2, 0),
+        pair(2, 1)
     );
-    let _ = bare.shutdown();
-    let _ = ours.shutdown();
+    for p in log_forms {
+        let _ = p.shutdown();
+    }
 
     // Contention: 2 span threads, with and without a pause/resume flipper.
     let sessions = SessionManager::builder().build();

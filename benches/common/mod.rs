@@ -87,6 +87,29 @@ impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
     }
 }
 
+/// The log floor: a wrapper that adds a constant `session.id` and delegates.
+#[derive(Debug)]
+pub struct ConstLogWrapper<P>(pub P);
+impl<P: opentelemetry_sdk::logs::LogProcessor> opentelemetry_sdk::logs::LogProcessor
+    for ConstLogWrapper<P>
+{
+    fn emit(
+        &self,
+        record: &mut opentelemetry_sdk::logs::SdkLogRecord,
+        scope: &opentelemetry::InstrumentationScope,
+    ) {
+        use opentelemetry::logs::LogRecord as _;
+        record.add_attribute("session.id", "0f8fad5b-d9cb-469f-a165-70867728950e");
+        self.0.emit(record, scope);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, t: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(t)
+    }
+}
+
 /// The pipelines compared. `wrapper` runs with app-mode tracking on (the
 /// default timeouts); `wrapper_untimed` with both timeouts off (what the wrapper
 /// was before tracking existed).

@@ -154,22 +154,34 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
         }
         return;
     }
-    if app_stamp(shared).is_none() {
+    let Some(mut id) = app_stamp(shared) else {
         return;
-    }
+    };
     // Activity before stamping: a record past the session's limits ends it, and
     // a racing record may have ended it meanwhile: read the stamp again (a cache
-    // hit unless it changed), so such records all carry the next session.
-    if shared.timed {
+    // hit unless it changed), so such records all carry the next session. With
+    // the system clock a thread notes activity at most once per millisecond
+    // (the record's own timestamp, compared, not converted).
+    if shared.timed && noted(shared, record) {
         shared.touch(shared.activity_time(record.observed_timestamp()));
+        match app_stamp(shared) {
+            Some(next) => id = next,
+            None => return,
+        }
     }
     if error {
         return stamp_error(manager, record);
     }
-    let Some(id) = app_stamp(shared) else {
-        return;
-    };
     record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
+}
+
+/// `true` if this record's activity is to be noted now (see `stamp_new`).
+#[inline]
+fn noted(shared: &crate::core::machine::Shared, record: &SdkLogRecord) -> bool {
+    match record.observed_timestamp() {
+        Some(t) if shared.system_clock => crate::core::state::due(shared, t),
+        _ => true,
+    }
 }
 
 /// An ERROR record is stamped with the session it was counted toward, at once:
