@@ -192,7 +192,12 @@ fn eight_threads_across_rapid_rotations_count_exactly_per_session() {
             let p = Arc::clone(&p);
             std::thread::spawn(move || {
                 let logger = p.logger_provider.logger("worker");
+                let tracer = p.tracer();
                 for i in 0..2_000 {
+                    // Spans alongside: attributed, never counted (not a source here).
+                    if i % 2 == 0 {
+                        tracer.in_span(format!("work-{t}"), |_| {});
+                    }
                     let mut r = logger.create_log_record();
                     r.set_severity_number(if i % 3 == 0 {
                         Severity::Error
