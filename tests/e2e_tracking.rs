@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
-use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -153,27 +152,20 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
     let mut cmd = Command::new(example_bin("axum_server"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("OTEL_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())
-        .env("OTEL_SESSION_MODE", "request")
-        .env("OTEL_SESSION_PROPAGATE", "true")
-        .env("OTEL_SESSION_REQUEST_IDS", "true")
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
-        .env("PORT", "0")
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: prctl only; the child dies with the test.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    support::child_env(
+        &mut cmd,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
+            ("OTEL_SESSION_MODE", "request".into()),
+            ("OTEL_SESSION_PROPAGATE", "true".into()),
+            ("OTEL_SESSION_REQUEST_IDS", "true".into()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500".into()),
+            ("PORT", "0".into()),
+            ("RUST_BACKTRACE", "0".into()),
+        ],
+        |k| k.starts_with("OTEL_"),
+    );
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 64];

@@ -9,7 +9,7 @@ pub mod rss;
 pub mod tls;
 
 #[allow(unused_imports)] // not every test binary runs children
-pub use child::{example_bin, grpc_env, run_child, run_child_with, ChildRun};
+pub use child::{child_env, example_bin, grpc_env, run_child, run_child_with, ChildRun};
 
 use std::collections::HashMap;
 use std::io::Read as _;
