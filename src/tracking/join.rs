@@ -44,23 +44,11 @@ fn accepted(id: &str) -> bool {
 }
 
 fn percent_decode(raw: &str) -> Option<String> {
-    if !raw.contains('%') {
-        return Some(raw.to_string());
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    // A malformed escape stays as it is, and `%` is not an accepted character.
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 /// The `session.id` member of a W3C `baggage` header value, if it has one.
@@ -226,5 +214,27 @@ impl SessionBaggage {
             }
             Err(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_decoded_and_bad_ones_refused() {
+        let id = session_id_from_baggage("session.id=abc%2Ddef").unwrap();
+        assert_eq!(id.unwrap().as_str(), "abc-def");
+        assert!(session_id_from_baggage("session.id=abc%2").is_err());
+        assert!(session_id_from_baggage("session.id=abc%ZZ").is_err());
+        assert!(session_id_from_baggage("session.id=%E2%9C%93").is_err());
+        assert!(session_id_from_baggage(&format!("session.id={}", "a".repeat(65))).is_err());
+        assert_eq!(
+            session_id_from_baggage(" k=v , session.id = x_1 ;p=1")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "x_1"
+        );
     }
 }
