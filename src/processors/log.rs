@@ -25,7 +25,7 @@ use opentelemetry_sdk::Resource;
 
 use crate::core::callbacks::in_hook;
 use crate::core::manager::SessionManager;
-use crate::core::scope::ScopeHandle;
+use crate::core::scope::Scope;
 use crate::core::sinks::{SinkLink, SinkRef};
 use crate::core::stamp::{app_key, app_stamp, origin, scope_key, with_counted_session, Origin};
 use crate::core::state::SessionState;
@@ -132,10 +132,13 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     }
     let shared = &manager.shared;
     let error = counts_as_error(manager, record);
-    // Read out of the context first: starting a session must not run while the
-    // thread's context is borrowed.
-    let scope = Context::map_current(|cx| cx.get::<ScopeHandle>().map(|h| Arc::clone(&h.0)));
-    if let Some(scope) = scope {
+    // A session scope is handled while the thread's context is borrowed (it
+    // only stamps and counts); the app session after (starting one must not
+    // run under that borrow).
+    let scoped = Context::map_current(|cx| {
+        let Some(scope) = Scope::of(cx) else {
+            return false;
+        };
         let stamped = scope.stamp.is_some();
         if let Some(id) = &scope.stamp {
             record.add_attribute(
@@ -152,6 +155,9 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
                 }
             }
         }
+        true
+    });
+    if scoped {
         return;
     }
     let Some(mut id) = app_stamp(shared) else {
