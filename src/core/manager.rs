@@ -353,17 +353,13 @@ impl SessionManager {
     /// Counts one handled error toward the current session (if it is reported and
     /// not paused).
     pub fn record_handled_error(&self) {
-        if self.shared.count_on_current(SessionState::count_handled) {
-            self.shared.note_activity();
-        }
+        self.shared.count_error(SessionState::count_handled);
     }
 
     /// Counts one unhandled error toward the current session and marks it
     /// `crashed` (if it is reported and not paused). Status is never downgraded.
     pub fn record_unhandled_error(&self) {
-        if self.shared.count_on_current(SessionState::count_unhandled) {
-            self.shared.note_activity();
-        }
+        self.shared.count_error(SessionState::count_unhandled);
     }
 
     /// Adds an `on_session` callback at run time; it runs after those already

@@ -162,31 +162,27 @@ impl Shared {
     }
 
     /// Counts an error toward the app session telemetry is stamped with now: if
-    /// it ends meanwhile (its counts closed), toward the one after, if any.
-    /// `false` if nothing counted it.
-    pub(crate) fn count_on_current(&self, count: impl Fn(&SessionState) -> bool) -> bool {
+    /// it ends meanwhile (its counts closed), toward the one after, if any; a
+    /// counted error is the session's activity. One clock read serves the
+    /// expiry check and the activity.
+    pub(crate) fn count_error(&self, count: impl Fn(&SessionState) -> bool) {
+        let now = self.now();
         // A session past its limits (the timer did not fire yet) ends first.
-        self.check_expiry(self.now(), Site::Safe);
+        self.check_expiry(now, Site::Safe);
         loop {
             let Some(session) = self.stamp.load_full() else {
-                return false;
+                return;
             };
             if count(&session) {
-                return true;
+                break;
             }
-            let now = self.stamp.load();
-            if now.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
+            let stamped = self.stamp.load();
+            if stamped.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
                 // Closed yet still stamped: an end is under way; not ours.
-                return false;
+                return;
             }
         }
-    }
-
-    /// Notes a verb's activity on the current session.
-    pub(crate) fn note_activity(&self) {
-        let now = self.now();
-        let current = self.lock().current.is_some();
-        if current {
+        if self.lock().current.is_some() {
             self.activity.note(nanos(now));
             self.save_soon(nanos(now));
         }
