@@ -239,13 +239,7 @@ impl Shared {
                         self.activity.note(nanos(now));
                         st.last_reported = Some(s.id.clone());
                         self.set_stamp(Some(Arc::clone(&session)));
-                        self.transition(
-                            &session,
-                            attr::EVENT_RESUME,
-                            now,
-                            vec![session.id_attribute()],
-                            false,
-                        );
+                        self.pause_or_resume(&session, attr::EVENT_RESUME, now);
                         continued = true;
                         Notifications::default()
                     }

@@ -93,6 +93,12 @@ impl Shared {
         self.transition(s, attr::EVENT_START, s.started_at, attributes, true);
     }
 
+    /// A pause or resume: the transition span alone (no log event), carrying
+    /// the session id.
+    pub(super) fn pause_or_resume(&self, s: &SessionState, name: &'static str, at: SystemTime) {
+        self.transition(s, name, at, vec![s.id_attribute()], false);
+    }
+
     /// Emits one zero-duration transition span (carrying the span event of its
     /// name) and, for start and end, the log event; records the event on the
     /// session's timeline.

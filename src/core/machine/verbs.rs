@@ -26,13 +26,7 @@ impl Shared {
             self.set_stamp(None);
             let now = self.resolve(When::Now(now));
             if !session.discarded {
-                self.transition(
-                    &session,
-                    attr::EVENT_PAUSE,
-                    now,
-                    vec![session.id_attribute()],
-                    false,
-                );
+                self.pause_or_resume(&session, attr::EVENT_PAUSE, now);
             }
         }
         self.flush();
@@ -51,13 +45,7 @@ impl Shared {
                     if st.paused {
                         st.paused = false;
                         if !session.discarded {
-                            self.transition(
-                                &session,
-                                attr::EVENT_RESUME,
-                                now,
-                                vec![session.id_attribute()],
-                                false,
-                            );
+                            self.pause_or_resume(&session, attr::EVENT_RESUME, now);
                             self.set_stamp(Some(session));
                         }
                         Some(true)
