@@ -299,35 +299,54 @@ fn a_guard_dropped_at_once_is_reported_and_a_quick_program_is_not() {
     );
 }
 
-#[test]
-fn the_init_tracing_opentelemetry_recipe_stamps_spans_and_logs_through_rotel() {
+/// Runs `recipe` of examples/e2e_setup.rs against rotel (started on `receiver`)
+/// until its `{name}-work` span, its `{name} log` record, the session span and
+/// whatever `more` (given the child's session id) waits for arrived; asserts
+/// the span, the log and the session span carry that id, and `more` holds.
+fn recipe_through_rotel(
+    recipe: &str,
+    name: &str,
+    env: impl FnOnce(&Rotel) -> Vec<(&'static str, String)>,
+    more: impl Fn(&Received, &str) -> bool,
+) {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
-    let run = run_child(
-        "example:e2e_setup init-tracing",
-        &support::grpc_env(rotel.grpc_endpoint(), &[]),
-        LIMIT,
-    );
+    let run = run_child(&format!("example:e2e_setup {recipe}"), &env(&rotel), LIMIT);
     ok(&run);
     let sid = run.get("SESSION").expect("session");
+    let (work, body) = (format!("{name}-work"), format!("{name} log"));
     let got = receiver.wait_for(Duration::from_secs(15), |r| {
-        r.spans.iter().any(|s| s.name == "composed-work")
-            && r.logs.iter().any(|l| l.body == "composed log")
+        r.spans.iter().any(|s| s.name == work)
+            && r.logs.iter().any(|l| l.body == body)
             && r.spans.iter().any(|s| s.name == "session")
+            && more(r, &sid)
     });
     let span = got
         .spans
         .iter()
-        .find(|s| s.name == "composed-work")
+        .find(|s| s.name == work)
         .expect("span arrived");
     assert_eq!(span.sid(), Some(sid.as_str()));
-    let log = bodies(&got, "composed log");
+    let log = bodies(&got, &body);
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].sid(), Some(sid.as_str()));
-    assert!(got
-        .spans
-        .iter()
-        .any(|s| s.name == "session" && s.sid() == Some(sid.as_str())));
+    assert!(
+        got.spans
+            .iter()
+            .any(|s| s.name == "session" && s.sid() == Some(sid.as_str())),
+        "the lifecycle went out"
+    );
+    assert!(more(&got, &sid));
+}
+
+#[test]
+fn the_init_tracing_opentelemetry_recipe_stamps_spans_and_logs_through_rotel() {
+    recipe_through_rotel(
+        "init-tracing",
+        "composed",
+        |rotel| support::grpc_env(rotel.grpc_endpoint(), &[]),
+        |_, _| true,
+    );
 }
 
 #[test]
@@ -354,38 +373,15 @@ fn two_opentelemetry_layers_give_a_warning_instead_of_a_panic_in_every_order() {
 
 #[test]
 fn the_standalone_recipe_with_batch_exporters_stamps_spans_and_logs_through_rotel() {
-    let receiver = Receiver::start();
-    let rotel = Rotel::start(receiver.addr);
-    let run = run_child(
-        "example:e2e_setup standalone",
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
-        LIMIT,
+    // The lifecycle log event too, through the lifecycle processor.
+    recipe_through_rotel(
+        "standalone",
+        "standalone",
+        |rotel| vec![("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
+        |r, sid| {
+            r.logs
+                .iter()
+                .any(|l| l.event_name == "session.end" && l.sid() == Some(sid))
+        },
     );
-    ok(&run);
-    let sid = run.get("SESSION").expect("session");
-    let got = receiver.wait_for(Duration::from_secs(15), |r| {
-        r.spans.iter().any(|s| s.name == "standalone-work")
-            && r.logs.iter().any(|l| l.body == "standalone log")
-            && r.spans.iter().any(|s| s.name == "session")
-            && r.logs.iter().any(|l| l.event_name == "session.end")
-    });
-    let span = got
-        .spans
-        .iter()
-        .find(|s| s.name == "standalone-work")
-        .expect("span arrived");
-    assert_eq!(span.sid(), Some(sid.as_str()));
-    let log = bodies(&got, "standalone log");
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0].sid(), Some(sid.as_str()));
-    assert!(
-        got.spans
-            .iter()
-            .any(|s| s.name == "session" && s.sid() == Some(sid.as_str())),
-        "the lifecycle went out through the lifecycle processor"
-    );
-    assert!(got
-        .logs
-        .iter()
-        .any(|l| l.event_name == "session.end" && l.sid() == Some(sid.as_str())));
 }
