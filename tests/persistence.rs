@@ -215,11 +215,19 @@ impl SpanExporter for Flaky {
     }
 }
 
-#[test]
-fn an_end_that_was_not_delivered_is_sent_again_by_the_next_start() {
-    let d = dir("pending");
+/// A run whose session end the collector never got: the session ends while the
+/// exporter fails (the file keeps the end as pending), and the file is copied
+/// aside as the next run finds it.
+struct Undelivered {
+    first: otel_session::SessionId,
+    aside: PathBuf,
+    down: Arc<AtomicBool>,
+    tp: SdkTracerProvider,
+}
+
+fn undelivered_end(name: &str, clock: &Arc<ManualClock>) -> Undelivered {
+    let d = dir(name);
     let path = d.join("session.json");
-    let clock = ManualClock::shared(t0());
     let down = Arc::new(AtomicBool::new(true));
     let flaky = Flaky(SpanRecorder::default(), Arc::clone(&down));
     let sessions = SessionManager::builder()
@@ -227,20 +235,30 @@ fn an_end_that_was_not_delivered_is_sent_again_by_the_next_start() {
         .with_persistence(&path)
         .build();
     let tp = SdkTracerProvider::builder()
-        .with_span_processor(
-            sessions.span_processor(BatchSpanProcessor::builder(flaky.clone()).build()),
-        )
+        .with_span_processor(sessions.span_processor(BatchSpanProcessor::builder(flaky).build()))
         .build();
-    let first = sessions.current_session().unwrap().id().to_string();
+    let first = sessions.current_session().unwrap().id().clone();
     sessions.end_session();
     assert!(tp.force_flush().is_err(), "the collector is down");
     let text = std::fs::read_to_string(&path).unwrap();
     let pending = &text[text.find("pending_ends").unwrap()..];
-    assert!(pending.contains(&first), "kept: {text}");
+    assert!(pending.contains(first.as_str()), "kept: {text}");
     let aside = d.join("aside.json");
     std::fs::copy(&path, &aside).unwrap();
+    Undelivered {
+        first,
+        aside,
+        down,
+        tp,
+    }
+}
 
-    let b = app(&aside, &clock);
+#[test]
+fn an_end_that_was_not_delivered_is_sent_again_by_the_next_start() {
+    let clock = ManualClock::shared(t0());
+    let run = undelivered_end("pending", &clock);
+    let first = run.first.to_string();
+    let b = app(&run.aside, &clock);
     let l = lifecycle(&b);
     assert!(
         l.contains(&("session.end".into(), first.clone(), Some("manual".into()))),
@@ -248,14 +266,14 @@ fn an_end_that_was_not_delivered_is_sent_again_by_the_next_start() {
     );
     // Delivered now: a flush confirms it and the file forgets it.
     b.tp.force_flush().unwrap();
-    let text = std::fs::read_to_string(&aside).unwrap();
+    let text = std::fs::read_to_string(&run.aside).unwrap();
     let pending = &text[text.find("pending_ends").unwrap()..];
     assert!(
         !pending.contains(&first),
         "forgotten once delivered: {text}"
     );
-    down.store(false, Ordering::SeqCst);
-    drop(tp);
+    run.down.store(false, Ordering::SeqCst);
+    drop(run.tp);
 }
 
 #[test]
@@ -307,23 +325,9 @@ fn a_damaged_file_means_a_fresh_session() {
 fn an_end_sent_again_is_the_same_span_and_not_counted_twice() {
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-    let d = dir("resent");
-    let path = d.join("session.json");
     let clock = ManualClock::shared(t0());
-    let down = Arc::new(AtomicBool::new(true));
-    let flaky = Flaky(SpanRecorder::default(), Arc::clone(&down));
-    let sessions = SessionManager::builder()
-        .with_clock(clock.clone())
-        .with_persistence(&path)
-        .build();
-    let tp = SdkTracerProvider::builder()
-        .with_span_processor(sessions.span_processor(BatchSpanProcessor::builder(flaky).build()))
-        .build();
-    let first = sessions.current_session().unwrap().id().clone();
-    sessions.end_session();
-    assert!(tp.force_flush().is_err());
-    let aside = d.join("aside.json");
-    std::fs::copy(&path, &aside).unwrap();
+    let run = undelivered_end("resent", &clock);
+    let (first, aside) = (&run.first, &run.aside);
 
     let metrics = InMemoryMetricExporter::default();
     let mp = SdkMeterProvider::builder()
@@ -332,7 +336,7 @@ fn an_end_sent_again_is_the_same_span_and_not_counted_twice() {
     let spans = SpanRecorder::default();
     let b = SessionManager::builder()
         .with_clock(clock.clone())
-        .with_persistence(&aside)
+        .with_persistence(aside)
         .with_meter(mp.meter("otel-session"))
         .build();
     let btp = SdkTracerProvider::builder()
@@ -348,7 +352,7 @@ fn an_end_sent_again_is_the_same_span_and_not_counted_twice() {
         .expect("sent again");
     assert_eq!(
         end.span_context.span_id(),
-        otel_session::session_end_span_id(&first)
+        otel_session::session_end_span_id(first)
     );
     mp.force_flush().unwrap();
     let ended: u64 = metrics
@@ -365,7 +369,7 @@ fn an_end_sent_again_is_the_same_span_and_not_counted_twice() {
         .filter(|n| n == "otel_session.ended")
         .count() as u64;
     assert_eq!(ended, 0, "the last run counted it");
-    drop((tp, btp));
+    drop((run.tp, btp));
 }
 
 #[test]
