@@ -230,11 +230,7 @@ fn shutdown_waits_for_a_slow_delivery_up_to_its_timeout() {
         ["session.start", "session.end", "session"],
         "the end went out before the exporter closed"
     );
-    let end = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session.end")
-        .unwrap();
+    let end = p.lifecycle_span("session.end");
     assert_eq!(
         span_attr(&end, "otel_session.end_reason").as_deref(),
         Some("shutdown")
@@ -307,11 +303,7 @@ fn callbacks_cannot_set_our_attributes() {
     let s = p.sessions.start_session().unwrap();
     p.sessions.end_session();
     assert_eq!(*results.lock().unwrap(), [false, false, false, true]);
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .unwrap();
+    let summary = p.lifecycle_span("session");
     assert_eq!(
         span_attr(&summary, "session.id").as_deref(),
         Some(s.id().as_str())

@@ -122,11 +122,7 @@ fn a_long_session_keeps_the_first_and_last_64_events_and_the_end() {
         p.sessions.resume_session();
     }
     p.sessions.end_session();
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .unwrap();
+    let summary = p.lifecycle_span("session");
     // 1 start + 200 pause/resume + 1 end = 202 events; 128 kept.
     assert_eq!(summary.events.len(), 128);
     assert_eq!(

@@ -23,11 +23,7 @@ fn no_session_before_first_start_and_after_end() {
     p.tracer().in_span("after", |_| {});
     assert_eq!(sid(&p.app_span("before")), None);
     assert_eq!(sid(&p.app_span("after")), None);
-    let end = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session.end")
-        .expect("end span");
+    let end = p.lifecycle_span("session.end");
     assert_eq!(
         span_attr(&end, "otel_session.end_reason").as_deref(),
         Some("manual")
@@ -181,11 +177,7 @@ fn callbacks_added_at_run_time_can_be_removed() {
     assert!(!p.sessions.remove_on_session(handle), "already removed");
     p.sessions.start_session().unwrap();
     assert_eq!(*calls.lock().unwrap(), [first.id().to_string()]);
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .expect("summary of the first session");
+    let summary = p.lifecycle_span("session");
     assert_eq!(span_attr(&summary, "app.tier").as_deref(), Some("gold"));
 }
 
@@ -327,11 +319,7 @@ fn errors_are_counted_and_status_never_downgrades() {
         "paused: not counted"
     );
     p.sessions.end_session();
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .unwrap();
+    let summary = p.lifecycle_span("session");
     assert_eq!(
         span_attr(&summary, "otel_session.status").as_deref(),
         Some("crashed")
@@ -365,11 +353,7 @@ fn set_user_applies_to_current_and_later_sessions_and_is_recorded() {
         next.user().and_then(|u| u.email.clone()),
         Some("a@example.com".into())
     );
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .unwrap();
+    let summary = p.lifecycle_span("session");
     assert_eq!(span_attr(&summary, "user.id").as_deref(), Some("42"));
     assert_eq!(
         span_attr(&summary, "user.full_name").as_deref(),

@@ -110,11 +110,7 @@ fn inactivity_rotates_at_the_boundary_not_a_tick_before_and_dates_the_end_at_the
     assert_eq!(e[0].0, first.id().as_str());
     assert_eq!(e[0].1, "inactivity");
     assert_eq!(e[0].2, last_activity, "dated at the last activity");
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .unwrap();
+    let summary = p.lifecycle_span("session");
     assert_eq!(summary.end_time, last_activity);
 
     // The next telemetry starts a new session, stamped on that very span.
@@ -237,11 +233,7 @@ fn background_timeout_at_the_boundary_and_a_tick_before() {
     );
     assert!(away_again > away_at);
     // The summary's timeline has the trips to the background.
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .unwrap();
+    let summary = p.lifecycle_span("session");
     let names: Vec<_> = summary.events.iter().map(|e| e.name.to_string()).collect();
     assert_eq!(
         names,
@@ -481,11 +473,7 @@ fn verbs_past_a_missed_deadline_end_the_session_for_it_first() {
         "not revived by the verb, not `manual`"
     );
     assert_eq!(e[0].2, first.started_at(), "dated at its last activity");
-    let summary = p
-        .lifecycle_spans()
-        .into_iter()
-        .find(|s| s.name == "session")
-        .unwrap();
+    let summary = p.lifecycle_span("session");
     assert_eq!(
         span_attr(&summary, "otel_session.errors.handled").as_deref(),
         Some("0")

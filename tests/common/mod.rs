@@ -122,6 +122,14 @@ impl Pipeline {
             .collect()
     }
 
+    /// The first lifecycle span named `name` (panics if there is none).
+    pub fn lifecycle_span(&self, name: &str) -> SpanData {
+        self.lifecycle_spans()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no lifecycle span named {name}"))
+    }
+
     pub fn app_span(&self, name: &str) -> SpanData {
         self.app_spans()
             .into_iter()
