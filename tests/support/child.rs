@@ -70,7 +70,14 @@ pub fn child_env(cmd: &mut Command, envs: &[(&str, String)], strip: impl Fn(&str
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    // SAFETY: prctl only (async-signal-safe); the child dies with the test.
+    dies_with_test(cmd);
+}
+
+/// The child `cmd` starts is killed when this test process dies
+/// (`PR_SET_PDEATHSIG`), so a failed or killed test leaves nothing running.
+pub fn dies_with_test(cmd: &mut Command) {
+    // SAFETY: prctl only (async-signal-safe); it asks the kernel to kill the
+    // child when this process dies.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

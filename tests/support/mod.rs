@@ -9,12 +9,13 @@ pub mod rss;
 pub mod tls;
 
 #[allow(unused_imports)] // not every test binary runs children
-pub use child::{child_env, example_bin, grpc_env, run_child, run_child_with, ChildRun};
+pub use child::{
+    child_env, dies_with_test, example_bin, grpc_env, run_child, run_child_with, ChildRun,
+};
 
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -505,14 +506,7 @@ impl Rotel {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill
-            // rotel when this test process dies.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+            dies_with_test(&mut cmd);
             let mut child = cmd.spawn().expect("start rotel");
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {

@@ -4,7 +4,6 @@
 //! certificate for 127.0.0.1 and localhost, one for another name, and a client
 //! certificate for mutual TLS).
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -197,13 +196,7 @@ impl TlsProxy {
                 .stderr(Stdio::from(
                     std::fs::File::create(dir.path("nginx.log")).expect("nginx log"),
                 ));
-            // SAFETY: prctl only asks the kernel to kill nginx when the test dies.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+            super::dies_with_test(&mut cmd);
             let mut child = cmd.spawn().expect("start nginx");
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
