@@ -34,12 +34,12 @@ pub(crate) fn count_failed_span(shared: &Shared, span: &SpanData) {
         .attributes
         .iter()
         .find(|kv| kv.key.as_str() == attr::SESSION_ID)
-        .map(|kv| (origin(&kv.key), kv.value.as_str().into_owned()));
+        .map(|kv| (origin(&kv.key), &kv.value));
     match carried {
         Some((Origin::App | Origin::Theirs, id)) => {
             let current = shared.stamp.load();
             if let Some(s) = current.as_deref() {
-                if s.id.as_str() == id && !s.take_counted_span(span_id) {
+                if *id.as_str() == *s.id.as_str() && !s.take_counted_span(span_id) {
                     s.count_handled();
                 }
             }
