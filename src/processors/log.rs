@@ -70,7 +70,7 @@ fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
     let carried = record
         .attributes_iter()
         .find(|(k, _)| k.as_str() == attr::SESSION_ID)
-        .map(|(k, v)| (origin(k), v.clone()));
+        .map(|(k, v)| (origin(k), v));
     match carried {
         Some((Origin::App | Origin::Scoped, _)) => {}
         Some((Origin::Theirs, id)) => {
