@@ -135,27 +135,12 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     // A session scope is handled while the thread's context is borrowed (it
     // only stamps and counts); the app session after (starting one must not
     // run under that borrow).
-    let scoped = Context::map_current(|cx| {
-        let Some(scope) = Scope::of(cx) else {
-            return false;
-        };
-        let stamped = scope.stamp.is_some();
-        if let Some(id) = &scope.stamp {
-            record.add_attribute(
-                Key::from_static_str(scope_key()),
-                AnyValue::String(id.clone()),
-            );
+    let scoped = Context::map_current(|cx| match Scope::of(cx) {
+        Some(scope) => {
+            stamp_scoped(manager, record, scope, error);
+            true
         }
-        // Inside a request, its errors are its own, ids stamped or not (a
-        // joined caller's session is never counted here).
-        if error && (stamped || first_sighting(record)) {
-            if let Some(r) = &scope.request {
-                if r.count_handled() {
-                    note(r, error_span(manager, record));
-                }
-            }
-        }
-        true
+        None => false,
     });
     if scoped {
         return;
@@ -179,6 +164,29 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
         return stamp_error(manager, record);
     }
     record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
+}
+
+/// A record inside a session scope (a request, a joined session): its stamp,
+/// if the scope has one, and its error counted toward the request's session.
+/// Out of line: the app-session path keeps `Context::map_current` inlined.
+#[inline(never)]
+fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Scope, error: bool) {
+    let stamped = scope.stamp.is_some();
+    if let Some(id) = &scope.stamp {
+        record.add_attribute(
+            Key::from_static_str(scope_key()),
+            AnyValue::String(id.clone()),
+        );
+    }
+    // Inside a request, its errors are its own, ids stamped or not (a joined
+    // caller's session is never counted here).
+    if error && (stamped || first_sighting(record)) {
+        if let Some(r) = &scope.request {
+            if r.count_handled() {
+                note(r, error_span(manager, record));
+            }
+        }
+    }
 }
 
 /// `true` if this record's activity is to be noted now (see `stamp_new`).
