@@ -157,11 +157,15 @@ mod http {
             match &result {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let outcome = match proxy_page(response.body()) {
-                        Some(page) if (400..500).contains(&status) => {
-                            Outcome::ProxyPage(status, page)
-                        }
-                        _ => Outcome::Status(status),
+                    // Only a 4xx can be a proxy's page: a success's body is
+                    // not read.
+                    let page = (400..500)
+                        .contains(&status)
+                        .then(|| proxy_page(response.body()))
+                        .flatten();
+                    let outcome = match page {
+                        Some(page) => Outcome::ProxyPage(status, page),
+                        None => Outcome::Status(status),
                     };
                     let retry_after = response
                         .headers()
