@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
 use super::delivery::DeliveryStats;
-use super::diagnose::{diagnose, export_warning, Failure, REPORT_TAIL};
+use super::diagnose::{cause_key, diagnose, export_warning, Failure};
 use super::observe::{Outcome, Probe};
 use super::retry::{self, Decision, Stop};
 use super::target::{redact_text, Target};
@@ -118,14 +118,14 @@ impl DeliveryStats {
                 }
                 Err(e) => e.to_string(),
             };
-            let last = watch.probe.last();
+            let (last, retry_after) = watch.probe.last().unzip();
             let failure = Failure::classify(&error, last.as_ref());
             let decision = retry::decide(
                 &failure,
                 retries,
                 started.elapsed(),
                 watch.target.timeout,
-                watch.probe.retry_after(),
+                retry_after.flatten(),
                 retry::jitter(),
                 watch.stop.left(),
             );
@@ -155,21 +155,24 @@ impl DeliveryStats {
         last: Option<&Outcome>,
         failure: &Failure,
     ) {
-        let diagnosis = diagnose(&watch.target, failure, &watch.tls);
-        if watch.reported.first(&diagnosis.key) {
-            // Over HTTP the exporter only says "network error": show the transport's.
-            let shown = match last {
-                Some(Outcome::Error(transport)) => transport.as_str(),
-                _ => error,
-            };
-            let text = export_warning(&watch.target, n, &redact_text(shown), &diagnosis);
-            let text = match watch.report {
-                true => text.as_str(),
-                // No guard, no delivery report to point to.
-                false => text.strip_suffix(REPORT_TAIL).unwrap_or(&text),
-            };
-            crate::warn::stderr(format_args!("{text}"));
+        // The text is built only for a cause not printed yet.
+        if !watch.reported.first(&cause_key(&watch.target, failure)) {
+            return;
         }
+        let diagnosis = diagnose(&watch.target, failure, &watch.tls);
+        // Over HTTP the exporter only says "network error": show the transport's.
+        let shown = match last {
+            Some(Outcome::Error(transport)) => transport.as_str(),
+            _ => error,
+        };
+        let text = export_warning(
+            &watch.target,
+            n,
+            &redact_text(shown),
+            &diagnosis,
+            watch.report,
+        );
+        crate::warn::stderr(format_args!("{text}"));
     }
 }
 

@@ -205,15 +205,6 @@ fn grpc_code(error: &str) -> Option<String> {
     (!code.is_empty()).then_some(code)
 }
 
-/// A diagnosis: the key warnings are deduplicated by, and the sentence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnosis {
-    /// The kind of failure and the collector's origin.
-    pub key: String,
-    /// What happened and the likely fix.
-    pub text: String,
-}
-
 /// An error message with repeated parts said once: `opentelemetry-otlp` and
 /// tonic repeat a cause (`a: b: b`, `x: x: y`).
 pub fn tidy_error(error: &str) -> String {
@@ -236,37 +227,51 @@ pub fn tidy_error(error: &str) -> String {
     parts.join(": ")
 }
 
-/// How an export warning ends when a guard prints the delivery report.
-pub const REPORT_TAIL: &str = " (see the delivery report at shutdown)";
-
-/// The first line of an export warning: what failed, where, and why.
-pub fn export_warning(target: &Target, n: usize, error: &str, diagnosis: &Diagnosis) -> String {
+/// The first line of an export warning: what failed, where, and why; with
+/// `report`, where the counts of later failures will be printed (a guard's
+/// delivery report).
+pub fn export_warning(
+    target: &Target,
+    n: usize,
+    error: &str,
+    diagnosis: &str,
+    report: bool,
+) -> String {
     let error = tidy_error(error);
+    let tail = match report {
+        true => " (see the delivery report at shutdown)",
+        false => "",
+    };
     format!(
         "could not export {n} {items} over {protocol} to {url} ({error}): {text}. \
-         Further failures with this cause are counted, not printed{REPORT_TAIL}",
+         Further failures with this cause are counted, not printed{tail}",
         items = target.signal.items(),
         protocol = target.transport,
         url = target.shown_url(),
-        text = diagnosis.text,
+        text = diagnosis,
     )
 }
 
-/// Diagnoses `failure` of an export to `target`, with the TLS files `tls` in use.
-pub fn diagnose(target: &Target, failure: &Failure, tls: &TlsVars) -> Diagnosis {
-    let origin = origin(&target.url);
+/// What tells one cause of failure from another (one warning per cause): the
+/// kind of failure, where the exports go, and the configuration mistake seen.
+pub fn cause_key(target: &Target, failure: &Failure) -> String {
+    format!(
+        "{}|{}|{}",
+        failure.kind(),
+        origin(&target.url),
+        mistake_kind(target, failure).unwrap_or("")
+    )
+}
+
+/// Diagnoses `failure` of an export to `target`, with the TLS files `tls` in
+/// use: what happened and the likely fix.
+pub fn diagnose(target: &Target, failure: &Failure, tls: &TlsVars) -> String {
     let what = describe(target, failure);
     let fix = mistake(target, failure).or_else(|| advice(target, failure, tls));
-    let key = format!(
-        "{}|{origin}|{}",
-        failure.kind(),
-        mistake_kind(target, failure).unwrap_or("")
-    );
-    let text = match fix {
+    match fix {
         Some(fix) => format!("{what}; {fix}"),
         None => what,
-    };
-    Diagnosis { key, text }
+    }
 }
 
 /// `scheme://host:port` of a URL.

@@ -20,7 +20,7 @@ fn warning(t: &Target, error: &str, last: Option<Outcome>, tls: &TlsVars) -> Str
         Some(Outcome::Error(e)) => e.as_str(),
         _ => error,
     };
-    export_warning(t, 3, shown, &diagnose(t, &failure, tls))
+    export_warning(t, 3, shown, &diagnose(t, &failure, tls), true)
 }
 
 const TAIL: &str = ". Further failures with this cause are counted, not printed (see the \
@@ -53,10 +53,9 @@ fn nothing_configured_names_the_default_endpoint_and_the_console() {
     let g = target(Signal::Logs, Transport::Grpc, &[]);
     let d = diagnose(&g, &Failure::Refused, &TlsVars::default());
     assert!(
-        d.text
-            .contains("the default http://localhost:4317 (grpc) was used"),
+        d.contains("the default http://localhost:4317 (grpc) was used"),
         "{}",
-        d.text
+        d
     );
 }
 
@@ -64,7 +63,7 @@ fn nothing_configured_names_the_default_endpoint_and_the_console() {
 fn one_cause_is_one_key_for_every_signal() {
     let key = |s, url_vars: &[(&str, &str)]| {
         let t = target(s, Transport::HttpProtobuf, url_vars);
-        diagnose(&t, &Failure::Refused, &TlsVars::default()).key
+        cause_key(&t, &Failure::Refused)
     };
     let none: &[(&str, &str)] = &[];
     assert_eq!(key(Signal::Traces, none), key(Signal::Logs, none));
@@ -213,7 +212,7 @@ fn https_without_trust() {
     };
     let d = diagnose(&t, &Failure::Tls(TlsProblem::Untrusted), &tls);
     assert_eq!(
-        d.text,
+        d,
         "TLS failed: the collector's certificate is not trusted; the CA bundle in \
          OTEL_EXPORTER_OTLP_CERTIFICATE=\"/etc/other-ca.pem\" did not sign it: give the CA that \
          signed the collector's certificate"
@@ -256,7 +255,7 @@ fn an_expired_certificate() {
     );
     let t = target(Signal::Traces, Transport::Grpc, &[]);
     assert_eq!(
-        diagnose(&t, &Failure::Tls(TlsProblem::Expired), &TlsVars::default()).text,
+        diagnose(&t, &Failure::Tls(TlsProblem::Expired), &TlsVars::default()),
         "TLS failed: the collector's certificate has expired or is not valid yet; renew the \
          collector's certificate (or check this machine's clock)"
     );
@@ -278,7 +277,7 @@ fn a_proxy_that_requires_a_client_certificate() {
         &TlsVars::default(),
     );
     assert_eq!(
-        d.text,
+        d,
         "TLS failed: the collector requires a client certificate it trusts (mutual TLS); set \
          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY to the client \
          certificate and key (PEM)"
@@ -291,9 +290,9 @@ fn a_proxy_that_requires_a_client_certificate() {
     let error = "Operation failed: TonicTracesClient export failed with gRPC code: Internal";
     let d = diagnose(&g, &Failure::classify(error, None), &TlsVars::default());
     assert!(
-        d.text.contains("mutual TLS") && d.text.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        d.contains("mutual TLS") && d.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
         "{}",
-        d.text
+        d
     );
 }
 

@@ -50,16 +50,10 @@ impl Probe {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// What the last attempt got, if it was seen.
-    pub fn last(&self) -> Option<Outcome> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.as_ref().map(|(o, _)| o.clone())
-    }
-
-    /// The wait the last answer's `Retry-After` asked for.
-    pub fn retry_after(&self) -> Option<Duration> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.as_ref().and_then(|(_, r)| *r)
+    /// What the last attempt got, if it was seen, and the wait its
+    /// `Retry-After` asked for (one lock, read once per failed attempt).
+    pub fn last(&self) -> Option<(Outcome, Option<Duration>)> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -231,10 +225,12 @@ mod tests {
     fn probe_keeps_the_last_outcome_and_its_retry_after() {
         let p = Probe::default();
         p.set_last(Outcome::Status(503), Some(Duration::from_secs(2)));
-        assert_eq!(p.last(), Some(Outcome::Status(503)));
-        assert_eq!(p.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            p.last(),
+            Some((Outcome::Status(503), Some(Duration::from_secs(2))))
+        );
         p.clear_last();
-        assert_eq!((p.last(), p.retry_after()), (None, None));
+        assert_eq!(p.last(), None);
     }
 
     #[test]
