@@ -127,11 +127,16 @@ fn os_version() -> Option<String> {
 
 impl ResourceDetector for SessionResourceDetector {
     fn detect(&self) -> Resource {
+        // The resource is built from these in order, the last of equal keys
+        // winning (the SDK's rule): ours, then the added attributes, then
+        // `OTEL_SERVICE_NAME`.
         let mut attributes = vec![
-            KeyValue::new(SERVICE_NAME, self.service_name.clone().unwrap_or_default()),
             KeyValue::new(OS_TYPE, os_type()),
             KeyValue::new(HOST_ARCH, host_arch()),
         ];
+        if let Some(name) = &self.service_name {
+            attributes.push(KeyValue::new(SERVICE_NAME, name.clone()));
+        }
         if let Some(v) = os_version() {
             attributes.push(KeyValue::new(OS_VERSION, v));
         }
@@ -150,20 +155,7 @@ impl ResourceDetector for SessionResourceDetector {
             env!("CARGO_PKG_VERSION"),
         ));
 
-        if self.service_name.is_none() {
-            attributes.retain(|kv| kv.key.as_str() != SERVICE_NAME);
-        }
-        // Added attributes replace ours; the last of equal keys wins.
-        attributes.retain(|kv| !self.attributes.iter().any(|a| a.key == kv.key));
-        let mut seen = HashSet::new();
-        let added: Vec<KeyValue> = self
-            .attributes
-            .iter()
-            .rev()
-            .filter(|kv| seen.insert(kv.key.clone()))
-            .cloned()
-            .collect();
-        attributes.extend(added.into_iter().rev());
+        attributes.extend(self.attributes.iter().cloned());
 
         let user_set: HashSet<Key> = EnvResourceDetector::new()
             .detect()
@@ -178,11 +170,39 @@ impl ResourceDetector for SessionResourceDetector {
             .ok()
             .filter(|v| !v.trim().is_empty())
         {
-            attributes.retain(|kv| kv.key.as_str() != SERVICE_NAME);
             attributes.push(KeyValue::new(SERVICE_NAME, name));
         }
         Resource::builder_empty()
             .with_attributes(attributes)
             .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn added_attributes_win_the_last_of_equal_keys_and_no_name_is_invented() {
+        let r = SessionResourceDetector::new()
+            .with_attributes([
+                KeyValue::new("app.tier", "first"),
+                KeyValue::new(HOST_ARCH, "custom-arch"),
+                KeyValue::new("app.tier", "last"),
+            ])
+            .detect();
+        let get = |k: &'static str| r.get(&Key::from_static_str(k)).map(|v| v.to_string());
+        assert_eq!(get("app.tier").as_deref(), Some("last"));
+        let env_set = |k| {
+            ["OTEL_RESOURCE_ATTRIBUTES", "OTEL_SERVICE_NAME"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|v| v.contains(k)))
+        };
+        if !env_set(HOST_ARCH) {
+            assert_eq!(get(HOST_ARCH).as_deref(), Some("custom-arch"));
+        }
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() && !env_set(SERVICE_NAME) {
+            assert_eq!(get(SERVICE_NAME), None, "left to the SDK's default");
+        }
     }
 }
