@@ -99,9 +99,7 @@ pub fn tls_without_https(target: &Target, vars: &TlsVars) -> Option<String> {
         return None;
     }
     let url = target.shown_url();
-    let origin = url
-        .strip_suffix(super::target::path_of(&url))
-        .unwrap_or(&url);
+    let origin = super::target::origin_of(&url);
     Some(format!(
         "{} set, but {origin} is not https://: no TLS is used and the files are ignored; \
          write https:// in the endpoint to use them",

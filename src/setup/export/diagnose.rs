@@ -10,7 +10,9 @@
 //! one warning.
 
 use super::observe::{Outcome, ProxyPage};
-use super::target::{path_of, scheme_of, EndpointSource, Signal, Target, ENV_ENDPOINT};
+use super::target::{
+    host_of, origin_of, path_of, scheme_of, EndpointSource, Signal, Target, ENV_ENDPOINT,
+};
 use super::target::{DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT};
 use super::tls::TlsVars;
 use crate::setup::config::Transport;
@@ -258,7 +260,7 @@ pub fn cause_key(target: &Target, failure: &Failure) -> String {
     format!(
         "{}|{}|{}",
         failure.kind(),
-        origin(&target.url),
+        origin_of(&target.url),
         mistake_kind(target, failure).unwrap_or("")
     )
 }
@@ -274,33 +276,16 @@ pub fn diagnose(target: &Target, failure: &Failure, tls: &TlsVars) -> String {
     }
 }
 
-/// `scheme://host:port` of a URL.
-fn origin(url: &str) -> String {
-    let path = path_of(url);
-    url.strip_suffix(path).unwrap_or(url).to_string()
-}
-
-fn host(url: &str) -> &str {
-    let Some((_, rest)) = url.split_once("://") else {
-        return url;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    if let Some(end) = authority.find(']') {
-        return &authority[..=end];
-    }
-    authority.split(':').next().unwrap_or(authority)
-}
-
 fn is_http(t: Transport) -> bool {
     matches!(t, Transport::HttpProtobuf | Transport::HttpJson)
 }
 
 fn describe(target: &Target, failure: &Failure) -> String {
-    let origin = origin(&target.shown_url());
+    let shown = target.shown_url();
+    let origin = origin_of(&shown);
     match failure {
         Failure::Refused => format!("connection refused: nothing listens at {origin}"),
-        Failure::Unresolved => format!("the host name {} cannot be resolved", host(&target.url)),
+        Failure::Unresolved => format!("the host name {} cannot be resolved", host_of(&target.url)),
         Failure::TimedOut => "no answer within the export timeout".to_string(),
         Failure::Tls(p) => match p {
             TlsProblem::Untrusted => {
@@ -308,7 +293,7 @@ fn describe(target: &Target, failure: &Failure) -> String {
             }
             TlsProblem::WrongName => format!(
                 "TLS failed: the collector's certificate is not valid for {}",
-                host(&target.url)
+                host_of(&target.url)
             ),
             TlsProblem::Expired => {
                 "TLS failed: the collector's certificate has expired or is not valid yet"

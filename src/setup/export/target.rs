@@ -171,6 +171,23 @@ pub(crate) fn path_of(url: &str) -> &str {
     rest.find(['/', '?', '#']).map_or("", |i| &rest[i..])
 }
 
+/// `scheme://host:port` of a URL: the URL without its path.
+pub(crate) fn origin_of(url: &str) -> &str {
+    url.strip_suffix(path_of(url)).unwrap_or(url)
+}
+
+/// The host of a URL (an IPv6 literal with its brackets); the whole text when
+/// it has no scheme.
+pub(crate) fn host_of(url: &str) -> &str {
+    let Some(authority) = authority_of(url) else {
+        return url;
+    };
+    match authority.find(']') {
+        Some(end) => &authority[..=end],
+        None => authority.split(':').next().unwrap_or(authority),
+    }
+}
+
 fn port_of(url: &str) -> Option<u16> {
     let authority = authority_of(url)?;
     let after_host = match authority.rfind(']') {
@@ -364,6 +381,16 @@ pub fn transports(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn origin_and_host_of_the_urls_messages_name() {
+        let url = "https://user:pw@[::1]:4318/v1/traces?x=1";
+        assert_eq!(origin_of(url), "https://user:pw@[::1]:4318");
+        assert_eq!(host_of(url), "[::1]");
+        assert_eq!(origin_of("http://collector:4317"), "http://collector:4317");
+        assert_eq!(host_of("http://collector:4317/"), "collector");
+        assert_eq!(host_of("collector:4317"), "collector:4317", "no scheme");
+    }
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars
