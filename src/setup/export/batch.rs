@@ -110,19 +110,15 @@ pub(crate) fn count(
             "{var}={raw:?} is above the maximum of {max}; using {max} ({why_max})"
         ))
     };
-    let digits = value.strip_prefix('+').unwrap_or(value);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return (
+    match value.parse::<usize>() {
+        Ok(0) => (default, invalid("must be at least 1")),
+        Ok(n) if n > max => (max, above()),
+        Ok(n) => (n, None),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => (max, above()),
+        Err(_) => (
             default,
             invalid(&format!("expected a whole number from 1 to {max}")),
-        );
-    }
-    match digits.parse::<u128>() {
-        Ok(0) => (default, invalid("must be at least 1")),
-        Ok(n) if n > max as u128 => (max, above()),
-        Ok(n) => (n as usize, None),
-        // More digits than any u128: above the maximum all the same.
-        Err(_) => (max, above()),
+        ),
     }
 }
 
@@ -156,18 +152,19 @@ impl BatchSettings {
                 "the queue is allocated in full at start",
             )),
         };
-        let (mut max_export_batch_size, mut batch_warning) = match get(vars.batch) {
+        let batch_raw = get(vars.batch);
+        let (mut max_export_batch_size, mut batch_warning) = match &batch_raw {
             None => (DEFAULT_EXPORT_BATCH_SIZE, None),
             Some(raw) => count(
                 vars.batch,
-                &raw,
+                raw,
                 DEFAULT_EXPORT_BATCH_SIZE,
                 MAX_EXPORT_BATCH_SIZE,
                 "larger requests exceed common collector limits",
             ),
         };
         if max_export_batch_size > max_queue_size {
-            if let Some(raw) = get(vars.batch) {
+            if let Some(raw) = &batch_raw {
                 batch_warning = Some(format!(
                     "{}={raw:?} is larger than the queue ({max_queue_size}); using {max_queue_size}",
                     vars.batch
