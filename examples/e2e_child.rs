@@ -74,10 +74,12 @@ fn main() {
             );
         }));
     }
-    let guard = if scenario == "no-version" {
-        otel_session::init()
-    } else {
-        otel_session::init!()
+    let guard = match scenario.as_str() {
+        "no-version" => otel_session::init(),
+        "version-as-attribute" => otel_session::Builder::from_env()
+            .with_resource_attributes([opentelemetry::KeyValue::new("service.version", "7.0.0")])
+            .init(),
+        _ => otel_session::init!(),
     };
     let guard = match guard {
         Ok(g) => g,

@@ -488,20 +488,27 @@ fn init_without_a_service_version_warns_once() {
         "{}",
         run.stderr
     );
-    let with_macro = run_child(
-        "plain",
-        &[
-            ("OTEL_TRACES_EXPORTER", "none".into()),
-            ("OTEL_LOGS_EXPORTER", "none".into()),
-            ("OTEL_METRICS_EXPORTER", "none".into()),
-        ],
-        LIMIT,
-    );
-    assert!(
-        !with_macro.stderr.contains("service.version"),
-        "{}",
-        with_macro.stderr
-    );
+    // A version given any other way is found in the resource: no warning.
+    let quiet = [
+        ("plain", None),
+        ("version-as-attribute", None),
+        ("no-version", Some("service.version=7.0.0,team=shop")),
+    ];
+    for (scenario, attributes) in quiet {
+        let mut env = vec![
+            ("OTEL_TRACES_EXPORTER", "none".to_string()),
+            ("OTEL_LOGS_EXPORTER", "none".to_string()),
+            ("OTEL_METRICS_EXPORTER", "none".to_string()),
+        ];
+        env.extend(attributes.map(|a| ("OTEL_RESOURCE_ATTRIBUTES", a.to_string())));
+        let run = run_child(scenario, &env, LIMIT);
+        assert!(run.status.success(), "{scenario}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("service.version"),
+            "{scenario}: {}",
+            run.stderr
+        );
+    }
 }
 
 #[test]

@@ -36,12 +36,13 @@ enum Out<E> {
     Otlp(E),
 }
 
-fn warn_missing_version(b: &Builder) {
-    let version_from_env = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
-        v.split(',')
-            .any(|kv| kv.trim_start().starts_with("service.version="))
-    });
-    if b.service_version.is_none() && !version_from_env && !b.config.sdk_disabled {
+/// Warns when the resource has no `service.version` (whether it came from the
+/// builder, its resource attributes or `OTEL_RESOURCE_ATTRIBUTES`).
+fn warn_missing_version(resource: &Resource) {
+    if resource
+        .get(&opentelemetry::Key::from_static_str("service.version"))
+        .is_none()
+    {
         crate::warn::stderr(format_args!(
             "service.version is not set, so stability per release is unavailable; \
              use otel_session::init!() (it passes your CARGO_PKG_VERSION) or \
@@ -113,7 +114,6 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
     for w in crate::setup::config::warnings(&config) {
         crate::warn::stderr(format_args!("{w}"));
     }
-    warn_missing_version(&b);
     #[cfg(feature = "tracing")]
     let layers = layer_settings(&b);
     let code = std::mem::take(&mut b.sessions);
@@ -132,6 +132,7 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
     }
 
     let resource = resource(&mut b);
+    warn_missing_version(&resource);
     let spans_stats = Arc::new(DeliveryStats::default());
     let logs_stats = Arc::new(DeliveryStats::default());
     let metrics_stats = Arc::new(DeliveryStats::default());
