@@ -41,7 +41,7 @@ pub fn header_warnings(var: &str, value: &str) -> Vec<String> {
         } else if !decoded_is_visible(val) {
             out.push(format!(
                 "{var}: the value of header {key} is not a valid header value (control \
-                 characters or a bad %-escape); it is not sent"
+                 characters, as given or %-encoded); it is not sent"
             ));
         }
     }
@@ -52,8 +52,10 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Whether a header value, once %-decoded as `opentelemetry-otlp` does, is a
-/// valid header value (visible ASCII, spaces and tabs).
+/// Whether the header value `opentelemetry-otlp` sends is a valid one (visible
+/// ASCII, spaces, tabs): the %-decoded value, or the value as given when an
+/// escape is malformed or the decoded bytes are not UTF-8 (it keeps the raw
+/// value then).
 fn decoded_is_visible(value: &str) -> bool {
     let bytes = value.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -76,7 +78,10 @@ fn decoded_is_visible(value: &str) -> bool {
         decoded.push(bytes[i]);
         i += 1;
     }
-    std::str::from_utf8(&decoded).is_ok() && decoded.iter().copied().all(visible)
+    match std::str::from_utf8(&decoded) {
+        Ok(_) => decoded.iter().copied().all(visible),
+        Err(_) => value.bytes().all(visible),
+    }
 }
 
 fn visible(b: u8) -> bool {
@@ -124,7 +129,8 @@ mod tests {
     fn header_problems_name_keys_never_values() {
         let w = header_warnings(
             "OTEL_EXPORTER_OTLP_HEADERS",
-            "api-key=s3cret,justsecret, bad key=s3cret,x-empty=,x-ctl=a%0Ab,ok=Bearer%20s3cret",
+            "api-key=s3cret,justsecret, bad key=s3cret,x-empty=,x-ctl=a%0Ab,ok=Bearer%20s3cret,\
+             x-raw=%FF%0A,x-bad-escape=100%",
         );
         assert_eq!(
             w,
@@ -135,8 +141,9 @@ mod tests {
                  digits and !#$%&'*+-.^_`|~ only); it is not sent",
                 "OTEL_EXPORTER_OTLP_HEADERS: header x-empty has an empty value; it is not sent",
                 "OTEL_EXPORTER_OTLP_HEADERS: the value of header x-ctl is not a valid header \
-                 value (control characters or a bad %-escape); it is not sent",
-            ]
+                 value (control characters, as given or %-encoded); it is not sent",
+            ],
+            "x-raw (not UTF-8 once decoded) and x-bad-escape are sent as given"
         );
         assert!(w
             .iter()
