@@ -265,18 +265,12 @@ fn no_panic<E, Err: std::fmt::Display>(
         Ok(built) => built.map_err(|e| ExportError::exporter(target, e)),
         Err(panic) => Err(ExportError::exporter(
             target,
-            format!("the client panicked: {}", panic_text(panic.as_ref())),
+            format!(
+                "the client panicked: {}",
+                crate::core::callbacks::panic_message(panic.as_ref())
+            ),
         )),
     }
-}
-
-#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_string())
 }
 
 /// The export runtime, started on first need and shared by the signals.
@@ -372,7 +366,7 @@ fn http_client(
         Err(panic) => {
             return Err(ExportError::HttpClient(format!(
                 "building it panicked: {}",
-                panic_text(panic.as_ref())
+                crate::core::callbacks::panic_message(panic.as_ref())
             )))
         }
     };
