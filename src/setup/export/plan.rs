@@ -42,12 +42,9 @@ pub(crate) struct OtlpPlan {
     report: bool,
 }
 
+/// The signal's place in per-signal arrays (the order of [`Signal::ALL`]).
 fn index(signal: Signal) -> usize {
-    match signal {
-        Signal::Traces => 0,
-        Signal::Logs => 1,
-        Signal::Metrics => 2,
-    }
+    signal as usize
 }
 
 /// Builds one exporter from its parts, starting the export runtime if needed.
@@ -81,7 +78,7 @@ impl OtlpPlan {
         let mut signals: [Option<SignalPlan>; 3] = [None, None, None];
         if otlp.iter().any(|&on| on) {
             let (transports, protocol_warnings) = target::transports(lookup, default_transport());
-            protocol_warnings.into_iter().for_each(&mut push);
+            protocol_warnings.into_iter().for_each(|(_, w)| push(w));
             check::all_header_warnings(lookup)
                 .into_iter()
                 .for_each(&mut push);

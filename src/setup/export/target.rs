@@ -330,11 +330,12 @@ fn append_path(base: &str, path: &str) -> String {
 /// The transport each signal uses: the signal's
 /// `OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else
 /// `default`. A bad value is reported once (not once per signal) with what is
-/// used instead, and the next source applies.
+/// used instead, and the next source applies. Each warning is tagged with the
+/// signal whose variable it is about (`None`: the generic variable).
 pub fn transports(
     lookup: &dyn Fn(&str) -> Option<String>,
     default: Transport,
-) -> ([Transport; 3], Vec<String>) {
+) -> ([Transport; 3], Vec<(Option<Signal>, String)>) {
     let parse = |var: &str| -> Option<Result<Transport, String>> {
         let raw = lookup(var)?;
         match raw.trim() {
@@ -350,8 +351,12 @@ pub fn transports(
     let generic = match parse(ENV_PROTOCOL) {
         Some(Ok(t)) => Some(t),
         Some(Err(bad)) => {
-            warnings.push(format!(
-                "{ENV_PROTOCOL}={bad:?} is not valid ({expected}); using {default} (the default)"
+            warnings.push((
+                None,
+                format!(
+                    "{ENV_PROTOCOL}={bad:?} is not valid ({expected}); using {default} (the \
+                     default)"
+                ),
             ));
             None
         }
@@ -368,8 +373,11 @@ pub fn transports(
         let var = signal.var("PROTOCOL");
         match parse(&var) {
             Some(Ok(t)) => chosen[i] = t,
-            Some(Err(bad)) => warnings.push(format!(
-                "{var}={bad:?} is not valid ({expected}); using {fallback} {fallback_from}"
+            Some(Err(bad)) => warnings.push((
+                Some(signal),
+                format!(
+                    "{var}={bad:?} is not valid ({expected}); using {fallback} {fallback_from}"
+                ),
             )),
             None => {}
         }
@@ -381,6 +389,13 @@ pub fn transports(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn signals_index_per_signal_arrays_in_the_order_of_all() {
+        for (i, s) in Signal::ALL.into_iter().enumerate() {
+            assert_eq!(s as usize, i, "{s:?}");
+        }
+    }
 
     #[test]
     fn origin_and_host_of_the_urls_messages_name() {
@@ -509,10 +524,12 @@ mod tests {
         assert_eq!(t, [Transport::HttpProtobuf; 3]);
         assert_eq!(
             w,
-            [
+            [(
+                None,
                 "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/protobuff\" is not valid (expected grpc, \
               http/protobuf or http/json); using http/protobuf (the default)"
-            ]
+                    .to_string()
+            )]
         );
         let (t, w) = transports(
             &env(&[
@@ -525,10 +542,12 @@ mod tests {
         assert_eq!(t, [Transport::Grpc, Transport::Grpc, Transport::HttpJson]);
         assert_eq!(
             w,
-            [
+            [(
+                Some(Signal::Logs),
                 "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL=\"gprc\" is not valid (expected grpc, \
               http/protobuf or http/json); using grpc from OTEL_EXPORTER_OTLP_PROTOCOL"
-            ]
+                    .to_string()
+            )]
         );
     }
 }

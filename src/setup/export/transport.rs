@@ -393,16 +393,16 @@ pub fn transport_from_lookup(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> (Transport, Vec<String>) {
     let (all, warnings) = target::transports(lookup, default_transport());
-    let i = Signal::ALL
-        .iter()
-        .position(|s| s.env_part() == signal)
-        .unwrap_or(0);
-    let own = format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL");
+    let signal = Signal::ALL
+        .into_iter()
+        .find(|s| s.env_part() == signal)
+        .unwrap_or(Signal::Traces);
     let warnings = warnings
         .into_iter()
-        .filter(|w| w.starts_with(&own) || w.starts_with(target::ENV_PROTOCOL))
+        .filter(|(about, _)| about.is_none_or(|s| s == signal))
+        .map(|(_, w)| w)
         .collect();
-    (all[i], warnings)
+    (all[signal as usize], warnings)
 }
 
 #[cfg(test)]
@@ -454,6 +454,8 @@ mod transport_tests {
               http/protobuf or http/json); using grpc from OTEL_EXPORTER_OTLP_PROTOCOL"
             ]
         );
+        let (_, warnings) = pick(&[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "bogus")]);
+        assert!(warnings.is_empty(), "the logs' own: {warnings:?}");
     }
 
     #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
