@@ -101,6 +101,7 @@ fn a_clean_exit_suspends_and_the_next_start_continues_the_same_session() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"suspended\""), "{text}");
     clock.advance(IDLE - Duration::from_secs(1));
+    released(&path);
     let b = app(&path, &clock);
     let s = b.sessions.current_session().unwrap();
     assert_eq!(s.id().as_str(), first, "the same session goes on");
@@ -132,6 +133,7 @@ fn a_suspended_session_past_its_timeout_is_ended_at_its_last_activity() {
         (id, clock.now())
     };
     clock.advance(IDLE);
+    released(&path);
     let b = app(&path, &clock);
     let l = lifecycle(&b);
     assert_eq!(
@@ -150,6 +152,25 @@ fn a_suspended_session_past_its_timeout_is_ended_at_its_last_activity() {
     let new = b.sessions.current_session().unwrap();
     assert_ne!(new.id().as_str(), first);
     assert_eq!(new.previous_id().map(|p| p.as_str()), Some(first.as_str()));
+}
+
+/// Waits (up to 5 s) until no manager holds `path`'s lock: a dropped manager's
+/// state is freed by the last thread that held it, which may be the timer
+/// thread finishing a save.
+fn released(path: &Path) {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(".lock");
+    let lock = std::fs::File::open(path.with_file_name(name)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lock.try_lock().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} stays locked",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    lock.unlock().unwrap();
 }
 
 /// The file as a running process leaves it (copied aside: this process keeps
@@ -384,6 +405,7 @@ fn continuing_is_activity() {
         id
     };
     clock.advance(IDLE - Duration::from_secs(60)); // back after 14 minutes
+    released(&path);
     let b = app(&path, &clock);
     assert_eq!(b.sessions.current_session().unwrap().id().as_str(), first);
     clock.advance(IDLE - Duration::from_secs(1));
@@ -396,4 +418,51 @@ fn continuing_is_activity() {
     clock.advance(Duration::from_secs(1));
     assert!(b.sessions.current_session().is_none());
     assert_eq!(summary(&b, &first).end_time, resumed_at);
+}
+
+#[test]
+fn a_session_active_for_longer_than_the_timeout_continues_after_a_restart() {
+    let d = dir("long-lived");
+    let path = d.join("session.json");
+    let clock = ManualClock::shared(t0());
+    let first = {
+        let a = app(&path, &clock);
+        let id = a.sessions.current_session().unwrap().id().to_string();
+        // Busy for three timeouts, never idle for one.
+        for _ in 0..6 {
+            clock.advance(IDLE / 2);
+            a.tp.tracer("t").in_span("work", |_| {});
+        }
+        a.tp.shutdown().unwrap(); // a clean exit
+        id
+    };
+    clock.advance(IDLE / 3);
+    released(&path);
+    let b = app(&path, &clock);
+    let s = b.sessions.current_session().unwrap();
+    assert_eq!(
+        s.id().as_str(),
+        first,
+        "idle for a third of the timeout: the same session goes on"
+    );
+    drop(b);
+
+    // A process that died after such a session: its end is dated at the last
+    // activity, not at the start.
+    let dead = d.join("dead.json");
+    let c = app(&d.join("second.json"), &clock);
+    let second = c.sessions.current_session().unwrap().id().to_string();
+    for _ in 0..6 {
+        clock.advance(IDLE / 2);
+        c.tp.tracer("t").in_span("work", |_| {});
+    }
+    clock.advance(IDLE / 2);
+    let active_until = clock.now();
+    c.sessions.set_user(otel_session::User::with_id("u")); // activity, saved at once
+    die_with(&d.join("second.json"), &dead);
+    clock.advance(IDLE * 2);
+    let e = app(&dead, &clock);
+    let end = summary(&e, &second);
+    assert_eq!(end.end_time, active_until, "dated at its last activity");
+    drop(c);
 }

@@ -438,9 +438,16 @@ impl Activity {
         self.last.load(Ordering::Relaxed)
     }
 
-    /// Starts timing a session: activity from `started`, with these limits.
-    pub(crate) fn arm(&self, started: u64, idle: Option<Duration>, max: Option<Duration>) {
-        self.last.store(started, Ordering::Relaxed);
+    /// Starts timing a session that started at `started` and was last active
+    /// at `last` (its start, unless it is restored), with these limits.
+    pub(crate) fn arm(
+        &self,
+        started: u64,
+        last: u64,
+        idle: Option<Duration>,
+        max: Option<Duration>,
+    ) {
+        self.last.store(last.max(started), Ordering::Relaxed);
         let idle = idle.map_or(u64::MAX, |d| {
             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
         });

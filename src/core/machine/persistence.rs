@@ -227,12 +227,14 @@ impl Shared {
             if let Some(s) = &saved.session {
                 let session = Arc::new(SessionState::restored(s));
                 st.current = Some(Arc::clone(&session));
+                // Its last activity as recorded (however long after the start:
+                // not a verb's activity, which a passed limit refuses).
                 self.activity.arm(
                     nanos(s.started_at),
+                    nanos(s.last_activity),
                     self.tracking.inactivity,
                     self.tracking.max_duration,
                 );
-                self.activity.note(nanos(s.last_activity));
                 let notes = match (s.state, self.expiry(&session, now)) {
                     (SavedState::Suspended, None) => {
                         // Resuming is activity (like the verb).

@@ -60,6 +60,7 @@ impl Shared {
         st.paused = false;
         self.activity.arm(
             nanos(session.started_at),
+            nanos(session.started_at),
             self.tracking.inactivity,
             self.tracking.max_duration,
         );
