@@ -19,7 +19,7 @@ use crate::core::callbacks::SessionCandidate;
 use crate::core::effects::Timeline;
 use crate::model::attr;
 use crate::model::id::{session_root_span_id, session_trace_id};
-use crate::model::session::{Session, SessionId, SessionStatus, User};
+use crate::model::session::{EndReason, Session, SessionId, SessionStatus, User};
 
 /// What a session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,6 +456,22 @@ impl Activity {
         });
         self.idle_limit.store(idle, Ordering::Relaxed);
         self.max_deadline.store(max, Ordering::Relaxed);
+    }
+
+    /// The timed session's next deadline (nanoseconds) and the limit it is
+    /// (inactivity wins a tie); `None` when no session is timed or it has no
+    /// limits.
+    pub(crate) fn deadline(&self) -> Option<(u64, EndReason)> {
+        let idle = self
+            .last()
+            .saturating_add(self.idle_limit.load(Ordering::Acquire));
+        let max = self.max_deadline.load(Ordering::Acquire);
+        let (at, reason) = if idle <= max {
+            (idle, EndReason::Inactivity)
+        } else {
+            (max, EndReason::MaxDuration)
+        };
+        (at != u64::MAX).then_some((at, reason))
     }
 
     /// No session is being timed.

@@ -235,7 +235,7 @@ impl Shared {
                     self.tracking.inactivity,
                     self.tracking.max_duration,
                 );
-                let notes = match (s.state, self.expiry(&session, now)) {
+                let notes = match (s.state, self.expiry(now)) {
                     (SavedState::Suspended, None) => {
                         // Resuming is activity (like the verb).
                         self.activity.note(nanos(now));

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
-use crate::core::state::{from_nanos, nanos, SessionState};
+use crate::core::state::{from_nanos, nanos};
 use crate::model::clock::TimeJump;
 use crate::model::session::{EndReason, SessionMode};
 
@@ -41,10 +41,10 @@ impl Shared {
     pub(crate) fn check_expiry(&self, now: SystemTime, site: Site) -> bool {
         let ended = {
             let mut st = self.lock();
-            let Some(session) = st.current.clone() else {
+            if st.current.is_none() {
                 return false;
-            };
-            match self.expiry(&session, now) {
+            }
+            match self.expiry(now) {
                 None => None,
                 Some((reason, at)) => {
                     // The restart flag first: a thread that sees the stamp gone
@@ -71,45 +71,21 @@ impl Shared {
                 true
             }
             None => {
-                self.schedule();
+                self.schedule_at(now);
                 false
             }
         }
     }
 
-    /// Whether `session` expired by `now`: the reason and the end's date.
-    pub(super) fn expiry(
-        &self,
-        session: &SessionState,
-        now: SystemTime,
-    ) -> Option<(EndReason, SystemTime)> {
-        let now = nanos(now);
-        let last = self.activity.last();
-        let started = nanos(session.started_at);
-        let as_nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let idle = self
-            .tracking
-            .inactivity
-            .map(|d| (last.saturating_add(as_nanos(d)), EndReason::Inactivity));
-        let max = self
-            .tracking
-            .max_duration
-            .map(|d| (started.saturating_add(as_nanos(d)), EndReason::MaxDuration));
-        let (deadline, reason) = match (idle, max) {
-            (Some(a), Some(b)) => {
-                if a.0 <= b.0 {
-                    a
-                } else {
-                    b
-                }
-            }
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return None,
-        };
-        if now < deadline {
+    /// Whether the current session (timed by `activity`) expired by `now`: the
+    /// reason and the end's date.
+    pub(super) fn expiry(&self, now: SystemTime) -> Option<(EndReason, SystemTime)> {
+        let (deadline, reason) = self.activity.deadline()?;
+        if nanos(now) < deadline {
             return None;
         }
         // Dated at the last activity; a maximum duration never past its end.
+        let last = self.activity.last();
         let at = if reason == EndReason::MaxDuration {
             last.min(deadline)
         } else {
@@ -119,31 +95,21 @@ impl Shared {
     }
 
     /// Arms the real timer for the current session's next deadline (not for a
-    /// manual clock: it wakes us itself). Call with the state lock released.
+    /// manual clock: it wakes us itself).
     pub(crate) fn schedule(&self) {
+        self.schedule_at(self.now());
+    }
+
+    /// [`schedule`](Self::schedule) with the clock read already.
+    fn schedule_at(&self, now: SystemTime) {
         if self.manual_clock.load(Ordering::Relaxed) {
             return;
         }
-        let Some(started_at) = self.lock().current.as_ref().map(|s| s.started_at) else {
+        let Some((deadline, _)) = self.activity.deadline() else {
             return;
         };
-        let last = self.activity.last();
-        let as_nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let idle = self
-            .tracking
-            .inactivity
-            .map(|d| last.saturating_add(as_nanos(d)));
-        let max = self
-            .tracking
-            .max_duration
-            .map(|d| nanos(started_at).saturating_add(as_nanos(d)));
-        let deadline = match (idle, max) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return,
-        };
         let Some(me) = self.me.get() else { return };
-        let wait = Duration::from_nanos(deadline.saturating_sub(nanos(self.now())));
+        let wait = Duration::from_nanos(deadline.saturating_sub(nanos(now)));
         let target: Weak<dyn TimeJump> = me.clone();
         crate::core::timer::schedule(target, wait);
     }
