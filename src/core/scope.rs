@@ -28,17 +28,15 @@ pub(crate) struct Scope {
     pub(crate) request: Option<Arc<SessionState>>,
 }
 
-/// The context value: one allocation per request, shared by every clone.
-#[derive(Debug, Clone)]
-pub(crate) struct ScopeHandle(pub(crate) Arc<Scope>);
-
+// The context value is the `Scope` itself: a `Context` keeps each value in an
+// `Arc` of its own, shared by every clone of the context.
 impl Scope {
     pub(crate) fn of(cx: &Context) -> Option<&Scope> {
-        cx.get::<ScopeHandle>().map(|h| &*h.0)
+        cx.get::<Scope>()
     }
 
     pub(crate) fn attach_to(self, cx: &Context) -> Context {
-        cx.with_value(ScopeHandle(Arc::new(self)))
+        cx.with_value(self)
     }
 }
 
