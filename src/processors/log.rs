@@ -153,8 +153,7 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     // hit unless it changed), so such records all carry the next session. With
     // the system clock a thread notes activity at most once per millisecond
     // (the record's own timestamp, compared, not converted).
-    if shared.timed && noted(shared, record) {
-        shared.touch(shared.activity_time(record.observed_timestamp()));
+    if shared.timed && shared.note_telemetry(record.observed_timestamp()) {
         match app_stamp(shared) {
             Some(next) => id = next,
             None => return,
@@ -186,15 +185,6 @@ fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Sco
                 note(r, error_span(manager, record));
             }
         }
-    }
-}
-
-/// `true` if this record's activity is to be noted now (see `stamp_new`).
-#[inline]
-fn noted(shared: &crate::core::machine::Shared, record: &SdkLogRecord) -> bool {
-    match record.observed_timestamp() {
-        Some(t) if shared.system_clock => crate::core::state::due(shared, t),
-        _ => true,
     }
 }
 

@@ -80,21 +80,6 @@ fn dedupe(attributes: &mut Vec<KeyValue>) {
     });
 }
 
-/// A span we stamped with the app session is that session's activity, dated at
-/// its end (the SDK read the clock already; with a custom clock, it is read).
-/// Each thread notes it at most once per [`Activity::GRANULARITY`]: the common
-/// case is one thread-local read and one time comparison.
-///
-/// [`Activity::GRANULARITY`]: crate::core::state::Activity::GRANULARITY
-#[inline]
-fn touch(manager: &SessionManager, span: &SpanData) {
-    let shared = &*manager.shared;
-    if shared.system_clock && !crate::core::state::due(shared, span.end_time) {
-        return;
-    }
-    shared.touch(shared.activity_time(Some(span.end_time)));
-}
-
 /// Wraps the exporting span processor `P`: stamps `session.id` in `on_start`,
 /// delegates everything to `P`, and exports the session lifecycle spans through `P`.
 ///
@@ -119,8 +104,10 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     fn on_end(&self, mut span: SpanData) {
         let found = scan(&span.attributes);
         let shared = &*self.manager.shared;
+        // A span we stamped with the app session is its activity, dated at
+        // the span's end.
         if found.app && shared.timed {
-            touch(&self.manager, &span);
+            shared.note_telemetry(Some(span.end_time));
         }
         if shared.tracking.errors.spans && failed(&span) {
             count_failed_span(shared, &span);
@@ -215,7 +202,7 @@ impl SpanProcessor for SessionSpanEnricher {
     fn on_end(&self, span: SpanData) {
         let shared = &*self.manager.shared;
         if shared.timed && scan(&span.attributes).app {
-            touch(&self.manager, &span);
+            shared.note_telemetry(Some(span.end_time));
         }
         if shared.tracking.errors.spans && failed(&span) {
             count_failed_span(shared, &span);

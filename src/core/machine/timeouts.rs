@@ -12,10 +12,9 @@ use super::*;
 
 impl Shared {
     /// Activity from telemetry at `t` (nanoseconds, clock time); ends the session
-    /// when `t` is past one of its limits. `true` when it was past one (this call
-    /// or a racing one ended the session: the stamp must be read again).
+    /// when `t` is past one of its limits.
     #[inline]
-    pub(crate) fn touch(&self, t: u64) -> bool {
+    fn touch(&self, t: u64) {
         self.save_soon(t);
         let mut now = t;
         if self.activity.touch(t, || {
@@ -23,9 +22,7 @@ impl Shared {
             now
         }) {
             self.expire_at(from_nanos(t.min(now)));
-            return true;
         }
-        false
     }
 
     #[cold]
@@ -126,6 +123,24 @@ impl TimeJump for Shared {
 }
 
 impl Shared {
+    /// Notes telemetry the app session was stamped on, dated `at` by the SDK,
+    /// as its activity. With the system clock a thread notes it at most once
+    /// per [`Activity::GRANULARITY`] (the SDK's time compared, not converted,
+    /// no clock read). `true` if it was noted (a passed limit may have ended
+    /// the session: the caller reads the stamp again).
+    ///
+    /// [`Activity::GRANULARITY`]: crate::core::state::Activity::GRANULARITY
+    #[inline]
+    pub(crate) fn note_telemetry(&self, at: Option<SystemTime>) -> bool {
+        if let Some(t) = at {
+            if self.system_clock && !crate::core::state::due(self, t) {
+                return false;
+            }
+        }
+        self.touch(self.activity_time(at));
+        true
+    }
+
     /// The activity time of telemetry stamped `at` by the SDK: that time with the
     /// system clock (already read), else the manager's clock.
     #[inline]
