@@ -26,7 +26,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +33,7 @@ use crate::core::manager::SessionManagerBuilder;
 use crate::core::persist::{
     PendingEnd, Saved, SavedSession, SavedState, Store, PENDING_ENDS_LIMIT,
 };
+use crate::core::state::{from_nanos, nanos};
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
 
 /// The format tag of the file this version writes.
@@ -86,24 +86,15 @@ struct EndV1 {
     ended_at_ns: u64,
 }
 
-fn ns(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn time(ns: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(ns)
-}
-
 fn status_of(s: &str) -> Option<SessionStatus> {
-    Some(match s {
-        "ok" => SessionStatus::Ok,
-        "errored" => SessionStatus::Errored,
-        "abnormal" => SessionStatus::Abnormal,
-        "crashed" => SessionStatus::Crashed,
-        _ => return None,
-    })
+    [
+        SessionStatus::Ok,
+        SessionStatus::Errored,
+        SessionStatus::Abnormal,
+        SessionStatus::Crashed,
+    ]
+    .into_iter()
+    .find(|st| st.as_str() == s)
 }
 
 fn reason_of(s: &str) -> Option<EndReason> {
@@ -134,8 +125,8 @@ fn to_v1(s: &SavedSession) -> SessionV1 {
     SessionV1 {
         id: s.id.to_string(),
         previous_id: s.previous_id.as_ref().map(ToString::to_string),
-        started_at_ns: ns(s.started_at),
-        last_activity_ns: ns(s.last_activity),
+        started_at_ns: nanos(s.started_at),
+        last_activity_ns: nanos(s.last_activity),
         handled: s.handled,
         unhandled: s.unhandled,
         status: s.status.as_str().to_string(),
@@ -153,8 +144,8 @@ fn to_v1(s: &SavedSession) -> SessionV1 {
 }
 
 fn from_v1(s: SessionV1) -> Result<SavedSession, String> {
-    let started_at = time(s.started_at_ns);
-    let last_activity = time(s.last_activity_ns.max(s.started_at_ns));
+    let started_at = from_nanos(s.started_at_ns);
+    let last_activity = from_nanos(s.last_activity_ns.max(s.started_at_ns));
     Ok(SavedSession {
         id: id_of(s.id)?,
         previous_id: s.previous_id.map(id_of).transpose()?,
@@ -198,7 +189,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Saved, String> {
         pending_ends.push(PendingEnd {
             reason: reason_of(&e.reason)
                 .ok_or_else(|| format!("unknown end reason {:?}", e.reason))?,
-            ended_at: time(e.ended_at_ns),
+            ended_at: from_nanos(e.ended_at_ns),
             session: from_v1(e.session)?,
         });
     }
@@ -221,7 +212,7 @@ pub(crate) fn render(saved: &Saved) -> Vec<u8> {
             .map(|p| EndV1 {
                 session: to_v1(&p.session),
                 reason: p.reason.as_str().to_string(),
-                ended_at_ns: ns(p.ended_at),
+                ended_at_ns: nanos(p.ended_at),
             })
             .collect(),
     };
@@ -362,8 +353,8 @@ mod tests {
         let s = SavedSession {
             id: SessionId::from("0f8fad5b-d9cb-469f-a165-70867728950e"),
             previous_id: Some(SessionId::from("prev-1")),
-            started_at: time(1_700_000_000_000_000_000),
-            last_activity: time(1_700_000_060_000_000_000),
+            started_at: from_nanos(1_700_000_000_000_000_000),
+            last_activity: from_nanos(1_700_000_060_000_000_000),
             handled: 2,
             unhandled: 1,
             status: SessionStatus::Crashed,
@@ -376,7 +367,7 @@ mod tests {
             pending_ends: vec![PendingEnd {
                 session: s,
                 reason: EndReason::Inactivity,
-                ended_at: time(1_700_000_060_000_000_000),
+                ended_at: from_nanos(1_700_000_060_000_000_000),
             }],
         }
     }
