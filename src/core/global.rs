@@ -64,11 +64,12 @@ fn target() -> Target {
     }
 }
 
-fn manager_or_global() -> Option<SessionManager> {
-    match target() {
+/// The manager a verb that is not refused in `target` acts on.
+fn manager_of(target: Target) -> Option<SessionManager> {
+    match target {
         Target::Manager(m) => Some(m),
         Target::Joined => global_manager(),
-        _ => None,
+        Target::Request(_) | Target::Nothing => None,
     }
 }
 
@@ -90,20 +91,20 @@ fn refuse_in_request(verb: &'static str) -> SessionError {
 /// [`SessionError::InRequest`] inside a request, [`SessionError::NoManager`]
 /// without a global manager, [`SessionError::Reentrant`] inside a callback.
 pub fn start_session() -> Result<Session, SessionError> {
-    if let Target::Request(_) = target() {
-        return Err(refuse_in_request("start_session"));
+    match target() {
+        Target::Request(_) => Err(refuse_in_request("start_session")),
+        t => manager_of(t)
+            .ok_or(SessionError::NoManager)?
+            .start_session(),
     }
-    manager_or_global()
-        .ok_or(SessionError::NoManager)?
-        .start_session()
 }
 
 /// [`SessionManager::pause_session`] on the global manager.
 pub fn pause_session() {
     match target() {
         Target::Request(_) => drop(refuse_in_request("pause_session")),
-        _ => {
-            if let Some(m) = manager_or_global() {
+        t => {
+            if let Some(m) = manager_of(t) {
                 m.pause_session();
             }
         }
@@ -117,7 +118,7 @@ pub fn resume_session() -> bool {
             refuse_in_request("resume_session");
             false
         }
-        _ => manager_or_global().is_some_and(|m| m.resume_session()),
+        t => manager_of(t).is_some_and(|m| m.resume_session()),
     }
 }
 
@@ -125,8 +126,8 @@ pub fn resume_session() -> bool {
 pub fn end_session() {
     match target() {
         Target::Request(_) => drop(refuse_in_request("end_session")),
-        _ => {
-            if let Some(m) = manager_or_global() {
+        t => {
+            if let Some(m) = manager_of(t) {
                 m.end_session();
             }
         }
@@ -138,7 +139,7 @@ pub fn end_session() {
 pub fn current_session() -> Option<Session> {
     match target() {
         Target::Request(r) => Some(r.snapshot(false)),
-        _ => manager_or_global().and_then(|m| m.current_session()),
+        t => manager_of(t).and_then(|m| m.current_session()),
     }
 }
 
@@ -149,8 +150,8 @@ pub fn set_user(user: User) {
         Target::Request(r) => {
             r.detail().user = if user.is_empty() { None } else { Some(user) };
         }
-        _ => {
-            if let Some(m) = manager_or_global() {
+        t => {
+            if let Some(m) = manager_of(t) {
                 m.set_user(user);
             }
         }
