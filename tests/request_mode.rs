@@ -363,3 +363,53 @@ async fn a_client_session_reaches_allow_listed_servers_only() {
     );
     otel_session::clear_global_manager();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_app_mode_the_layer_joins_a_caller_and_otherwise_leaves_the_request_in_the_app_session()
+{
+    use tower::ServiceExt as _;
+    let spans = SpanRecorder::default();
+    let sessions = SessionManager::builder().with_propagation(true).build();
+    let app_id = sessions.current_session().unwrap().id().to_string();
+    let tp = SdkTracerProvider::builder()
+        .with_span_processor(sessions.span_processor(SimpleSpanProcessor::new(spans.clone())))
+        .build();
+    let tracer = Arc::new(tp.tracer("handler"));
+    let app = axum::Router::new()
+        .route(
+            "/{name}",
+            get(
+                move |axum::extract::Path(name): axum::extract::Path<String>| async move {
+                    tracer.in_span(name, |_| {});
+                },
+            ),
+        )
+        .layer(sessions.request_layer());
+    for (name, baggage) in [
+        ("joined", Some("session.id=caller-7")),
+        ("plain", None),
+        ("other-baggage", Some("other=1")),
+    ] {
+        let mut request = axum::http::Request::builder().uri(format!("/{name}"));
+        if let Some(b) = baggage {
+            request = request.header("baggage", b);
+        }
+        let request = request.body(axum::body::Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert!(response.status().is_success(), "{name}");
+    }
+    let stamped = |name: &str| {
+        let span = spans
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span {name}"));
+        sid(&span)
+    };
+    // No request session in app mode: the caller's id when joined, else the
+    // app session's.
+    assert_eq!(stamped("joined").as_deref(), Some("caller-7"));
+    assert_eq!(stamped("plain"), Some(app_id.clone()));
+    assert_eq!(stamped("other-baggage"), Some(app_id));
+}

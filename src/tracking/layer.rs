@@ -8,7 +8,9 @@
 //! (or, for gRPC, a `grpc-status` header with a server-fault code: UNKNOWN,
 //! DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS) or a
 //! service error makes it `errored`; a panic in the handler is caught around the
-//! inner future, recorded as `crashed`, and resumed unchanged.
+//! inner future, recorded as `crashed`, and resumed unchanged. A request with
+//! no session of ours (app or manual mode, no caller's session joined) passes
+//! through untouched: nothing is attached, nothing caught.
 //!
 //! **Order**: put `SessionLayer` *outside* `tower-http`'s `TraceLayer`
 //! (`ServiceBuilder::new().layer(SessionLayer::new()).layer(TraceLayer::new_for_http())`,
@@ -32,15 +34,6 @@ use crate::tracking::request::{RequestOutcome, RequestScope};
 enum Source {
     Given(SessionManager),
     Global,
-}
-
-impl Source {
-    fn manager(&self) -> Option<SessionManager> {
-        match self {
-            Source::Given(m) => Some(m.clone()),
-            Source::Global => global_manager(),
-        }
-    }
 }
 
 /// A `tower` layer that gives every request its session (request mode) and
@@ -113,14 +106,17 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let scope = self.source.manager().map(|m| {
-            let baggage = request
-                .headers()
-                .get_all("baggage")
-                .iter()
-                .filter_map(|v| v.to_str().ok());
-            m.begin_request(baggage)
-        });
+        let baggage = request
+            .headers()
+            .get_all("baggage")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let scope = match &self.source {
+            Source::Given(m) => Some(m.begin_request(baggage)),
+            Source::Global => global_manager().map(|m| m.begin_request(baggage)),
+        }
+        // A request with no session of ours passes through untouched.
+        .filter(|scope| !scope.is_inert());
         let inner = match &scope {
             Some(scope) => {
                 let _attached = scope.context().clone().attach();

@@ -162,6 +162,12 @@ impl RequestScope {
         self.session.as_ref().map(|s| s.snapshot(false))
     }
 
+    /// `true` when the request has no session of ours and joined none (app or
+    /// manual mode, nothing in its baggage): there is nothing to attach.
+    pub(crate) fn is_inert(&self) -> bool {
+        self.session.is_none() && Scope::of(&self.cx).is_none()
+    }
+
     /// The caller's session this request joined, if any.
     pub fn joined(&self) -> Option<SessionId> {
         Scope::of(&self.cx).and_then(|s| s.joined.clone())
