@@ -164,6 +164,7 @@ impl RequestScope {
 
     /// `true` when the request has no session of ours and joined none (app or
     /// manual mode, nothing in its baggage): there is nothing to attach.
+    #[cfg(feature = "tower")]
     pub(crate) fn is_inert(&self) -> bool {
         self.session.is_none() && Scope::of(&self.cx).is_none()
     }
