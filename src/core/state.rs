@@ -279,6 +279,13 @@ impl SessionState {
     pub(crate) fn close(&self) -> (SessionStatus, u64, u64) {
         let handled = self.handled.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
         let unhandled = self.unhandled.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
+        (self.status_with(handled, unhandled), handled, unhandled)
+    }
+
+    /// The status consistent with counts read a moment ago: a count is made
+    /// just before the status it raises, so a racing count may not have
+    /// raised it yet.
+    pub(crate) fn status_with(&self, handled: u64, unhandled: u64) -> SessionStatus {
         let mut status = self.status();
         if handled > 0 {
             status = status.max(SessionStatus::Errored);
@@ -286,7 +293,7 @@ impl SessionState {
         if unhandled > 0 {
             status = status.max(SessionStatus::Crashed);
         }
-        (status, handled, unhandled)
+        status
     }
 
     /// Remembers that an error inside span `span` was counted (an ERROR log),

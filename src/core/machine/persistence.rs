@@ -24,13 +24,7 @@ pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(5);
 impl Shared {
     fn saved_session(&self, s: &SessionState, state: SavedState) -> SavedSession {
         let (handled, unhandled) = s.counts();
-        let mut status = s.status();
-        if handled > 0 {
-            status = status.max(SessionStatus::Errored);
-        }
-        if unhandled > 0 {
-            status = status.max(SessionStatus::Crashed);
-        }
+        let status = s.status_with(handled, unhandled);
         SavedSession {
             id: s.id.clone(),
             previous_id: s.previous_id.clone(),
