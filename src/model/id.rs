@@ -61,10 +61,7 @@ pub fn session_end_span_id(id: &SessionId) -> SpanId {
 }
 
 fn derived_span_id(prefix: &[u8], id: &SessionId) -> SpanId {
-    let mut h = FNV64_OFFSET;
-    for b in prefix.iter().chain(id.as_str().as_bytes()) {
-        h = (h ^ u64::from(*b)).wrapping_mul(FNV64_PRIME);
-    }
+    let h = fnv1a_64_from(fnv1a_64_from(FNV64_OFFSET, prefix), id.as_str().as_bytes());
     SpanId::from(if h == 0 { 1 } else { h })
 }
 
@@ -73,9 +70,15 @@ const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a-64 of `bytes`.
 pub fn fnv1a_64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV64_OFFSET, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(FNV64_PRIME)
-    })
+    fnv1a_64_from(FNV64_OFFSET, bytes)
+}
+
+/// FNV-1a-64 continued from state `h` over `bytes` (hashing `a` then `b` this
+/// way equals hashing their concatenation).
+fn fnv1a_64_from(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV64_PRIME))
 }
 
 /// The threshold of `ratio`: `None` keeps everything (ratio ≥ 1).
@@ -180,6 +183,16 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, session_trace_id(&SessionId::from("user-42-session")));
         assert_ne!(a, TraceId::INVALID);
+    }
+
+    #[test]
+    fn derived_span_ids_are_fnv_of_prefix_and_id_and_stable_across_processes() {
+        let id = SessionId::from("0f8fad5b-d9cb-469f-a165-70867728950e");
+        let whole = fnv1a_64(b"otel_session.root:0f8fad5b-d9cb-469f-a165-70867728950e");
+        assert_eq!(session_root_span_id(&id), SpanId::from(whole));
+        // The FNV-1a-64 test vector: a restored session must get the same ids.
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(session_root_span_id(&id), session_end_span_id(&id));
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //!   (`Outbox::flush_through`), bounded by the outbox's wait limit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -159,7 +159,8 @@ pub(crate) struct Shared {
     manual_clock: AtomicBool,
     pub(crate) tracking: Tracking,
     pub(crate) counter: Option<Arc<dyn SessionCounter>>,
-    me: OnceLock<Weak<Shared>>,
+    /// This manager's own handle (for the clock's waker and timer targets).
+    me: Weak<Shared>,
     warned_clock: AtomicBool,
     warned_ids: AtomicBool,
     warned_start_wait: AtomicBool,
@@ -202,7 +203,7 @@ impl Shared {
         let clock = p
             .clock
             .unwrap_or_else(|| Arc::new(crate::model::clock::SystemClock));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             id: p.id,
             stamp: ArcSwapOption::empty(),
             restart: AtomicBool::new(false),
@@ -240,16 +241,14 @@ impl Shared {
             manual_clock: AtomicBool::new(false),
             tracking: p.tracking,
             counter: p.counter,
-            me: OnceLock::new(),
+            me: me.clone(),
             warned_clock: AtomicBool::new(false),
             warned_ids: AtomicBool::new(false),
             warned_start_wait: AtomicBool::new(false),
             warned_baggage: AtomicBool::new(false),
             saw_request: AtomicBool::new(false),
         });
-        let weak = Arc::downgrade(&shared);
-        let _ = shared.me.set(weak.clone());
-        let target: Weak<dyn TimeJump> = weak;
+        let target: Weak<dyn TimeJump> = shared.me.clone();
         let manual = catching(|| {
             shared
                 .clock

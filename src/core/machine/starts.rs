@@ -193,9 +193,7 @@ impl Shared {
     /// restart) soon: for work found inside a processor, where the SDK may hold
     /// the thread's context and neither user code nor delivery may run.
     pub(super) fn deliver_soon(&self) {
-        if let Some(me) = self.me.get() {
-            let target: Weak<dyn TimeJump> = me.clone();
-            crate::core::timer::schedule(target, Duration::ZERO);
-        }
+        let target: Weak<dyn TimeJump> = self.me.clone();
+        crate::core::timer::schedule(target, Duration::ZERO);
     }
 }

@@ -105,9 +105,8 @@ impl Shared {
         let Some((deadline, _)) = self.activity.deadline() else {
             return;
         };
-        let Some(me) = self.me.get() else { return };
         let wait = Duration::from_nanos(deadline.saturating_sub(nanos(now)));
-        let target: Weak<dyn TimeJump> = me.clone();
+        let target: Weak<dyn TimeJump> = self.me.clone();
         crate::core::timer::schedule(target, wait);
     }
 }
