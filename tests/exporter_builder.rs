@@ -147,3 +147,43 @@ fn its_exporters_do_not_retry_a_permanent_failure() {
     );
     assert!(seen.spans.is_empty());
 }
+
+#[test]
+fn the_export_timeout_bounds_an_export_with_its_retries() {
+    // The first attempt is refused (503) after 1 s; the retry, ~0.25–0.5 s later,
+    // is never answered. With a 2 s export timeout the retry gets only what is
+    // left (~0.5 s), so the export fails after ~2 s, not ~3.5 s (a whole timeout
+    // for the retry).
+    let collector = FakeHttp::start(Answer::SlowThenSilent {
+        delay: Duration::from_secs(1),
+        status: 503,
+    });
+    let endpoint = collector.endpoint();
+    let _env = Env::set(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+    ]);
+    let exporter = ExporterBuilder::from_env()
+        .span_exporter()
+        .expect("span exporter");
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(SimpleSpanProcessor::new(exporter))
+        .build();
+    let started = std::time::Instant::now();
+    provider.tracer("builder-test").in_span("timed-out", |_| {});
+    let took = started.elapsed();
+    let _ = provider.shutdown();
+    let seen = collector.seen();
+    assert_eq!(
+        seen.on("/v1/traces").len(),
+        2,
+        "refused once, then retried once: {:?}",
+        seen.requests
+    );
+    assert!(seen.spans.is_empty());
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(2700),
+        "the export took {took:?}: the 2 s timeout covers the retry"
+    );
+}

@@ -28,6 +28,9 @@ pub enum Answer {
     },
     /// Always `status`.
     Always(u16),
+    /// The first request is answered `status` after `delay`; later ones are
+    /// never answered (a collector that stopped responding).
+    SlowThenSilent { delay: Duration, status: u16 },
 }
 
 /// One request the fake collector got.
@@ -63,6 +66,7 @@ fn status_for(answer: Answer, seen: &mut Seen, now: Instant) -> (u16, Option<u32
         } if now.duration_since(first) < window => (status, retry_after),
         Answer::FailFor { .. } => (200, None),
         Answer::Always(status) => (status, None),
+        Answer::SlowThenSilent { status, .. } => (status, None),
     }
 }
 
@@ -181,6 +185,17 @@ fn serve(conn: TcpStream, answer: Answer, seen: &Mutex<Seen>, stop: &AtomicBool)
                         }
                     }
                 }
+            }
+            if let Answer::SlowThenSilent { delay, .. } = answer {
+                if s.requests.len() > 1 {
+                    drop(s);
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    return;
+                }
+                drop(s);
+                std::thread::sleep(delay);
             }
             (status, retry_after)
         };

@@ -104,9 +104,12 @@ impl DeliveryStats {
             return result;
         };
         let started = Instant::now();
+        // The export timeout bounds the export with its retries: each attempt
+        // gets what is left of it.
+        let deadline = started.checked_add(watch.target.timeout);
         let mut retries = 0u32;
         loop {
-            watch.probe.clear_last();
+            watch.probe.begin_attempt(deadline);
             let result = attempt().await;
             let error = match &result {
                 Ok(()) => {

@@ -10,7 +10,7 @@
 #![cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a TLS proxy's error page says (nginx answers TLS problems it finds after
 /// the handshake with such a page).
@@ -33,10 +33,12 @@ pub enum Outcome {
     Error(String),
 }
 
-/// What the last attempt of one signal's exports got.
+/// What the last attempt of one signal's exports got, and by when the attempt
+/// under way must end (the export's timeout covers its retries).
 #[derive(Debug, Default)]
 pub struct Probe {
     last: Mutex<Option<(Outcome, Option<Duration>)>>,
+    deadline: Mutex<Option<Instant>>,
 }
 
 impl Probe {
@@ -45,9 +47,17 @@ impl Probe {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((outcome, retry_after));
     }
 
-    /// Forgets the last outcome (before an attempt).
-    pub fn clear_last(&self) {
+    /// Before an attempt: forgets the last outcome, and the attempt must end by
+    /// `deadline` (`None`: the exporter's own timeout applies).
+    pub fn begin_attempt(&self, deadline: Option<Instant>) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+    }
+
+    /// The time left for the attempt under way, when it has a deadline.
+    pub fn time_left(&self) -> Option<Duration> {
+        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        deadline.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// What the last attempt got, if it was seen, and the wait its
@@ -229,8 +239,13 @@ mod tests {
             p.last(),
             Some((Outcome::Status(503), Some(Duration::from_secs(2))))
         );
-        p.clear_last();
+        p.begin_attempt(None);
         assert_eq!(p.last(), None);
+        assert_eq!(p.time_left(), None);
+        p.begin_attempt(Some(Instant::now() + Duration::from_secs(60)));
+        assert!(p
+            .time_left()
+            .is_some_and(|left| left > Duration::from_secs(50)));
     }
 
     #[test]

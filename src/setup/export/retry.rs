@@ -53,7 +53,7 @@ pub fn backoff(retry: u32) -> Duration {
 /// `left` before the shutdown deadline.
 pub fn fits_shutdown(failure: &Failure, wait: Duration, left: Duration) -> bool {
     let unreachable = matches!(failure, Failure::Refused | Failure::Unresolved);
-    !unreachable && wait + SHUTDOWN_MARGIN <= left
+    !unreachable && wait.saturating_add(SHUTDOWN_MARGIN) <= left
 }
 
 /// Decides what follows a failed attempt: `retry` retries were made so far,
@@ -72,8 +72,11 @@ pub fn decide(
     if !failure.retryable() {
         return Decision::Permanent;
     }
-    let wait = backoff(retry).max(retry_after.unwrap_or_default()) + jitter;
-    if elapsed + wait >= budget {
+    // A `Retry-After` is the server's to choose: any number must not overflow.
+    let wait = backoff(retry)
+        .max(retry_after.unwrap_or_default())
+        .saturating_add(jitter);
+    if elapsed.saturating_add(wait) >= budget {
         return Decision::OutOfTime;
     }
     match shutdown_left {
@@ -118,7 +121,9 @@ impl Stop {
     /// Sleeps `wait` after `failure`; `false` as soon as a shutdown leaves no
     /// room for it (see [`fits_shutdown`]).
     pub fn sleep(&self, wait: Duration, failure: &Failure) -> bool {
-        let end = Instant::now() + wait;
+        let Some(end) = Instant::now().checked_add(wait) else {
+            return false;
+        };
         let mut deadline = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let now = Instant::now();
@@ -194,6 +199,34 @@ mod tests {
             ),
             Decision::OutOfTime,
             "a Retry-After past the timeout ends the export"
+        );
+    }
+
+    #[test]
+    fn any_retry_after_a_server_sends_ends_the_export_without_overflowing() {
+        let huge = super::super::observe::parse_retry_after(
+            "18446744073709551615",
+            std::time::SystemTime::now(),
+        );
+        assert_eq!(huge, Some(Duration::from_secs(u64::MAX)));
+        for shutdown_left in [None, Some(S(5))] {
+            assert_eq!(
+                decide(
+                    &Failure::Status(503),
+                    2,
+                    MS(1500),
+                    S(10),
+                    huge,
+                    MAX_JITTER,
+                    shutdown_left
+                ),
+                Decision::OutOfTime
+            );
+        }
+        assert!(!fits_shutdown(&Failure::Status(503), Duration::MAX, S(5)));
+        assert!(
+            !Stop::default().sleep(Duration::MAX, &Failure::Status(503)),
+            "a wait past the end of time is refused, not slept"
         );
     }
 

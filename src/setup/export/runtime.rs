@@ -33,6 +33,7 @@ use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
+use super::observe::Probe;
 use crate::setup::error::ExportError;
 
 /// Name of the export runtime's threads.
@@ -123,25 +124,47 @@ impl Drop for ExportRuntime {
 /// An OTLP exporter that runs each export on the export runtime, with telemetry
 /// suppressed (see the module docs). Built by
 /// [`ExporterBuilder`](crate::export::ExporterBuilder); it keeps the runtime alive.
+/// Each attempt ends when what is left of its export's timeout runs out (the
+/// [`Probe`]'s deadline, set by the retrying decorator), not a whole timeout
+/// later.
 #[derive(Debug)]
 pub struct OtlpExporter<E> {
     inner: E,
     runtime: Arc<ExportRuntime>,
+    probe: Arc<Probe>,
 }
 
 impl<E> OtlpExporter<E> {
-    pub(crate) fn new(inner: E, runtime: Arc<ExportRuntime>) -> Self {
-        OtlpExporter { inner, runtime }
+    pub(crate) fn new(inner: E, runtime: Arc<ExportRuntime>, probe: Arc<Probe>) -> Self {
+        OtlpExporter {
+            inner,
+            runtime,
+            probe,
+        }
     }
-}
 
-fn flatten(r: Result<OTelSdkResult, OTelSdkError>) -> OTelSdkResult {
-    r.and_then(|r| r)
+    /// Runs one attempt on the export runtime, within the time its export has
+    /// left.
+    fn attempt<F>(&self, fut: F) -> OTelSdkResult
+    where
+        F: Future<Output = OTelSdkResult> + Send,
+    {
+        let left = self.probe.time_left();
+        let bounded = async move {
+            match left {
+                Some(left) => tokio::time::timeout(left, fut)
+                    .await
+                    .unwrap_or(Err(OTelSdkError::Timeout(left))),
+                None => fut.await,
+            }
+        };
+        self.runtime.run(bounded).and_then(|r| r)
+    }
 }
 
 impl<E: SpanExporter + Sync> SpanExporter for OtlpExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        flatten(self.runtime.run(self.inner.export(batch)))
+        self.attempt(self.inner.export(batch))
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.inner.shutdown_with_timeout(timeout)
@@ -156,7 +179,7 @@ impl<E: SpanExporter + Sync> SpanExporter for OtlpExporter<E> {
 
 impl<E: LogExporter + Sync> LogExporter for OtlpExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        flatten(self.runtime.run(self.inner.export(batch)))
+        self.attempt(self.inner.export(batch))
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.inner.shutdown_with_timeout(timeout)
@@ -168,7 +191,7 @@ impl<E: LogExporter + Sync> LogExporter for OtlpExporter<E> {
 
 impl<E: PushMetricExporter + Sync> PushMetricExporter for OtlpExporter<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        flatten(self.runtime.run(self.inner.export(metrics)))
+        self.attempt(self.inner.export(metrics))
     }
     fn force_flush(&self) -> OTelSdkResult {
         self.inner.force_flush()

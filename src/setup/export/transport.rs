@@ -215,7 +215,11 @@ macro_rules! otlp_exporter {
             #[allow(unreachable_patterns)]
             other => return Err(ExportError::FeatureMissing(other)),
         };
-        Ok(OtlpExporter::new(built.0, built.1))
+        Ok(OtlpExporter::new(
+            built.0,
+            built.1,
+            Arc::clone(&parts.probe),
+        ))
     }};
 }
 
