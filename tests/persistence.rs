@@ -466,3 +466,23 @@ fn a_session_active_for_longer_than_the_timeout_continues_after_a_restart() {
     assert_eq!(end.end_time, active_until, "dated at its last activity");
     drop(c);
 }
+
+#[test]
+fn request_mode_does_not_open_the_file() {
+    let d = dir("request-mode");
+    let path = d.join("session.json");
+    let manager = SessionManager::builder()
+        .with_mode(otel_session::SessionMode::Request)
+        .with_persistence(&path)
+        .build();
+    drop(manager);
+    let left: Vec<_> = std::fs::read_dir(&d)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing created: {left:?}");
+    // In app mode the same builder call opens it (at build).
+    let manager = SessionManager::builder().with_persistence(&path).build();
+    assert!(std::fs::read_dir(&d).expect("dir").next().is_some());
+    drop(manager);
+}

@@ -62,7 +62,7 @@ pub struct SessionManagerBuilder {
     observers: Vec<Arc<dyn SessionObserver>>,
     user: Option<User>,
     counter: Option<Arc<dyn SessionCounter>>,
-    store: Option<Arc<dyn crate::core::persist::Store>>,
+    store: Option<crate::core::persist::StoreSource>,
     tracking: Tracking,
     discard_spans: bool,
     discard_logs: bool,
@@ -184,9 +184,9 @@ impl SessionManagerBuilder {
         self
     }
 
-    /// Persists sessions in `store`.
-    pub(crate) fn with_store(mut self, store: Arc<dyn crate::core::persist::Store>) -> Self {
-        self.store = Some(store);
+    /// Persists sessions in the store `source` opens at build.
+    pub(crate) fn with_store(mut self, source: crate::core::persist::StoreSource) -> Self {
+        self.store = Some(source);
         self
     }
 
@@ -230,6 +230,17 @@ impl SessionManagerBuilder {
         let id = self.id();
         let next_handle = self.callbacks.len() as u64 + 1;
         let mode = self.tracking.mode;
+        let store = match self.store.take() {
+            Some(source) if mode == SessionMode::Request => {
+                crate::warn::stderr(format_args!(
+                    "persistence to {} is not used in request mode: request sessions end with                      their requests and no app session is kept, so nothing is persisted (the                      file is not opened; use app mode to persist the app session)",
+                    source.what
+                ));
+                None
+            }
+            Some(source) => (source.open)(),
+            None => None,
+        };
         let manager = SessionManager {
             shared: Shared::new(SharedParts {
                 id,
@@ -246,7 +257,7 @@ impl SessionManagerBuilder {
                 tracking: self.tracking,
                 counter: self.counter,
                 sinks: Sinks::new(self.discard_spans, self.discard_logs),
-                store: self.store,
+                store,
             }),
         };
         manager.shared.restore();

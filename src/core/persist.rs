@@ -57,6 +57,14 @@ pub(crate) struct Saved {
 /// Pending ends kept at most (the oldest go first, with a warning).
 pub(crate) const PENDING_ENDS_LIMIT: usize = 64;
 
+/// A persistence store to open when the manager is built: `what` names it in
+/// the warning when the mode persists nothing (request mode), where it is
+/// never opened.
+pub(crate) struct StoreSource {
+    pub(crate) what: String,
+    pub(crate) open: Box<dyn FnOnce() -> Option<std::sync::Arc<dyn Store>> + Send + Sync>,
+}
+
 /// A persistence store.
 pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// What was saved by the last run (`None`: nothing usable; a store reports

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::manager::SessionManagerBuilder;
 use crate::core::persist::{
-    PendingEnd, Saved, SavedSession, SavedState, Store, PENDING_ENDS_LIMIT,
+    PendingEnd, Saved, SavedSession, SavedState, Store, StoreSource, PENDING_ENDS_LIMIT,
 };
 use crate::core::state::{from_nanos, nanos};
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
@@ -335,13 +335,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl SessionManagerBuilder {
     /// Persists the app session in the file at `path` (see the module docs of
-    /// persistence in the README: one file per app instance). If the file cannot
-    /// be used, a warning says why and sessions live in memory only.
+    /// persistence in the README: one file per app instance), opened at
+    /// [`build`](Self::build). If the file cannot be used, a warning says why and
+    /// sessions live in memory only. Request mode persists nothing: there the
+    /// file is not opened, and a warning says so.
     pub fn with_persistence(self, path: impl AsRef<Path>) -> Self {
-        match FileStore::open(path.as_ref()) {
-            Some(store) => self.with_store(Arc::new(store)),
-            None => self,
-        }
+        let path = path.as_ref().to_path_buf();
+        self.with_store(StoreSource {
+            what: path.display().to_string(),
+            open: Box::new(move || {
+                FileStore::open(&path).map(|store| Arc::new(store) as Arc<dyn Store>)
+            }),
+        })
     }
 }
 
