@@ -321,20 +321,29 @@ fn callbacks_cannot_set_our_attributes() {
 
 #[test]
 fn debug_never_blocks_even_from_an_observer() {
-    struct Nosy(Arc<OnceLock<SessionManager>>);
+    struct Nosy(Arc<OnceLock<SessionManager>>, Arc<Mutex<Option<String>>>);
     impl SessionObserver for Nosy {
         fn on_session_started(&self, _s: &Session) {
             if let Some(m) = self.0.get() {
-                assert!(format!("{m:?}").contains("SessionManager"));
+                *self.1.lock().unwrap() = Some(format!("{m:?}"));
             }
         }
     }
     let holder = Arc::new(OnceLock::new());
-    let sessions = manual().with_observer(Nosy(Arc::clone(&holder))).build();
+    let printed = Arc::new(Mutex::new(None));
+    let sessions = manual()
+        .with_observer(Nosy(Arc::clone(&holder), Arc::clone(&printed)))
+        .build();
     let _ = holder.set(sessions.clone());
-    within(Duration::from_secs(5), move || {
-        sessions.start_session().unwrap();
+    let started = within(Duration::from_secs(5), move || {
+        sessions.start_session().unwrap().id().to_string()
     });
+    let printed = printed.lock().unwrap().take().expect("the observer ran");
+    assert!(printed.contains("SessionManager"), "{printed}");
+    assert!(
+        printed.contains(&started),
+        "it shows the session being started: {printed}"
+    );
 }
 
 #[test]

@@ -194,13 +194,19 @@ fn callbacks_run_in_registration_order_and_amend_the_user() {
                 true
             })
             .on_session(move |c| {
-                o2.lock().unwrap().push(2);
-                assert_eq!(c.user().and_then(|u| u.id.as_deref()), Some("u-1"));
+                // What the second callback sees is checked outside: a panic
+                // in a callback is caught (and the session kept).
+                let seen = c.user().and_then(|u| u.id.clone()).unwrap_or_default();
+                o2.lock().unwrap().push(if seen == "u-1" { 2 } else { 0 });
                 true
             }),
     );
     let s = p.sessions.start_session().unwrap();
-    assert_eq!(*order.lock().unwrap(), [1, 2]);
+    assert_eq!(
+        *order.lock().unwrap(),
+        [1, 2],
+        "in order, the second seeing the first's user"
+    );
     assert_eq!(s.user().and_then(|u| u.id.as_deref()), Some("u-1"));
 }
 
@@ -227,23 +233,57 @@ fn telemetry_made_inside_a_callback_is_not_stamped_and_verbs_are_refused() {
     let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     let tracer = p.tracer();
     let inner = p.sessions.clone();
-    p.sessions.start_session().unwrap();
+    let first = p.sessions.start_session().unwrap();
+    let refused = Arc::new(Mutex::new(None));
+    let r = Arc::clone(&refused);
     p.sessions.add_on_session(move |_| {
         tracer.in_span("from-callback", |_| {});
-        // Re-entrant verbs are refused instead of deadlocking.
-        inner.start_session().unwrap();
+        // Re-entrant verbs are refused instead of deadlocking (the results are
+        // checked outside: a panic in a callback is caught).
+        let start = inner.start_session();
         inner.end_session();
+        inner.pause_session();
+        let resumed = inner.resume_session();
+        inner.set_user(User::with_id("from-callback"));
+        *r.lock().unwrap() = Some((
+            matches!(
+                start,
+                Err(otel_session::SessionError::Reentrant {
+                    verb: "start_session"
+                })
+            ),
+            resumed,
+        ));
         true
     });
     let s = p.sessions.start_session().unwrap();
+    assert_eq!(*refused.lock().unwrap(), Some((true, false)));
     assert_eq!(p.sessions.current_session().unwrap().id(), s.id());
+    assert!(s.user().is_none(), "set_user was refused");
+    assert!(!s.is_paused(), "pause_session was refused");
     assert_eq!(sid(&p.app_span("from-callback")), None);
-    let starts = p
+    let lifecycle: Vec<(String, Option<String>)> = p
         .lifecycle_spans()
         .iter()
-        .filter(|s| s.name == "session.start")
-        .count();
-    assert_eq!(starts, 2, "no extra session from the re-entrant call");
+        .filter(|s| s.name != "session")
+        .map(|s| (s.name.to_string(), sid(s)))
+        .collect();
+    let (a, b) = (first.id().to_string(), s.id().to_string());
+    assert_eq!(
+        lifecycle,
+        [
+            ("session.start".to_string(), Some(a.clone())),
+            ("session.end".to_string(), Some(a.clone())),
+            ("session.start".to_string(), Some(b)),
+        ],
+        "no extra session, end or pause from the re-entrant calls"
+    );
+    let summary = p.lifecycle_span("session");
+    assert_eq!(
+        span_attr(&summary, "otel_session.end_reason").as_deref(),
+        Some("replaced"),
+        "the first session was replaced, not ended by the callback's end_session"
+    );
 }
 
 #[derive(Default)]

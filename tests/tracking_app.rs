@@ -508,6 +508,12 @@ fn a_replacing_start_begins_no_earlier_than_the_end_before_it() {
         p.sessions.start_session().unwrap();
     }
     let spans = p.lifecycle_spans();
+    let count = |name: &str| spans.iter().filter(|s| s.name == name).count();
+    assert_eq!(
+        (count("session.start"), count("session.end")),
+        (51, 50),
+        "the build's session and 50 replacing starts"
+    );
     let mut last_end = None;
     for s in &spans {
         match s.name.as_ref() {
