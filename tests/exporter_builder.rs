@@ -100,12 +100,19 @@ fn tls_files_and_endpoints_are_typed_errors_naming_the_variable() {
 
 /// One span exported through a span exporter of the builder, to `collector`.
 fn export_one(collector: &FakeHttp, name: &'static str) {
+    export_one_with(collector, name, &[]);
+}
+
+/// [`export_one`] with more variables set.
+fn export_one_with(collector: &FakeHttp, name: &'static str, more: &[(&'static str, &str)]) {
     let endpoint = collector.endpoint();
-    let _env = Env::set(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+    let mut vars = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "6000"),
-    ]);
+    ];
+    vars.extend_from_slice(more);
+    let _env = Env::set(&vars);
     let exporter = ExporterBuilder::from_env()
         .span_exporter()
         .expect("span exporter");
@@ -186,4 +193,24 @@ fn the_export_timeout_bounds_an_export_with_its_retries() {
         took >= Duration::from_millis(1900) && took < Duration::from_millis(2700),
         "the export took {took:?}: the 2 s timeout covers the retry"
     );
+}
+
+#[test]
+fn otel_exporter_otlp_compression_compresses_and_an_ignored_value_does_not() {
+    let encodings = |compression: &'static str| {
+        let collector = FakeHttp::start(Answer::Always(200));
+        export_one_with(
+            &collector,
+            "compressed",
+            &[("OTEL_EXPORTER_OTLP_COMPRESSION", compression)],
+        );
+        let seen = collector.seen();
+        seen.on("/v1/traces")
+            .iter()
+            .map(|r| r.encoding.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(encodings("gzip"), [Some("gzip".to_string())]);
+    // zstd is not compiled in: ignored (with a warning), sent uncompressed.
+    assert_eq!(encodings("zstd"), [None]);
 }

@@ -284,3 +284,73 @@ fn a_second_init_while_a_guard_lives_is_an_error_and_installs_nothing() {
     let again = b3.init().expect("init after the first guard is gone");
     drop(again);
 }
+
+/// Sets environment variables for one test (under its turn); removed on drop.
+struct EnvVars(Vec<&'static str>);
+
+impl EnvVars {
+    fn set(vars: &[(&'static str, &str)]) -> EnvVars {
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        EnvVars(vars.iter().map(|(k, _)| *k).collect())
+    }
+}
+
+impl Drop for EnvVars {
+    fn drop(&mut self) {
+        for k in &self.0 {
+            std::env::remove_var(k);
+        }
+    }
+}
+
+#[test]
+fn otel_traces_sampler_from_the_environment_applies_to_application_spans() {
+    let _turn = turn();
+    let _env = EnvVars::set(&[("OTEL_TRACES_SAMPLER", "always_off")]);
+    let (b, mem) = builder();
+    let guard = b.init().expect("init");
+    let subscriber = tracing_subscriber::registry().with(guard.tracing_layer());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info_span!("dropped-by-the-env-sampler").in_scope(|| {});
+    });
+    otel_session::end_session();
+    let spans = mem.spans.get_finished_spans().expect("spans");
+    assert!(!spans.iter().any(|s| s.name == "dropped-by-the-env-sampler"));
+    assert!(spans.iter().any(|s| s.name == "session"), "lifecycle kept");
+    drop(guard);
+}
+
+/// The handled-error count of the session that ends after one span with an
+/// Error status, with `OTEL_SESSION_ERROR_SOURCES` set to `sources`.
+fn handled_after_a_failed_span(sources: &str) -> Option<String> {
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    let _env = EnvVars::set(&[("OTEL_SESSION_ERROR_SOURCES", sources)]);
+    let (b, mem) = builder();
+    let guard = b.init().expect("init");
+    let tracer = guard.tracer_provider().expect("traces").tracer("t");
+    let mut span = tracer.start("failing");
+    span.set_status(Status::error("boom"));
+    span.end();
+    otel_session::end_session();
+    let spans = mem.spans.get_finished_spans().expect("spans");
+    drop(guard);
+    let summary = spans.iter().find(|s| s.name == "session")?;
+    summary
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "otel_session.errors.handled")
+        .map(|kv| kv.value.to_string())
+}
+
+#[test]
+fn otel_session_error_sources_from_the_environment_decides_what_counts() {
+    let _turn = turn();
+    assert_eq!(handled_after_a_failed_span("spans").as_deref(), Some("1"));
+    assert_eq!(
+        handled_after_a_failed_span("logs").as_deref(),
+        Some("0"),
+        "span status does not count with logs only"
+    );
+}

@@ -39,6 +39,8 @@ pub struct Request {
     pub at: Instant,
     pub path: String,
     pub status: u16,
+    /// Its `content-encoding` header.
+    pub encoding: Option<String>,
 }
 
 /// What the fake collector saw.
@@ -143,6 +145,7 @@ fn serve(conn: TcpStream, answer: Answer, seen: &Mutex<Seen>, stop: &AtomicBool)
         }
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
         let mut length = 0usize;
+        let mut encoding = None;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -155,6 +158,9 @@ fn serve(conn: TcpStream, answer: Answer, seen: &Mutex<Seen>, stop: &AtomicBool)
             if let Some((k, v)) = header.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
                     length = v.trim().parse().unwrap_or(0);
+                }
+                if k.eq_ignore_ascii_case("content-encoding") {
+                    encoding = Some(v.trim().to_string());
                 }
             }
         }
@@ -176,6 +182,7 @@ fn serve(conn: TcpStream, answer: Answer, seen: &Mutex<Seen>, stop: &AtomicBool)
                 at: now,
                 path: path.clone(),
                 status,
+                encoding: encoding.clone(),
             });
             if status == 200 && path == "/v1/traces" {
                 if let Ok(req) = ExportTraceServiceRequest::decode(&body[..]) {
@@ -242,6 +249,11 @@ impl TraceService for Traces {
             at: now,
             path: "traces".into(),
             status: if failing { self.code as u16 } else { 0 },
+            encoding: req
+                .metadata()
+                .get("grpc-encoding")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         });
         if failing {
             return Err(tonic::Status::new(self.code, "refused by the test"));

@@ -1,7 +1,8 @@
 //! Checks of the OTLP settings that can be made before anything is sent, each
 //! reported once (not once per signal): header lists `opentelemetry-otlp` would
-//! silently drop entries of, and TLS files given for an endpoint that is not
-//! `https`. Header values are never printed, only their keys.
+//! silently drop entries of, compression values it would quietly ignore, and TLS
+//! files given for an endpoint that is not `https`. Header values are never
+//! printed, only their keys.
 
 use super::target::{Signal, Target};
 
@@ -98,6 +99,33 @@ pub fn all_header_warnings(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Strin
         .collect()
 }
 
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`
+pub const ENV_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+
+/// Warnings for compression variables whose value `opentelemetry-otlp` would
+/// ignore (it only says so through its internal logs): gzip is built in, zstd
+/// is not, and anything else is no compression. An ignored per-signal value
+/// falls through to the generic variable, as there.
+pub fn compression_warnings(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut vars = vec![ENV_COMPRESSION.to_string()];
+    vars.extend(Signal::ALL.iter().map(|s| s.var("COMPRESSION")));
+    vars.iter()
+        .filter_map(|var| {
+            let raw = lookup(var).filter(|v| !v.is_empty())?;
+            match raw.to_ascii_lowercase().as_str() {
+                "gzip" | "none" => None,
+                "zstd" => Some(format!(
+                    "{var}=zstd: zstd is not compiled into otel-session, so it is ignored; use \
+                     gzip (or none)"
+                )),
+                _ => Some(format!(
+                    "{var}={raw:?} is not a compression (gzip or none), so it is ignored"
+                )),
+            }
+        })
+        .collect()
+}
+
 /// A warning when TLS files are configured for a target that does not use TLS.
 pub fn tls_without_https(target: &Target, vars: &TlsVars) -> Option<String> {
     if !vars.any() || target.scheme() == Some("https") {
@@ -124,6 +152,27 @@ pub fn join(items: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compression_that_would_be_ignored_is_named() {
+        let env = |var: &str| match var {
+            "OTEL_EXPORTER_OTLP_COMPRESSION" => Some("GZIP".to_string()),
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION" => Some("zstd".to_string()),
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION" => Some("brotli".to_string()),
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION" => Some("none".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            compression_warnings(&env),
+            [
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=zstd: zstd is not compiled into \
+                 otel-session, so it is ignored; use gzip (or none)",
+                "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION=\"brotli\" is not a compression (gzip or \
+                 none), so it is ignored",
+            ]
+        );
+        assert!(compression_warnings(&|_| None).is_empty());
+    }
 
     #[test]
     fn header_problems_name_keys_never_values() {

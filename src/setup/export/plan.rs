@@ -81,6 +81,7 @@ impl OtlpPlan {
             protocol_warnings.into_iter().for_each(|(_, w)| push(w));
             check::all_header_warnings(lookup)
                 .into_iter()
+                .chain(check::compression_warnings(lookup))
                 .for_each(&mut push);
             for signal in Signal::ALL {
                 let i = index(signal);
