@@ -354,3 +354,38 @@ fn otel_session_error_sources_from_the_environment_decides_what_counts() {
         "span status does not count with logs only"
     );
 }
+
+#[test]
+fn a_shutdown_timeout_of_duration_max_shuts_down_without_overflowing() {
+    use std::sync::{Arc, Mutex};
+    struct Ends(Arc<Mutex<Vec<String>>>);
+    impl otel_session::SessionObserver for Ends {
+        fn on_session_ended(&self, s: &otel_session::Session, reason: otel_session::EndReason) {
+            self.0.lock().unwrap().push(format!("{} {reason}", s.id()));
+        }
+    }
+    let _turn = turn();
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let observer = Ends(Arc::clone(&ends));
+    let (b, _mem) = builder();
+    let guard = b
+        .with_shutdown_timeout(std::time::Duration::MAX)
+        .with_sessions(move |s| s.with_observer(observer))
+        .init()
+        .expect("init");
+    let session = otel_session::current_session().expect("a session");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(guard)));
+        let _ = tx.send(dropped.is_ok());
+    });
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(20)),
+        Ok(true),
+        "the guard's drop finished, without a panic"
+    );
+    assert_eq!(
+        *ends.lock().unwrap(),
+        [format!("{} shutdown", session.id())]
+    );
+}

@@ -527,3 +527,45 @@ fn a_replacing_start_begins_no_earlier_than_the_end_before_it() {
         }
     }
 }
+
+#[test]
+fn a_session_expired_by_shutdown_ends_for_its_timeout_and_no_next_one_is_prepared() {
+    let time = Arc::new(SharedTime(AtomicU64::new(T0 * 1_000_000_000)));
+    let starts = Arc::new(AtomicUsize::new(0));
+    let s2 = Arc::clone(&starts);
+    let p = pipeline(
+        SessionManager::builder()
+            .with_clock(time.clone())
+            .with_inactivity_timeout(Some(Duration::from_secs(60)))
+            .on_session(move |_| {
+                s2.fetch_add(1, Ordering::SeqCst);
+                true
+            }),
+    );
+    let first = p.sessions.current_session().unwrap();
+    time.0.fetch_add(61_000_000_000, Ordering::SeqCst);
+    // The provider's shutdown ends the session; it expired a second ago.
+    p.tracer_provider.shutdown().unwrap();
+    let ends: Vec<(String, String, SystemTime)> = p
+        .lifecycle_spans()
+        .iter()
+        .filter(|s| s.name == "session.end")
+        .map(|s| {
+            (
+                span_attr(s, "session.id").unwrap(),
+                span_attr(s, "otel_session.end_reason").unwrap(),
+                s.start_time,
+            )
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [(first.id().to_string(), "inactivity".to_string(), t0())],
+        "ended for its timeout, dated at its last activity"
+    );
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        1,
+        "no callback ran for a next session while shutting down"
+    );
+}

@@ -127,7 +127,7 @@ impl Outbox {
             // A sink or observer called a verb: its effects go out after it returns.
             return false;
         }
-        let deadline = Instant::now() + limit;
+        let deadline = crate::model::clock::deadline_in(limit);
         let mut q = self.queue();
         loop {
             if self.done.load(Ordering::Acquire) >= seq {

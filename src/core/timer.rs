@@ -49,9 +49,7 @@ fn timer() -> Option<&'static Arc<Timer>> {
 /// Wakes `target` after `wait` (or earlier, if it was already due earlier).
 pub(crate) fn schedule(target: Weak<dyn TimeJump>, wait: Duration) {
     let Some(timer) = timer() else { return };
-    let due = Instant::now()
-        .checked_add(wait)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+    let due = crate::model::clock::deadline_in(wait);
     let mut entries = timer.entries.lock().unwrap_or_else(|e| e.into_inner());
     match entries
         .iter_mut()

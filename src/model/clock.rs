@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -161,4 +161,13 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn subscribe(&self, waker: ClockWaker) -> bool {
         (**self).subscribe(waker)
     }
+}
+
+/// The instant `wait` from now; a wait too long to represent (a timeout of
+/// `Duration::MAX`) is a year, not an overflow panic.
+pub(crate) fn deadline_in(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365)))
+        .unwrap_or(now)
 }

@@ -233,7 +233,7 @@ impl Guard {
         }
         crate::stability::panic::uninstall(&self.sessions);
         let timeout = self.shutdown_timeout;
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::model::clock::deadline_in(timeout);
         // Retries from now on only while they fit before the deadline.
         self.stop.stop_at(deadline);
         self.sessions.end_for_shutdown(timeout);

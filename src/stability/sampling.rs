@@ -24,8 +24,10 @@ use crate::core::manager::SessionManager;
 use crate::core::stamp::stamp;
 use crate::model::id::keeps;
 
-/// A sampler that keeps or drops root spans by their session (see the module
-/// docs), then asks `inner`. Built with [`SessionManager::sampler`].
+/// A sampler that decides every span carrying a session by that session (a
+/// session sampled out: recorded, not exported; see the module docs), and asks
+/// `inner` about the rest and about the spans of kept sessions. Built with
+/// [`SessionManager::sampler`].
 #[derive(Debug, Clone)]
 pub struct SessionSampler {
     manager: SessionManager,

@@ -77,6 +77,9 @@ pub(crate) enum Site {
     /// borrowed (attaching one would panic), so no callback and no delivery runs
     /// here; the timer thread does them right after.
     Processor,
+    /// The guard's shutdown: no next session is prepared (no callback runs) and
+    /// the caller delivers, within the shutdown timeout.
+    Shutdown,
 }
 
 pub(crate) struct State {

@@ -64,6 +64,7 @@ impl Shared {
                         self.flush();
                     }
                     Site::Processor => self.deliver_soon(),
+                    Site::Shutdown => {}
                 }
                 true
             }

@@ -286,7 +286,9 @@ impl Shared {
     /// Ends the current session for a shutdown and waits (up to `limit`) until its
     /// end is handed to the exporting processors.
     pub(crate) fn end_for_shutdown(&self, limit: Duration) {
-        self.check_expiry(self.now(), Site::Safe);
+        // An expired session ends for its timeout; what that queues is
+        // delivered below, within `limit`.
+        self.check_expiry(self.now(), Site::Shutdown);
         if self.suspend_for_shutdown(limit) {
             return;
         }
