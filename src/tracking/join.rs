@@ -51,6 +51,24 @@ fn percent_decode(raw: &str) -> Option<String> {
         .map(|s| s.into_owned())
 }
 
+/// The baggage member carrying `id`, if a joining server would accept it.
+fn member_of(id: &SessionId) -> Option<String> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if accepted(id.as_str()) {
+        return Some(format!("{}={}", attr::SESSION_ID, id));
+    }
+    crate::warn::once(
+        &WARNED,
+        format_args!(
+            "session id {:?} is not added to outgoing baggage: a joining server accepts only \
+             ids of at most {MAX_JOINED_ID_LEN} bytes of [A-Za-z0-9_-] (UUIDs fit); make your \
+             IdGenerator return such ids to propagate sessions (reported once)",
+            id.as_str().chars().take(80).collect::<String>()
+        ),
+    );
+    None
+}
+
 /// The `session.id` member of a W3C `baggage` header value, if it has one.
 ///
 /// ```
@@ -185,12 +203,15 @@ impl SessionBaggage {
     }
 
     /// The baggage member (`session.id=<id>`) for a request to `host` made now,
-    /// if the host is allowed and telemetry here carries a session id.
+    /// if the host is allowed and telemetry here carries a session id that a
+    /// joining server accepts (at most 64 bytes of `[A-Za-z0-9_-]`: a custom
+    /// `IdGenerator`'s other ids are not sent, with one warning, rather than
+    /// sent to be refused or to break the header).
     pub fn member_for(&self, host: &str) -> Option<String> {
         if !self.allows(host) {
             return None;
         }
-        stamped_session_id().map(|id| format!("{}={}", attr::SESSION_ID, id))
+        stamped_session_id().and_then(|id| member_of(&id))
     }
 
     /// Adds the session to `headers`' `baggage` for a request to `host` (merged
@@ -220,6 +241,21 @@ impl SessionBaggage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ids_a_joining_server_accepts_are_sent() {
+        let uuid = SessionId::from("4f1c0a9e-77b2-4a9e-9d4b-0c2f5e6a7b8c");
+        let member = member_of(&uuid).expect("a UUID is sent");
+        assert_eq!(member, "session.id=4f1c0a9e-77b2-4a9e-9d4b-0c2f5e6a7b8c");
+        assert_eq!(
+            session_id_from_baggage(&member).unwrap(),
+            Some(uuid),
+            "and read back as it was"
+        );
+        for odd in ["user 42", "a,b=c", "x;ttl=1", "ü", &"a".repeat(65)] {
+            assert_eq!(member_of(&SessionId::from(odd)), None, "{odd:?}");
+        }
+    }
 
     #[test]
     fn escapes_are_decoded_and_bad_ones_refused() {
