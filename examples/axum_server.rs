@@ -8,19 +8,24 @@
 //! curl localhost:3000/                          # ok
 //! curl localhost:3000/fail                      # errored (500)
 //! curl localhost:3000/checkout                  # errored (record_handled_error)
-//! curl localhost:3000/panic                     # crashed
+//! curl localhost:3000/panic                     # crashed (answered 500)
 //! curl -H 'baggage: session.id=browser-7' localhost:3000/   # joins browser-7
 //! ```
 //!
 //! `PORT` chooses the port (`0`: any free one; the address is printed as
 //! `LISTEN=…`). Ctrl-C or SIGTERM stops it gracefully; the guard then flushes.
 //! The order of layers matters: `SessionLayer` goes outside tower-http's
-//! `TraceLayer` (with axum, add it last).
+//! `TraceLayer` (with axum, add it after), so the request span is in the
+//! request's session; `CatchPanicLayer` outside both turns a panic into a 500
+//! (the session is still `crashed`). `TraceLayer`'s spans are made at INFO here:
+//! its default, DEBUG, is below the guard's `info` filter.
 
 use axum::http::StatusCode;
 use axum::routing::get;
 use otel_session::config::SessionMode;
 use otel_session::SessionLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 async fn hello() -> String {
@@ -74,7 +79,12 @@ async fn main() {
                 "unreachable"
             }),
         )
-        .layer(SessionLayer::new()); // outermost: added last
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
+        )
+        .layer(SessionLayer::new()) // outside TraceLayer: added after it
+        .layer(CatchPanicLayer::new()); // a panic answers 500
 
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))

@@ -25,7 +25,10 @@ fn step(text: &str) {
 
 fn main() {
     let to_collector = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+    // `otel_session::init!()` is this builder with your package's name and
+    // version; here it also falls back to the console and adds a callback.
     let guard = otel_session::Builder::from_env()
+        .with_service_name("quickstart")
         .with_service_version(env!("CARGO_PKG_VERSION"))
         .configure(|c| {
             if !to_collector {
@@ -50,7 +53,7 @@ fn main() {
         .with(guard.log_layer());
     tracing::subscriber::set_global_default(subscriber).expect("subscriber");
 
-    step("init!() started a session (app mode)");
+    step("set-up started a session (app mode)");
     otel_session::set_user(User::with_id("user-1").email("ada@example.com"));
     let first = otel_session::current_session().expect("a session");
     println!("   current session: {first}");

@@ -22,7 +22,8 @@ if [ -n "${FORWARD_TO:-}" ]; then
 else
   args+=(--exporter blackhole)
 fi
-echo "OTLP/HTTP: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$HTTP_PORT"
-echo "OTLP/gRPC: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$GRPC_PORT OTEL_EXPORTER_OTLP_PROTOCOL=grpc"
+# The endpoints on stderr: rotel's own output (what it received) is stdout.
+echo "OTLP/HTTP: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$HTTP_PORT" >&2
+echo "OTLP/gRPC: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$GRPC_PORT OTEL_EXPORTER_OTLP_PROTOCOL=grpc" >&2
 for v in $(env | grep -o '^ROTEL_[A-Z_]*' || true); do unset "$v"; done
 exec "$BIN" "${args[@]}"

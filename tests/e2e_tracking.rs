@@ -194,7 +194,7 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
         match status {
             "ok" | "errored" if path != "/fail" => assert_eq!(code, 200),
             "errored" => assert_eq!(code, 500),
-            _ => assert_eq!(code, 0, "the panic drops the connection"),
+            _ => assert_eq!(code, 500, "CatchPanicLayer answers the panic"),
         }
         *expected.entry(status).or_default() += 1;
     }
@@ -244,6 +244,14 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
         got.spans.iter().all(|s| s.scope != "otel-session"),
         "no lifecycle spans"
     );
+    // TraceLayer's request spans (at INFO), inside SessionLayer: each in its
+    // request's session.
+    let requests: Vec<&GotSpan> = got.spans.iter().filter(|s| s.name == "request").collect();
+    assert_eq!(requests.len(), 31, "{err}");
+    let request_ids: std::collections::HashSet<_> =
+        requests.iter().filter_map(|s| s.sid()).collect();
+    assert_eq!(request_ids.len(), 31, "one id per request span");
+    assert!(request_ids.contains("browser-7"));
     let hellos: Vec<_> = got.logs.iter().filter(|l| l.body == "hello").collect();
     assert_eq!(hellos.len(), 13);
     let ids: std::collections::HashSet<_> = hellos.iter().filter_map(|l| l.sid()).collect();

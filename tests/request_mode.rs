@@ -43,6 +43,12 @@ fn whoami() -> String {
 }
 
 async fn serve(request_ids: bool) -> Server {
+    serve_with(request_ids, false).await
+}
+
+/// [`serve`], with tower-http's `CatchPanicLayer` outside the session layer
+/// when `catch_panics` (a panic then answers 500).
+async fn serve_with(request_ids: bool, catch_panics: bool) -> Server {
     let spans = SpanRecorder::default();
     let logs = LogRecorder::default();
     let metrics = InMemoryMetricExporter::default();
@@ -125,6 +131,11 @@ async fn serve(request_ids: bool) -> Server {
             }),
         )
         .layer(sessions.request_layer());
+    let app = if catch_panics {
+        app.layer(tower_http::catch_panic::CatchPanicLayer::new())
+    } else {
+        app
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -324,6 +335,22 @@ async fn without_request_ids_requests_are_counted_but_not_stamped_and_bad_baggag
     let c = counts(&server);
     assert_eq!(c.get("otel_session.started"), Some(&4));
     assert_eq!(c.get("otel_session.ended{ok}"), Some(&4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_panic_outside_the_session_layer_answers_500_and_the_session_is_crashed() {
+    let server = serve_with(false, true).await;
+    let client = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let req = client.get(format!("http://{}{path}", server.addr));
+        async move { req.send().await.expect("an answer").status().as_u16() }
+    };
+    assert_eq!(status("/panic").await, 500, "the panic is answered");
+    assert_eq!(status("/ok/1").await, 200, "and the server goes on");
+    let c = counts(&server);
+    assert_eq!(c.get("otel_session.ended{crashed}"), Some(&1), "{c:?}");
+    assert_eq!(c.get("otel_session.ended{ok}"), Some(&1), "{c:?}");
+    assert_eq!(c.get("otel_session.ended{errored}"), None, "{c:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
