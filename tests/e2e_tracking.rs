@@ -151,6 +151,12 @@ fn get(addr: &str, path: &str, baggage: Option<&str>) -> (u16, String) {
 fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
+    // Request mode persists nothing: the file is not opened, and it says so.
+    let persist_dir =
+        std::env::temp_dir().join(format!("otel-session-axum-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&persist_dir);
+    std::fs::create_dir_all(&persist_dir).unwrap();
+    let persist_path = persist_dir.join("session.json");
     let mut cmd = Command::new(example_bin("axum_server"));
     support::child_env(
         &mut cmd,
@@ -159,6 +165,10 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
             ("OTEL_SESSION_MODE", "request".into()),
             ("OTEL_SESSION_PROPAGATE", "true".into()),
             ("OTEL_SESSION_REQUEST_IDS", "true".into()),
+            (
+                "OTEL_SESSION_PERSIST_PATH",
+                persist_path.display().to_string(),
+            ),
             ("OTEL_METRIC_EXPORT_INTERVAL", "500".into()),
             ("PORT", "0".into()),
             ("RUST_BACKTRACE", "0".into()),
@@ -212,6 +222,21 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
     assert!(status.success());
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert_eq!(
+        err.matches("is not used in request mode").count(),
+        1,
+        "one warning: {err}"
+    );
+    assert!(
+        err.contains(&format!("persistence to {}", persist_path.display())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&persist_dir).unwrap().count(),
+        0,
+        "nothing created"
+    );
+    let _ = std::fs::remove_dir_all(&persist_dir);
 
     let got = receiver.wait_for(Duration::from_secs(10), |r| {
         r.points.iter().any(|p| p.name == "otel_session.ended")

@@ -233,9 +233,10 @@ impl SessionManagerBuilder {
         let store = match self.store.take() {
             Some(source) if mode == SessionMode::Request => {
                 crate::warn::stderr(format_args!(
-                    "persistence to {} is not used in request mode: request sessions end with \
-                     their requests and no app session is kept, so nothing is persisted (the \
-                     file is not opened; use app mode to persist the app session)",
+                    "persistence to {} (OTEL_SESSION_PERSIST_PATH or with_persistence) is not \
+                     used in request mode: request sessions end with their requests and no app \
+                     session is kept, so nothing is persisted and the file is not opened (unset \
+                     it, or use app mode to persist the app session)",
                     source.what
                 ));
                 None

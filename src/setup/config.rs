@@ -460,24 +460,20 @@ pub fn warnings(config: &SessionConfig) -> Vec<String> {
             config.mode
         ));
     }
-    if config.mode == SessionMode::Request {
-        if let Some(path) = &config.persist_path {
-            out.push(format!(
-                "{ENV_PERSIST_PATH}={} is not used in request mode: request sessions end with \
-                 their requests and no app session is kept, so nothing is persisted (the file \
-                 is not opened; unset it, or use OTEL_SESSION_MODE=app)",
-                path.display()
-            ));
-        }
-        if config.sample_ratio < 1.0 && !config.request_ids && !config.propagate {
-            out.push(format!(
-                "{ENV_SAMPLE_RATIO}={} does nothing in request mode without \
-                 {ENV_REQUEST_IDS}=true or {ENV_PROPAGATE}=true: request telemetry \
-                 carries no session id to sample by (set one of them, or use \
-                 OTEL_TRACES_SAMPLER to sample requests)",
-                config.sample_ratio
-            ));
-        }
+    // (`OTEL_SESSION_PERSIST_PATH` in request mode is reported when the manager
+    // is built, by the mode the code leaves.)
+    if config.mode == SessionMode::Request
+        && config.sample_ratio < 1.0
+        && !config.request_ids
+        && !config.propagate
+    {
+        out.push(format!(
+            "{ENV_SAMPLE_RATIO}={} does nothing in request mode without \
+             {ENV_REQUEST_IDS}=true or {ENV_PROPAGATE}=true: request telemetry \
+             carries no session id to sample by (set one of them, or use \
+             OTEL_TRACES_SAMPLER to sample requests)",
+            config.sample_ratio
+        ));
     }
     out
 }

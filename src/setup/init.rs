@@ -20,7 +20,6 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 
 use crate::core::manager::{SessionManager, SessionManagerBuilder};
-use crate::model::session::SessionMode;
 use crate::setup::builder::{Builder, SessionsFn, UserLogProcessor, UserSpanProcessor};
 use crate::setup::config::{ExporterKind, SessionConfig};
 use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
@@ -96,13 +95,9 @@ fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionMan
         .with_request_ids(config.request_ids)
         .with_error_sources(config.error_sources)
         .with_sample_ratio(config.sample_ratio);
-    // Request mode persists nothing (`config::warnings` says so): the file is
-    // not opened.
-    if let Some(path) = config
-        .persist_path
-        .as_ref()
-        .filter(|_| config.mode != SessionMode::Request)
-    {
+    // Opened at build, by the mode the code leaves (request mode persists
+    // nothing, and `build()` says so).
+    if let Some(path) = &config.persist_path {
         builder = builder.with_persistence(path);
     }
     for f in code {

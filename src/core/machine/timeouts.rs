@@ -46,7 +46,11 @@ impl Shared {
                 Some((reason, at)) => {
                     // The restart flag first: a thread that sees the stamp gone
                     // must also see that the next activity starts a session.
-                    let restart = self.tracking.mode == SessionMode::App && !st.paused;
+                    // Shutting down: no next session, not even on activity
+                    // that races the shutdown.
+                    let restart = self.tracking.mode == SessionMode::App
+                        && !st.paused
+                        && !matches!(site, Site::Shutdown);
                     self.set_restart(&mut st, restart);
                     let notes = self.end_locked(&mut st, reason, When::At(at));
                     self.notify(notes);

@@ -75,6 +75,9 @@ impl<E> Counted<E> {
     }
 }
 
+/// At shutdown an attempt ends this long before the deadline.
+const ATTEMPT_MARGIN: Duration = Duration::from_millis(100);
+
 impl DeliveryStats {
     /// Runs an export of `n` `items` (`attempt` makes one attempt), retrying
     /// transient failures when exports are watched, and records the outcome.
@@ -105,11 +108,24 @@ impl DeliveryStats {
         };
         let started = Instant::now();
         // The export timeout bounds the export with its retries: each attempt
-        // gets what is left of it.
-        let deadline = started.checked_add(watch.target.timeout);
+        // gets what is left of it, and no more than the shutdown leaves.
+        let timeout = watch.target.timeout;
+        let deadline = started.checked_add(timeout);
         let mut retries = 0u32;
         loop {
-            watch.probe.begin_attempt(deadline);
+            // At shutdown, the attempt ends a moment before the deadline, so
+            // that its warning is printed before the guard's report.
+            let shutdown = watch
+                .stop
+                .left()
+                .and_then(|l| Instant::now().checked_add(l.saturating_sub(ATTEMPT_MARGIN)));
+            let attempt_deadline = match (deadline, shutdown) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            };
+            watch
+                .probe
+                .begin_attempt(attempt_deadline.map(|d| (d, timeout)));
             let result = attempt().await;
             let error = match &result {
                 Ok(()) => {

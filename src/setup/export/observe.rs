@@ -38,7 +38,8 @@ pub enum Outcome {
 #[derive(Debug, Default)]
 pub struct Probe {
     last: Mutex<Option<(Outcome, Option<Duration>)>>,
-    deadline: Mutex<Option<Instant>>,
+    /// The attempt's deadline and the export timeout it comes from.
+    deadline: Mutex<Option<(Instant, Duration)>>,
 }
 
 impl Probe {
@@ -48,16 +49,18 @@ impl Probe {
     }
 
     /// Before an attempt: forgets the last outcome, and the attempt must end by
-    /// `deadline` (`None`: the exporter's own timeout applies).
-    pub fn begin_attempt(&self, deadline: Option<Instant>) {
+    /// `deadline`, the end of an export `timeout` (`None`: the exporter's own
+    /// timeout applies).
+    pub fn begin_attempt(&self, deadline: Option<(Instant, Duration)>) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
     }
 
-    /// The time left for the attempt under way, when it has a deadline.
-    pub fn time_left(&self) -> Option<Duration> {
+    /// The time left for the attempt under way, and the export timeout it is
+    /// part of, when it has a deadline.
+    pub fn time_left(&self) -> Option<(Duration, Duration)> {
         let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        deadline.map(|(d, timeout)| (d.saturating_duration_since(Instant::now()), timeout))
     }
 
     /// What the last attempt got, if it was seen, and the wait its
@@ -242,10 +245,11 @@ mod tests {
         p.begin_attempt(None);
         assert_eq!(p.last(), None);
         assert_eq!(p.time_left(), None);
-        p.begin_attempt(Some(Instant::now() + Duration::from_secs(60)));
+        let timeout = Duration::from_secs(60);
+        p.begin_attempt(Some((Instant::now() + timeout, timeout)));
         assert!(p
             .time_left()
-            .is_some_and(|left| left > Duration::from_secs(50)));
+            .is_some_and(|(left, t)| left > Duration::from_secs(50) && t == timeout));
     }
 
     #[test]

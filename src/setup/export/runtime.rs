@@ -152,9 +152,10 @@ impl<E> OtlpExporter<E> {
         let left = self.probe.time_left();
         let bounded = async move {
             match left {
-                Some(left) => tokio::time::timeout(left, fut)
+                // Out of time: the export's timeout (retries included) ran out.
+                Some((left, timeout)) => tokio::time::timeout(left, fut)
                     .await
-                    .unwrap_or(Err(OTelSdkError::Timeout(left))),
+                    .unwrap_or(Err(OTelSdkError::Timeout(timeout))),
                 None => fut.await,
             }
         };
