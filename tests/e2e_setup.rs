@@ -385,3 +385,69 @@ fn the_standalone_recipe_with_batch_exporters_stamps_spans_and_logs_through_rote
         },
     );
 }
+
+/// The README's own-providers recipe (`examples/own_providers.rs`, kept the same
+/// as the README by `tests/readme.rs`) over `env`, through rotel: its span and
+/// log carry the session, the session ends at the providers' shutdown and its
+/// lifecycle goes out, with the service's name and version on the resource.
+fn own_providers_through_rotel(env: impl FnOnce(&Rotel) -> Vec<(&'static str, String)>) {
+    let receiver = Receiver::start();
+    let rotel = Rotel::start(receiver.addr);
+    let run = run_child("example:own_providers", &env(&rotel), LIMIT);
+    ok(&run);
+    let got = receiver.wait_for(Duration::from_secs(15), |r| {
+        r.spans.iter().any(|s| s.name == "work")
+            && r.logs.iter().any(|l| l.body == "carries session.id")
+            && r.spans.iter().any(|s| s.name == "session")
+            && r.logs.iter().any(|l| l.event_name == "session.end")
+    });
+    let work = got
+        .spans
+        .iter()
+        .find(|s| s.name == "work")
+        .expect("work span");
+    let sid = work.sid().expect("the span carries session.id").to_string();
+    assert_eq!(
+        bodies(&got, "carries session.id")[0].sid(),
+        Some(sid.as_str())
+    );
+    let summary = got
+        .spans
+        .iter()
+        .find(|s| s.name == "session")
+        .expect("summary");
+    assert_eq!(summary.sid(), Some(sid.as_str()));
+    assert_eq!(
+        summary
+            .attrs
+            .get("otel_session.end_reason")
+            .map(String::as_str),
+        Some("shutdown"),
+        "ended by the providers' shutdown"
+    );
+    assert_eq!(
+        work.resource.get("service.name").map(String::as_str),
+        Some(env!("CARGO_PKG_NAME"))
+    );
+    assert_eq!(
+        work.resource.get("service.version").map(String::as_str),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert!(
+        !run.stderr.contains("could not export"),
+        "nothing failed: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_own_providers_recipe_delivers_over_http_through_rotel() {
+    own_providers_through_rotel(|rotel| {
+        vec![("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())]
+    });
+}
+
+#[test]
+fn the_own_providers_recipe_delivers_over_grpc_through_rotel() {
+    own_providers_through_rotel(|rotel| support::grpc_env(rotel.grpc_endpoint(), &[]));
+}
