@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{run_child, run_child_with, Received, Receiver, Rotel};
+use support::{run_child, Received, Receiver, Rotel};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -212,21 +212,12 @@ fn sessions_arrive_through_rotel_over_http_json() {
 #[test]
 fn a_collector_that_is_down_neither_crashes_nor_blocks_and_telemetry_flows_once_it_is_up() {
     let receiver = Receiver::start();
-    let port = support::free_port();
-    let mut rotel = None;
-    let run = run_child_with(
+    let (run, _rotel) = Rotel::down_then_up(
+        receiver.addr,
         "phases",
-        &[
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_string()),
-            ("OTEL_SERVICE_NAME", "e2e-down".to_string()),
-        ],
+        "grpc",
+        &[("OTEL_SERVICE_NAME", "e2e-down".to_string())],
         LIMIT,
-        |_| rotel = Some(Rotel::start_on(receiver.addr, Some(port))),
     );
     assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
     assert!(

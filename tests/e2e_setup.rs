@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{run_child, run_child_with, ChildRun, Received, Receiver, Rotel};
+use support::{run_child, ChildRun, Received, Receiver, Rotel};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -126,27 +126,12 @@ fn a_bad_rust_log_is_warned_and_info_used() {
 /// and the session's, nothing of hyper, h2, tonic, tower, reqwest or OpenTelemetry.
 fn outage(protocol: &str) {
     let receiver = Receiver::start();
-    let port = support::free_port();
-    let mut rotel = None;
-    let run = run_child_with(
+    let (run, mut rotel) = Rotel::down_then_up(
+        receiver.addr,
         "example:e2e_setup outage",
-        &[
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_string()),
-            ("RUST_LOG", "trace".to_string()),
-        ],
+        protocol,
+        &[("RUST_LOG", "trace".to_string())],
         LIMIT,
-        |_| {
-            rotel = Some(if protocol == "grpc" {
-                Rotel::start_on_ports(receiver.addr, Some(port), None)
-            } else {
-                Rotel::start_on_ports(receiver.addr, None, Some(port))
-            })
-        },
     );
     ok(&run);
     assert!(

@@ -474,6 +474,38 @@ impl Rotel {
         Self::start_on_ports(forward_to, grpc_port, None)
     }
 
+    /// Runs the child `scenario` against a collector that is down at first: it
+    /// exports over `protocol` to a free port (export timeout 1 s, plus `more`),
+    /// where rotel, forwarding to `forward_to`, starts when the child prints
+    /// `WAIT`. The run, and rotel if it started.
+    pub fn down_then_up(
+        forward_to: SocketAddr,
+        scenario: &str,
+        protocol: &str,
+        more: &[(&str, String)],
+        limit: std::time::Duration,
+    ) -> (ChildRun, Option<Rotel>) {
+        let port = free_port();
+        let mut env = vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_string()),
+        ];
+        env.extend(more.iter().cloned());
+        let mut rotel = None;
+        let run = run_child_with(scenario, &env, limit, |_| {
+            rotel = Some(if protocol == "grpc" {
+                Rotel::start_on_ports(forward_to, Some(port), None)
+            } else {
+                Rotel::start_on_ports(forward_to, None, Some(port))
+            })
+        });
+        (run, rotel)
+    }
+
     /// As [`start`](Self::start), on the given gRPC and HTTP ports if any.
     pub fn start_on_ports(
         forward_to: SocketAddr,
