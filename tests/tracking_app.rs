@@ -52,6 +52,11 @@ fn span(p: &Pipeline, name: &str) -> Option<String> {
 /// (reason, end time) of every `session.end` transition, in order.
 fn ends(p: &Pipeline) -> Vec<(String, String, SystemTime)> {
     flush(p);
+    end_transitions(p)
+}
+
+/// [`ends`] without the flush (after a provider's shutdown).
+fn end_transitions(p: &Pipeline) -> Vec<(String, String, SystemTime)> {
     p.lifecycle_spans()
         .iter()
         .filter(|s| s.name == "session.end")
@@ -368,21 +373,28 @@ impl Clock for SharedTime {
     }
 }
 
+/// An app-mode pipeline on a [`SharedTime`] at T0 with a 60 s inactivity
+/// timeout, and the count of `on_session` calls.
+fn on_shared_time() -> (Arc<SharedTime>, Arc<AtomicUsize>, Pipeline) {
+    let time = Arc::new(SharedTime(AtomicU64::new(T0 * 1_000_000_000)));
+    let starts = Arc::new(AtomicUsize::new(0));
+    let s2 = Arc::clone(&starts);
+    let p = pipeline(
+        SessionManager::builder()
+            .with_clock(time.clone())
+            .with_inactivity_timeout(Some(Duration::from_secs(60)))
+            .on_session(move |_| {
+                s2.fetch_add(1, Ordering::SeqCst);
+                true
+            }),
+    );
+    (time, starts, p)
+}
+
 #[test]
 fn ten_threads_racing_past_an_expiry_get_one_new_session() {
     for round in 0..50 {
-        let time = Arc::new(SharedTime(AtomicU64::new(T0 * 1_000_000_000)));
-        let starts = Arc::new(AtomicUsize::new(0));
-        let s2 = Arc::clone(&starts);
-        let p = pipeline(
-            SessionManager::builder()
-                .with_clock(time.clone())
-                .with_inactivity_timeout(Some(Duration::from_secs(60)))
-                .on_session(move |_| {
-                    s2.fetch_add(1, Ordering::SeqCst);
-                    true
-                }),
-        );
+        let (time, starts, p) = on_shared_time();
         let first = p.sessions.current_session().unwrap();
         time.0.fetch_add(61_000_000_000, Ordering::SeqCst);
         let barrier = Arc::new(Barrier::new(10));
@@ -530,36 +542,13 @@ fn a_replacing_start_begins_no_earlier_than_the_end_before_it() {
 
 #[test]
 fn a_session_expired_by_shutdown_ends_for_its_timeout_and_no_next_one_is_prepared() {
-    let time = Arc::new(SharedTime(AtomicU64::new(T0 * 1_000_000_000)));
-    let starts = Arc::new(AtomicUsize::new(0));
-    let s2 = Arc::clone(&starts);
-    let p = pipeline(
-        SessionManager::builder()
-            .with_clock(time.clone())
-            .with_inactivity_timeout(Some(Duration::from_secs(60)))
-            .on_session(move |_| {
-                s2.fetch_add(1, Ordering::SeqCst);
-                true
-            }),
-    );
+    let (time, starts, p) = on_shared_time();
     let first = p.sessions.current_session().unwrap();
     time.0.fetch_add(61_000_000_000, Ordering::SeqCst);
     // The provider's shutdown ends the session; it expired a second ago.
     p.tracer_provider.shutdown().unwrap();
-    let ends: Vec<(String, String, SystemTime)> = p
-        .lifecycle_spans()
-        .iter()
-        .filter(|s| s.name == "session.end")
-        .map(|s| {
-            (
-                span_attr(s, "session.id").unwrap(),
-                span_attr(s, "otel_session.end_reason").unwrap(),
-                s.start_time,
-            )
-        })
-        .collect();
     assert_eq!(
-        ends,
+        end_transitions(&p),
         [(first.id().to_string(), "inactivity".to_string(), t0())],
         "ended for its timeout, dated at its last activity"
     );
