@@ -103,8 +103,13 @@ fn export_one(collector: &FakeHttp, name: &'static str) {
     export_one_with(collector, name, &[]);
 }
 
-/// [`export_one`] with more variables set.
-fn export_one_with(collector: &FakeHttp, name: &'static str, more: &[(&'static str, &str)]) {
+/// [`export_one`] with more variables set (a later one wins); how long the
+/// export took.
+fn export_one_with(
+    collector: &FakeHttp,
+    name: &'static str,
+    more: &[(&'static str, &str)],
+) -> Duration {
     let endpoint = collector.endpoint();
     let mut vars = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
@@ -119,8 +124,11 @@ fn export_one_with(collector: &FakeHttp, name: &'static str, more: &[(&'static s
     let provider = SdkTracerProvider::builder()
         .with_span_processor(SimpleSpanProcessor::new(exporter))
         .build();
+    let started = std::time::Instant::now();
     provider.tracer("builder-test").in_span(name, |_| {});
+    let took = started.elapsed();
     let _ = provider.shutdown();
+    took
 }
 
 #[test]
@@ -165,22 +173,12 @@ fn the_export_timeout_bounds_an_export_with_its_retries() {
         delay: Duration::from_millis(500),
         status: 503,
     });
-    let endpoint = collector.endpoint();
-    let _env = Env::set(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
-    ]);
-    let exporter = ExporterBuilder::from_env()
-        .span_exporter()
-        .expect("span exporter");
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(SimpleSpanProcessor::new(exporter))
-        .build();
     let started = std::time::Instant::now();
-    provider.tracer("builder-test").in_span("timed-out", |_| {});
-    let took = started.elapsed();
-    let _ = provider.shutdown();
+    let took = export_one_with(
+        &collector,
+        "timed-out",
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")],
+    );
     let seen = collector.seen();
     let attempts = seen.on("/v1/traces");
     assert_eq!(
