@@ -6,10 +6,8 @@
 mod common;
 
 use axum::routing::get;
-use common::{log_attr, sid, LogRecorder, SpanRecorder};
+use common::{log_attr, pipeline, sid};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::logs::{SdkLoggerProvider, SimpleLogProcessor};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 use otel_session::{SessionManager, SessionMode};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -23,21 +21,19 @@ async fn handler() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_span_and_events_carry_the_request_session_when_the_layer_is_outside() {
-    let spans = SpanRecorder::default();
-    let logs = LogRecorder::default();
-    let sessions = SessionManager::builder()
-        .with_mode(SessionMode::Request)
-        .with_request_ids(true)
-        .build();
-    let tp = SdkTracerProvider::builder()
-        .with_span_processor(sessions.span_processor(SimpleSpanProcessor::new(spans.clone())))
-        .build();
-    let lp = SdkLoggerProvider::builder()
-        .with_log_processor(sessions.log_processor(SimpleLogProcessor::new(logs.clone())))
-        .build();
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Request)
+            .with_request_ids(true),
+    );
+    let (sessions, spans, logs) = (&p.sessions, &p.span_exporter, &p.log_exporter);
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(tp.tracer("tracing")))
-        .with(opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(&lp));
+        .with(tracing_opentelemetry::layer().with_tracer(p.tracer_provider.tracer("tracing")))
+        .with(
+            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
+                &p.logger_provider,
+            ),
+        );
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     // Right order: TraceLayer first, SessionLayer added last (outermost).
@@ -92,6 +88,6 @@ async fn the_request_span_and_events_carry_the_request_session_when_the_layer_is
         log_attr(&events[1], "session.id").as_deref(),
         Some(bodies[1].as_str())
     );
-    tp.shutdown().unwrap();
-    lp.shutdown().unwrap();
+    p.tracer_provider.shutdown().unwrap();
+    p.logger_provider.shutdown().unwrap();
 }
