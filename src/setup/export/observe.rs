@@ -37,36 +37,48 @@ pub enum Outcome {
 /// under way must end (the export's timeout covers its retries).
 #[derive(Debug, Default)]
 pub struct Probe {
-    last: Mutex<Option<(Outcome, Option<Duration>)>>,
+    state: Mutex<ProbeState>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeState {
+    /// The last attempt's outcome and the wait its `Retry-After` asked for.
+    last: Option<(Outcome, Option<Duration>)>,
     /// The attempt's deadline and the export timeout it comes from.
-    deadline: Mutex<Option<(Instant, Duration)>>,
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl Probe {
+    fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records what an attempt got, and the wait its `Retry-After` asked for.
     pub fn set_last(&self, outcome: Outcome, retry_after: Option<Duration>) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((outcome, retry_after));
+        self.state().last = Some((outcome, retry_after));
     }
 
     /// Before an attempt: forgets the last outcome, and the attempt must end by
     /// `deadline`, the end of an export `timeout` (`None`: the exporter's own
     /// timeout applies).
     pub fn begin_attempt(&self, deadline: Option<(Instant, Duration)>) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+        *self.state() = ProbeState {
+            last: None,
+            deadline,
+        };
     }
 
     /// The time left for the attempt under way, and the export timeout it is
     /// part of, when it has a deadline.
     pub fn time_left(&self) -> Option<(Duration, Duration)> {
-        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = self.state().deadline;
         deadline.map(|(d, timeout)| (d.saturating_duration_since(Instant::now()), timeout))
     }
 
     /// What the last attempt got, if it was seen, and the wait its
     /// `Retry-After` asked for (one lock, read once per failed attempt).
     pub fn last(&self) -> Option<(Outcome, Option<Duration>)> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.state().last.clone()
     }
 }
 
