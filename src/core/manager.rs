@@ -230,19 +230,13 @@ impl SessionManagerBuilder {
         let id = self.id();
         let next_handle = self.callbacks.len() as u64 + 1;
         let mode = self.tracking.mode;
+        for w in meaningless(&self.tracking, self.store.as_ref().map(|s| s.what.as_str())) {
+            crate::warn::stderr(format_args!("{w}"));
+        }
+        // Request mode persists nothing: the file is not even opened.
         let store = match self.store.take() {
-            Some(source) if mode == SessionMode::Request => {
-                crate::warn::stderr(format_args!(
-                    "persistence to {} (OTEL_SESSION_PERSIST_PATH or with_persistence) is not \
-                     used in request mode: request sessions end with their requests and no app \
-                     session is kept, so nothing is persisted and the file is not opened (unset \
-                     it, or use app mode to persist the app session)",
-                    source.what
-                ));
-                None
-            }
-            Some(source) => (source.open)(),
-            None => None,
+            Some(source) if mode != SessionMode::Request => (source.open)(),
+            _ => None,
         };
         let manager = SessionManager {
             shared: Shared::new(SharedParts {
@@ -434,5 +428,96 @@ impl SessionManager {
     /// shuts down.
     pub(crate) fn end_for_shutdown(&self, limit: Duration) {
         self.shared.end_for_shutdown(limit);
+    }
+}
+
+/// The settings `tracking` (and persistence to `persistence`, if given) has
+/// that its mode makes meaningless, one warning each naming the variable and
+/// the builder method; `build()` prints them, whether the settings came from
+/// the environment or from code.
+fn meaningless(tracking: &Tracking, persistence: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    let request = tracking.mode == SessionMode::Request;
+    if tracking.request_ids && !request {
+        out.push(format!(
+            "OTEL_SESSION_REQUEST_IDS=true (with_request_ids) only applies in request mode \
+             (OTEL_SESSION_MODE=request); the mode is {}, so it does nothing",
+            tracking.mode
+        ));
+    }
+    if let Some(what) = persistence.filter(|_| request) {
+        out.push(format!(
+            "persistence to {what} (OTEL_SESSION_PERSIST_PATH or with_persistence) is not used \
+             in request mode: request sessions end with their requests and no app session is \
+             kept, so nothing is persisted and the file is not opened (unset it, or use app \
+             mode to persist the app session)"
+        ));
+    }
+    if request && tracking.sample_ratio < 1.0 && !tracking.request_ids && !tracking.propagate {
+        out.push(format!(
+            "OTEL_SESSION_SAMPLE_RATIO={} (with_sample_ratio) does nothing in request mode \
+             without OTEL_SESSION_REQUEST_IDS=true or OTEL_SESSION_PROPAGATE=true: request \
+             telemetry carries no session id to sample by (set one of them, or use \
+             OTEL_TRACES_SAMPLER to sample requests)",
+            tracking.sample_ratio
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_meaningless_in_the_mode_says_so() {
+        let app = Tracking {
+            request_ids: true,
+            sample_ratio: 0.5,
+            ..Tracking::default()
+        };
+        assert_eq!(
+            meaningless(&app, Some("/tmp/s.json")),
+            [
+                "OTEL_SESSION_REQUEST_IDS=true (with_request_ids) only applies in request mode \
+                 (OTEL_SESSION_MODE=request); the mode is app, so it does nothing"
+            ],
+            "persistence and sampling act in app mode"
+        );
+        assert!(meaningless(&Tracking::default(), None).is_empty());
+    }
+
+    #[test]
+    fn in_request_mode_persistence_and_a_ratio_without_ids_say_they_do_nothing() {
+        let request = Tracking {
+            mode: SessionMode::Request,
+            sample_ratio: 0.5,
+            ..Tracking::default()
+        };
+        assert_eq!(
+            meaningless(&request, Some("/tmp/s.json")),
+            [
+                "persistence to /tmp/s.json (OTEL_SESSION_PERSIST_PATH or with_persistence) is \
+                 not used in request mode: request sessions end with their requests and no app \
+                 session is kept, so nothing is persisted and the file is not opened (unset it, \
+                 or use app mode to persist the app session)",
+                "OTEL_SESSION_SAMPLE_RATIO=0.5 (with_sample_ratio) does nothing in request mode \
+                 without OTEL_SESSION_REQUEST_IDS=true or OTEL_SESSION_PROPAGATE=true: request \
+                 telemetry carries no session id to sample by (set one of them, or use \
+                 OTEL_TRACES_SAMPLER to sample requests)",
+            ]
+        );
+        for ids in [
+            Tracking {
+                request_ids: true,
+                ..request
+            },
+            Tracking {
+                propagate: true,
+                ..request
+            },
+        ] {
+            assert!(meaningless(&ids, None).is_empty(), "the ratio samples");
+        }
     }
 }

@@ -447,33 +447,3 @@ impl SessionConfig {
         (config, r.issues)
     }
 }
-
-/// What `init()` warns about a configuration whose values are valid but will
-/// not do what they say (features not built yet, a setting the mode makes
-/// meaningless). Empty for the defaults.
-pub fn warnings(config: &SessionConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    if config.request_ids && config.mode != SessionMode::Request {
-        out.push(format!(
-            "{ENV_REQUEST_IDS}=true only applies in request mode (OTEL_SESSION_MODE=request); \
-             the mode is {}, so it does nothing",
-            config.mode
-        ));
-    }
-    // (`OTEL_SESSION_PERSIST_PATH` in request mode is reported when the manager
-    // is built, by the mode the code leaves.)
-    if config.mode == SessionMode::Request
-        && config.sample_ratio < 1.0
-        && !config.request_ids
-        && !config.propagate
-    {
-        out.push(format!(
-            "{ENV_SAMPLE_RATIO}={} does nothing in request mode without \
-             {ENV_REQUEST_IDS}=true or {ENV_PROPAGATE}=true: request telemetry \
-             carries no session id to sample by (set one of them, or use \
-             OTEL_TRACES_SAMPLER to sample requests)",
-            config.sample_ratio
-        ));
-    }
-    out
-}

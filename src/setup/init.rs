@@ -112,10 +112,8 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
     for issue in &b.issues {
         crate::warn::stderr(format_args!("{issue}"));
     }
+    // (Settings the mode makes meaningless are reported by the manager's build.)
     let config = b.config.clone();
-    for w in crate::setup::config::warnings(&config) {
-        crate::warn::stderr(format_args!("{w}"));
-    }
     #[cfg(feature = "tracing")]
     let layers = layer_settings(&b);
     let code = std::mem::take(&mut b.sessions);
