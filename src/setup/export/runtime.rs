@@ -125,7 +125,7 @@ impl Drop for ExportRuntime {
 /// suppressed (see the module docs). Built by
 /// [`ExporterBuilder`](crate::export::ExporterBuilder); it keeps the runtime alive.
 /// Each attempt ends when what is left of its export's timeout runs out (the
-/// [`Probe`]'s deadline, set by the retrying decorator), not a whole timeout
+/// probe's deadline, set by the retrying decorator), not a whole timeout
 /// later.
 #[derive(Debug)]
 pub struct OtlpExporter<E> {
