@@ -78,15 +78,10 @@ pub use crate::core::global::{
     set_global_manager, set_user, start_session,
 };
 pub use crate::core::manager::{SessionManager, SessionManagerBuilder};
-pub use crate::core::outbox::OUTBOX_LIMIT;
 pub use crate::core::scope::SessionContextExt;
-pub use crate::core::sinks::PENDING_LIMIT;
 pub use model::attr;
 pub use model::clock::{Clock, ClockWaker, ManualClock, SystemClock};
-pub use model::id::{
-    fnv1a_64, session_end_span_id, session_root_span_id, session_sampled, session_trace_id,
-    IdGenerator, UuidV4Generator,
-};
+pub use model::id::{session_sampled, session_trace_id, IdGenerator, UuidV4Generator};
 pub use model::session::{
     EndReason, ErrorSources, Session, SessionId, SessionMode, SessionStatus, User,
 };
@@ -100,7 +95,6 @@ pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
 pub use stability::metrics;
 pub use stability::panic::{install_panic_hook, PANIC_FLUSH_LIMIT};
-pub use stability::persist::PERSIST_FORMAT;
 pub use stability::sampling::SessionSampler;
 pub use tracking::app::{background, foreground};
 pub use tracking::join::{

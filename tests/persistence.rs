@@ -350,31 +350,44 @@ fn an_end_sent_again_is_the_same_span_and_not_counted_twice() {
     let run = undelivered_end("resent", &clock);
     let (first, aside) = (&run.first, &run.aside);
 
+    // A second copy of what the next run finds, for a second resend.
+    let again = aside.with_file_name("again.json");
+    std::fs::copy(aside, &again).unwrap();
     let metrics = InMemoryMetricExporter::default();
     let mp = SdkMeterProvider::builder()
         .with_reader(PeriodicReader::builder(metrics.clone()).build())
         .build();
-    let spans = SpanRecorder::default();
-    let b = SessionManager::builder()
-        .with_clock(clock.clone())
-        .with_persistence(aside)
-        .with_meter(mp.meter("otel-session"))
-        .build();
-    let btp = SdkTracerProvider::builder()
-        .with_span_processor(b.span_processor(SimpleSpanProcessor::new(spans.clone())))
-        .build();
-    let end = spans
-        .get_finished_spans()
-        .unwrap()
-        .into_iter()
-        .find(|s| {
-            s.name == "session.end" && span_attr(s, "session.id").as_deref() == Some(first.as_str())
-        })
-        .expect("sent again");
+    let resent = |path: &std::path::Path, meter: Option<opentelemetry::metrics::Meter>| {
+        let spans = SpanRecorder::default();
+        let mut b = SessionManager::builder()
+            .with_clock(clock.clone())
+            .with_persistence(path);
+        if let Some(meter) = meter {
+            b = b.with_meter(meter);
+        }
+        let b = b.build();
+        let btp = SdkTracerProvider::builder()
+            .with_span_processor(b.span_processor(SimpleSpanProcessor::new(spans.clone())))
+            .build();
+        let end = spans
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .find(|s| {
+                s.name == "session.end"
+                    && span_attr(s, "session.id").as_deref() == Some(first.as_str())
+            })
+            .expect("sent again");
+        (end, btp)
+    };
+    let (end, btp) = resent(aside, Some(mp.meter("otel-session")));
+    let (end_again, ctp) = resent(&again, None);
     assert_eq!(
         end.span_context.span_id(),
-        otel_session::session_end_span_id(first)
+        end_again.span_context.span_id(),
+        "an end sent again is the same span (its id is derived from the session's)"
     );
+    drop(ctp);
     mp.force_flush().unwrap();
     let ended: u64 = metrics
         .get_finished_metrics()

@@ -479,16 +479,32 @@ fn verbs_past_a_missed_deadline_end_the_session_for_it_first() {
     p.sessions.record_handled_error();
     p.sessions.end_session();
     let e = ends(&p);
-    assert_eq!(e.len(), 1);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].0, first.id().as_str());
     assert_eq!(
         e[0].1, "inactivity",
         "not revived by the verb, not `manual`"
     );
     assert_eq!(e[0].2, first.started_at(), "dated at its last activity");
-    let summary = p.lifecycle_span("session");
+    let summaries: Vec<_> = p
+        .lifecycle_spans()
+        .into_iter()
+        .filter(|s| s.name == "session")
+        .collect();
     assert_eq!(
-        span_attr(&summary, "otel_session.errors.handled").as_deref(),
+        span_attr(&summaries[0], "otel_session.errors.handled").as_deref(),
         Some("0")
+    );
+    // The error is activity after the timeout: it started the next session
+    // and counted there.
+    assert_eq!(e[1].1, "manual");
+    assert_eq!(
+        span_attr(&summaries[1], "otel_session.errors.handled").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        span_attr(&summaries[1], "session.previous_id").as_deref(),
+        Some(first.id().as_str())
     );
 }
 

@@ -284,13 +284,16 @@ pub(crate) fn in_catching() -> bool {
 
 pub(crate) const HOOK_ON_SESSION: u8 = 1;
 pub(crate) const HOOK_OBSERVER: u8 = 2;
+/// The user's clock or id generator: telemetry it makes is not stamped (and
+/// so starts no session); verbs it calls are allowed.
+pub(crate) const HOOK_USER: u8 = 4;
 
 thread_local! {
     static IN_HOOK: Cell<u8> = const { Cell::new(0) };
 }
 
-/// `true` while this thread runs an `on_session` callback or an observer: telemetry
-/// is not stamped.
+/// `true` while this thread runs an `on_session` callback, an observer, the
+/// user's clock or id generator: telemetry is not stamped.
 #[inline]
 pub(crate) fn in_hook() -> bool {
     IN_HOOK.with(|h| h.get() != 0)

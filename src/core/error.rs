@@ -24,4 +24,10 @@ pub enum SessionError {
         /// The verb.
         verb: &'static str,
     },
+    /// No session could be started in time: another start was still building
+    /// its candidate after 2 s (a slow `on_session` callback or `IdGenerator`),
+    /// or the clock or id generator itself called `start_session()` while one
+    /// was being built. The current session (if any) was left as it was.
+    #[error("no session was started: another start was still running its on_session callbacks or IdGenerator")]
+    NotStarted,
 }

@@ -23,7 +23,7 @@ use crate::core::error::SessionError;
 use crate::core::machine::Shared;
 use crate::core::manager::SessionManager;
 use crate::core::scope::Scope;
-use crate::core::state::SessionState;
+use crate::core::session::SessionState;
 use crate::model::session::{Session, User};
 
 static GLOBAL: ArcSwapOption<Shared> = ArcSwapOption::const_empty();
@@ -193,29 +193,5 @@ pub fn record_unhandled_error() {
         }
         Target::Manager(m) => m.record_unhandled_error(),
         Target::Joined | Target::Nothing => {}
-    }
-}
-
-/// Spans a collector accepted: the ends among them (their `session` summary
-/// spans) no longer need to be kept for the next run (persistence).
-pub(crate) fn delivered(spans: &[opentelemetry_sdk::trace::SpanData]) {
-    let ended: Vec<String> = spans
-        .iter()
-        .filter(|s| {
-            s.name == crate::model::attr::SUMMARY_SPAN
-                && s.instrumentation_scope.name() == crate::model::attr::SCOPE_NAME
-        })
-        .filter_map(|s| {
-            s.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == crate::model::attr::SESSION_ID)
-                .map(|kv| kv.value.as_str().into_owned())
-        })
-        .collect();
-    if ended.is_empty() {
-        return;
-    }
-    if let Some(m) = global_manager() {
-        m.shared.confirm_sessions(&ended);
     }
 }

@@ -10,11 +10,10 @@ use crate::core::callbacks::{
     in_on_session, CallbackHandle, RegisteredCallback, RegisteredObserver, SessionCandidate,
     SessionObserver,
 };
-use crate::core::effects::SessionCounter;
 use crate::core::error::SessionError;
 use crate::core::machine::{Shared, SharedParts, Tracking};
 use crate::core::sinks::Sinks;
-use crate::core::state::SessionState;
+use crate::core::telemetry::SessionCounter;
 use crate::model::clock::Clock;
 use crate::model::id::IdGenerator;
 use crate::model::session::{ErrorSources, Session, SessionMode, User};
@@ -44,12 +43,6 @@ pub struct SessionManager {
 impl fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.shared, f)
-    }
-}
-
-impl Default for SessionManager {
-    fn default() -> Self {
-        SessionManager::builder().build()
     }
 }
 
@@ -258,9 +251,10 @@ impl SessionManagerBuilder {
             }),
         };
         manager.shared.restore();
-        if mode == SessionMode::App {
-            manager.shared.ensure();
-        }
+        manager.shared.drive(
+            crate::core::rules::Event::Boot,
+            crate::core::machine::Site::Safe,
+        );
         manager
     }
 }
@@ -306,7 +300,7 @@ impl SessionManager {
     /// callback (nothing changes).
     pub fn start_session(&self) -> Result<Session, SessionError> {
         self.refuse_reentrant("start_session")?;
-        Ok(self.shared.start())
+        self.shared.start().ok_or(SessionError::NotStarted)
     }
 
     /// Ends the current session (reason `manual`). Afterwards
@@ -315,11 +309,7 @@ impl SessionManager {
     /// [`resume_session`](Self::resume_session) or `foreground()`.
     pub fn end_session(&self) {
         if self.refuse_reentrant("end_session").is_ok() {
-            let now = self.shared.now();
-            self.shared.end(
-                crate::model::session::EndReason::Manual,
-                crate::core::machine::When::Now(now),
-            );
+            self.shared.end();
         }
     }
 
@@ -359,15 +349,17 @@ impl SessionManager {
     }
 
     /// Counts one handled error toward the current session (if it is reported and
-    /// not paused).
+    /// not paused). In app mode, right after an inactivity or max-duration end
+    /// (in the foreground), it starts the next session and counts there.
     pub fn record_handled_error(&self) {
-        self.shared.count_error(SessionState::count_handled);
+        self.shared.record_error(false);
     }
 
     /// Counts one unhandled error toward the current session and marks it
-    /// `crashed` (if it is reported and not paused). Status is never downgraded.
+    /// `crashed` (if it is reported and not paused; after a timeout in app mode,
+    /// toward the next session, which it starts). Status is never downgraded.
     pub fn record_unhandled_error(&self) {
-        self.shared.count_error(SessionState::count_unhandled);
+        self.shared.record_error(true);
     }
 
     /// Adds an `on_session` callback at run time; it runs after those already

@@ -1,33 +1,47 @@
 //! The core: the session state machine and its effects.
 //!
-//! - `machine`: the state machine of one manager and **the lock rules** (read its
-//!   module docs first);
+//! - `rules`: **every session rule**, as one pure transition function over an
+//!   explicit state (read it first);
+//! - `machine`: the driver around the rules: the lock and its invariants
+//!   (`machine::core`), candidates, effects turned into telemetry, delivery;
 //! - `manager`: [`SessionManager`](crate::SessionManager), its builder and the verbs;
-//! - `state`: one live session and the activity clock;
+//! - `session`: one live session (its counts, user, timeline) and the activity clock;
 //! - `callbacks`: `on_session` callbacks, observers and the re-entrancy guard;
-//! - `effects`: what a change produces, and how it becomes lifecycle telemetry;
+//! - `telemetry`: lifecycle telemetry as descriptions, and how they become spans,
+//!   log records and counts;
 //! - `sinks`: the exporting processors lifecycle telemetry goes to;
-//! - `outbox`: ordered delivery of effects outside the manager's lock;
-//! - `persist`: what the state machine saves and restores (the store is in `stability`);
+//! - `outbox`: ordered delivery outside the manager's lock;
+//! - `ledger`: session ends kept until a sink acknowledges them;
+//! - `persist`: what the driver saves and restores (the store is in `stability`);
 //! - `timer`: the thread that wakes managers at their sessions' deadlines;
 //! - `scope`: sessions carried in an OpenTelemetry `Context` (requests, joins);
-//! - `stamp`: the hot-path lookup of the id to stamp;
+//! - `stamp`: what the hot path stamps, and its publication;
+//! - `sync`: the primitives the core's races run on (std, or loom under `--cfg loom`);
 //! - `global`: the global manager and the crate-root verbs;
 //! - `error`: [`SessionError`](crate::SessionError).
+//!
+//! Within `core`, data flows one way: `rules`, `callbacks`, `telemetry`,
+//! `persist` and `sync` use only `model`; `session` uses `callbacks`,
+//! `telemetry` and `rules`; `scope`, `stamp`, `sinks`, `ledger` and `outbox`
+//! use those; `machine` uses all of them; `manager` uses `machine`; `global`
+//! uses `manager`.
 //!
 //! May use: [`model`](crate::model). Processors, tracking, stability and setup
 //! build on this module; it does not know them.
 
 pub(crate) mod callbacks;
-pub(crate) mod effects;
 pub(crate) mod error;
 pub(crate) mod global;
+pub(crate) mod ledger;
 pub(crate) mod machine;
 pub(crate) mod manager;
 pub(crate) mod outbox;
 pub(crate) mod persist;
+pub(crate) mod rules;
 pub(crate) mod scope;
+pub(crate) mod session;
 pub(crate) mod sinks;
 pub(crate) mod stamp;
-pub(crate) mod state;
+pub(crate) mod sync;
+pub(crate) mod telemetry;
 pub(crate) mod timer;

@@ -1,4 +1,4 @@
-//! Ordered delivery of every [`Effect`] — lifecycle spans and log events for the
+//! Ordered delivery of every [`Item`] — lifecycle spans and log events for the
 //! sinks, metric counts, notifications for the observers — *outside* the
 //! manager's lock.
 //!
@@ -21,12 +21,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::core::callbacks::{catching, notify};
-use crate::core::effects::Effect;
-use crate::core::sinks::Sinks;
+use std::sync::Arc;
+
+use crate::core::callbacks::{catching, notify, Notifications, RegisteredObserver};
+use crate::core::persist::{Saved, Store};
+use crate::core::sinks::{SinkRef, Sinks};
+use crate::core::telemetry::{CountEffect, LifecycleLog, LifecycleSpan, SessionCounter};
+
+/// One thing to deliver, in the order of the changes that produced it.
+pub(crate) enum Item {
+    Span(LifecycleSpan),
+    Log(LifecycleLog),
+    Count(CountEffect, Arc<dyn SessionCounter>),
+    Notify(Notifications, Arc<Vec<RegisteredObserver>>),
+    /// A sink connects: what was held for want of one goes to it first.
+    Connect(SinkRef),
+    /// The persisted state changes.
+    Persist(Saved, Arc<dyn Store>),
+}
 
 /// Effects queued at most; beyond, the oldest are dropped (with a warning).
-pub const OUTBOX_LIMIT: usize = 8192;
+pub(crate) const OUTBOX_LIMIT: usize = 8192;
 
 /// How long a verb waits for another thread to deliver its effects.
 pub(crate) const VERB_WAIT: Duration = Duration::from_secs(5);
@@ -38,7 +53,7 @@ thread_local! {
 
 #[derive(Default)]
 struct Queue {
-    items: VecDeque<(u64, Effect)>,
+    items: VecDeque<(u64, Item)>,
     /// The sequence number the next effect gets (starts at 1).
     next: u64,
     /// A thread is delivering.
@@ -90,7 +105,7 @@ impl Outbox {
 
     /// Queues an effect (call it under the state lock, so order = state order);
     /// returns its sequence number.
-    pub(crate) fn push(&self, effect: Effect) -> u64 {
+    pub(crate) fn push(&self, effect: Item) -> u64 {
         let mut q = self.queue();
         if q.items.len() >= OUTBOX_LIMIT {
             if let Some((seq, _)) = q.items.pop_front() {
@@ -115,6 +130,11 @@ impl Outbox {
     /// The sequence number of the last effect queued so far.
     pub(crate) fn last_queued(&self) -> u64 {
         self.queued.load(Ordering::Acquire)
+    }
+
+    /// Something queued is not delivered yet.
+    pub(crate) fn pending(&self) -> bool {
+        self.done.load(Ordering::Acquire) < self.last_queued()
     }
 
     /// Delivers until everything up to `seq` is out, waiting up to `limit` for
@@ -173,7 +193,7 @@ impl Outbox {
                 break;
             };
             drop(q);
-            self.deliver(effect, sinks);
+            self.deliver(seq, effect, sinks);
             q = self.queue();
             // Under the queue lock: a waiter checks `done` holding it.
             self.done.fetch_max(seq, Ordering::Release);
@@ -182,14 +202,14 @@ impl Outbox {
         DELIVERING.with(|d| d.set(false));
     }
 
-    fn deliver(&self, effect: Effect, sinks: &Sinks) {
-        let result = catching(|| match effect {
-            Effect::Span(span) => sinks.deliver_span(span),
-            Effect::Log(log) => sinks.deliver_log(log),
-            Effect::Count(count, counter) => count.apply(&*counter),
-            Effect::Notify(notes, observers) => notify(&observers, notes),
-            Effect::Connect(sink) => sinks.connect(sink),
-            Effect::Persist(saved, store) => store.save(&saved),
+    fn deliver(&self, seq: u64, item: Item, sinks: &Sinks) {
+        let result = catching(|| match item {
+            Item::Span(span) => sinks.deliver_span(seq, span),
+            Item::Log(log) => sinks.deliver_log(log),
+            Item::Count(count, counter) => count.apply(&*counter),
+            Item::Notify(notes, observers) => notify(&observers, notes),
+            Item::Connect(sink) => sinks.connect(sink),
+            Item::Persist(saved, store) => store.save(&saved),
         });
         if result.is_err() {
             crate::warn::once(
@@ -210,7 +230,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::core::effects::{CountEffect, SessionCounter};
+    use crate::core::telemetry::{CountEffect, SessionCounter};
     use crate::model::session::SessionStatus;
 
     #[derive(Debug, Default)]
@@ -229,7 +249,7 @@ mod tests {
         let counter = Arc::new(Counting::default());
         let mut last = 0;
         for _ in 0..OUTBOX_LIMIT + 10 {
-            last = outbox.push(Effect::Count(CountEffect::Started, counter.clone()));
+            last = outbox.push(Item::Count(CountEffect::Started, counter.clone()));
         }
         assert_eq!(outbox.queue().items.len(), OUTBOX_LIMIT);
         assert_eq!(outbox.queue().items.front().map(|(s, _)| *s), Some(11));

@@ -30,6 +30,8 @@ pub(crate) struct SavedSession {
     pub(crate) unhandled: u64,
     pub(crate) status: SessionStatus,
     pub(crate) state: SavedState,
+    /// Paused when saved (a continued session stays paused).
+    pub(crate) paused: bool,
     pub(crate) user: Option<User>,
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use opentelemetry::{Context, StringValue};
 
-use crate::core::state::SessionState;
+use crate::core::session::SessionState;
 use crate::model::session::SessionId;
 
 /// What a context says about sessions.

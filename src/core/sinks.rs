@@ -5,10 +5,14 @@
 //! to [`PENDING_LIMIT`] items, oldest dropped first, with a warning) and handed to
 //! the first sink that connects. A connection goes through the outbox, so what
 //! was held reaches the new sink before anything newer.
+//!
+//! Each span sink records the sequence number of the last lifecycle span it
+//! was handed: a successful flush of that sink acknowledges everything up to
+//! it (the delivery ledger, `core::ledger`).
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,44 +20,79 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 
-use crate::core::effects::{Effect, LogEffect, SpanEffect};
-use crate::core::manager::SessionManager;
+use crate::core::telemetry::{LifecycleLog, LifecycleSpan};
 
 /// How many lifecycle spans (and, separately, log events) are held while no sink is
 /// connected. Older ones are dropped first, with a warning.
-pub const PENDING_LIMIT: usize = 1024;
+pub(crate) const PENDING_LIMIT: usize = 1024;
 
 /// Held items past this many mean nobody is going to connect a sink soon: say so.
 const WARN_AFTER_HELD: usize = 8;
 
 /// An exporting processor the lifecycle is delivered to.
 #[derive(Debug, Clone)]
-pub(crate) enum SinkRef {
+pub(crate) enum SinkKind {
     Span(Arc<dyn SpanProcessor>),
     Log(Arc<dyn LogProcessor>),
 }
 
+/// A sink and the sequence number of the last lifecycle item handed to it.
+#[derive(Debug, Clone)]
+pub(crate) struct SinkRef {
+    pub(crate) kind: SinkKind,
+    handed: Arc<AtomicU64>,
+}
+
 impl SinkRef {
-    fn force_flush(&self) -> OTelSdkResult {
-        match self {
-            SinkRef::Span(p) => p.force_flush(),
-            SinkRef::Log(p) => p.force_flush(),
+    pub(crate) fn span(p: Arc<dyn SpanProcessor>) -> Self {
+        SinkRef {
+            kind: SinkKind::Span(p),
+            handed: Arc::default(),
         }
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match self {
-            SinkRef::Span(p) => p.shutdown_with_timeout(timeout),
-            SinkRef::Log(p) => p.shutdown_with_timeout(timeout),
+    pub(crate) fn log(p: Arc<dyn LogProcessor>) -> Self {
+        SinkRef {
+            kind: SinkKind::Log(p),
+            handed: Arc::default(),
+        }
+    }
+
+    /// The sequence number of the last lifecycle item handed to it.
+    pub(crate) fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Acquire)
+    }
+
+    /// It exports the `session` summary spans (what the ledger keeps).
+    pub(crate) fn carries_ends(&self) -> bool {
+        matches!(self.kind, SinkKind::Span(_))
+    }
+
+    fn same(&self, other: &SinkRef) -> bool {
+        Arc::ptr_eq(&self.handed, &other.handed)
+    }
+
+    pub(crate) fn force_flush(&self) -> OTelSdkResult {
+        match &self.kind {
+            SinkKind::Span(p) => p.force_flush(),
+            SinkKind::Log(p) => p.force_flush(),
+        }
+    }
+
+    pub(crate) fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match &self.kind {
+            SinkKind::Span(p) => p.shutdown_with_timeout(timeout),
+            SinkKind::Log(p) => p.shutdown_with_timeout(timeout),
         }
     }
 }
 
 #[derive(Default)]
 struct Registry {
-    spans: Vec<Arc<dyn SpanProcessor>>,
-    logs: Vec<Arc<dyn LogProcessor>>,
-    pending_spans: VecDeque<SpanData>,
+    spans: Vec<(Arc<dyn SpanProcessor>, Arc<AtomicU64>)>,
+    logs: Vec<SinkRef>,
+    /// Held lifecycle spans with their sequence numbers.
+    pending_spans: VecDeque<(u64, SpanData)>,
     pending_logs: VecDeque<SdkLogRecord>,
 }
 
@@ -95,9 +134,9 @@ impl Sinks {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Delivers a lifecycle span (called by the outbox, in order, outside the
-    /// manager's lock).
-    pub(crate) fn deliver_span(&self, effect: SpanEffect) {
+    /// Delivers lifecycle span number `seq` (called by the outbox, in order,
+    /// outside the manager's lock).
+    pub(crate) fn deliver_span(&self, seq: u64, effect: LifecycleSpan) {
         if self.discard_spans {
             return;
         }
@@ -116,7 +155,7 @@ impl Sinks {
                         ),
                     );
                 }
-                r.pending_spans.push_back(span);
+                r.pending_spans.push_back((seq, span));
                 let held = r.pending_spans.len();
                 drop(r);
                 self.warn_held(held);
@@ -125,10 +164,14 @@ impl Sinks {
             r.spans.clone()
         };
         match sinks.as_slice() {
-            [only] => only.on_end(span),
+            [(only, handed)] => {
+                only.on_end(span);
+                handed.store(seq, Ordering::Release);
+            }
             many => {
-                for sink in many {
+                for (sink, handed) in many {
                     sink.on_end(span.clone());
+                    handed.store(seq, Ordering::Release);
                 }
             }
         }
@@ -150,7 +193,7 @@ impl Sinks {
     }
 
     /// Delivers a lifecycle log event.
-    pub(crate) fn deliver_log(&self, effect: LogEffect) {
+    pub(crate) fn deliver_log(&self, effect: LifecycleLog) {
         if self.discard_logs {
             return;
         }
@@ -180,33 +223,36 @@ impl Sinks {
             }
             r.logs.clone()
         };
-        let scope = crate::core::effects::scope();
+        let scope = crate::core::telemetry::scope();
         for sink in &sinks {
-            let mut copy = record.clone();
-            sink.emit(&mut copy, scope);
+            if let SinkKind::Log(p) = &sink.kind {
+                let mut copy = record.clone();
+                p.emit(&mut copy, scope);
+            }
         }
     }
 
     /// Connects `sink` and hands it what was held (called by the outbox, in order).
     pub(crate) fn connect(&self, sink: SinkRef) {
-        match sink {
-            SinkRef::Span(p) => {
-                let held: Vec<SpanData> = {
+        match &sink.kind {
+            SinkKind::Span(p) => {
+                let held: Vec<(u64, SpanData)> = {
                     let mut r = self.registry();
-                    r.spans.push(Arc::clone(&p));
+                    r.spans.push((Arc::clone(p), Arc::clone(&sink.handed)));
                     r.pending_spans.drain(..).collect()
                 };
-                for span in held {
+                for (seq, span) in held {
                     p.on_end(span);
+                    sink.handed.store(seq, Ordering::Release);
                 }
             }
-            SinkRef::Log(p) => {
+            SinkKind::Log(p) => {
                 let held: Vec<SdkLogRecord> = {
                     let mut r = self.registry();
-                    r.logs.push(Arc::clone(&p));
+                    r.logs.push(sink.clone());
                     r.pending_logs.drain(..).collect()
                 };
-                let scope = crate::core::effects::scope();
+                let scope = crate::core::telemetry::scope();
                 for mut record in held {
                     p.emit(&mut record, scope);
                 }
@@ -214,73 +260,31 @@ impl Sinks {
         }
     }
 
-    fn disconnect(&self, sink: &SinkRef) {
+    /// Disconnects `sink` (its processor shuts down).
+    pub(crate) fn disconnect(&self, sink: &SinkRef) {
         let mut r = self.registry();
-        match sink {
-            SinkRef::Span(p) => r.spans.retain(|s| !Arc::ptr_eq(s, p)),
-            SinkRef::Log(p) => r.logs.retain(|s| !Arc::ptr_eq(s, p)),
+        match &sink.kind {
+            SinkKind::Span(_) => r.spans.retain(|(_, h)| !Arc::ptr_eq(h, &sink.handed)),
+            SinkKind::Log(_) => r.logs.retain(|s| !s.same(sink)),
         }
     }
 
-    /// Flushes every connected sink (the exporting processors), for a crash;
-    /// `true` if the span sinks all delivered.
-    pub(crate) fn force_flush_all(&self) -> bool {
-        let (spans, logs) = {
-            let r = self.registry();
-            (r.spans.clone(), r.logs.clone())
-        };
-        let mut delivered = !spans.is_empty();
-        for s in spans {
-            delivered &= s.force_flush().is_ok();
-        }
-        for l in logs {
-            let _ = l.force_flush();
-        }
-        delivered
+    /// The sinks connected now.
+    pub(crate) fn connected(&self) -> Vec<SinkRef> {
+        let r = self.registry();
+        r.spans
+            .iter()
+            .map(|(p, handed)| SinkRef {
+                kind: SinkKind::Span(Arc::clone(p)),
+                handed: Arc::clone(handed),
+            })
+            .chain(r.logs.iter().cloned())
+            .collect()
     }
 
     /// How many lifecycle spans are held for want of a sink.
     pub(crate) fn held_spans(&self) -> usize {
         self.registry().pending_spans.len()
-    }
-}
-
-/// One of our processors' connection to its manager's lifecycle: made when the
-/// provider sets the resource (the SDK's build step), undone at shutdown.
-#[derive(Debug, Default)]
-pub(crate) struct SinkLink {
-    sink: Mutex<Option<SinkRef>>,
-}
-
-impl SinkLink {
-    fn slot(&self) -> MutexGuard<'_, Option<SinkRef>> {
-        self.sink.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Connects `sink` (replacing an earlier one); what was held reaches it first.
-    pub(crate) fn connect(&self, manager: &SessionManager, sink: SinkRef) {
-        self.disconnect(manager);
-        *self.slot() = Some(sink.clone());
-        manager.shared.deliver(Effect::Connect(sink));
-    }
-
-    /// Disconnects; returns the sink that was connected.
-    pub(crate) fn disconnect(&self, manager: &SessionManager) -> Option<SinkRef> {
-        let sink = self.slot().take()?;
-        manager.shared.sinks.disconnect(&sink);
-        Some(sink)
-    }
-
-    /// Flushes the connected sink (for processors that own theirs).
-    pub(crate) fn force_flush(&self) -> OTelSdkResult {
-        let sink = self.slot().clone();
-        sink.map_or(Ok(()), |s| s.force_flush())
-    }
-
-    /// Disconnects and shuts the sink down (for processors that own theirs).
-    pub(crate) fn shutdown(&self, manager: &SessionManager, timeout: Duration) -> OTelSdkResult {
-        self.disconnect(manager)
-            .map_or(Ok(()), |s| s.shutdown_with_timeout(timeout))
     }
 }
 

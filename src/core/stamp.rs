@@ -2,64 +2,64 @@
 //! carry?" — answered without a lock, an allocation, a clock read, or (in the
 //! common case) an atomic read-modify-write.
 //!
-//! 1. Nothing while this thread runs an `on_session` callback or an observer.
+//! 1. Nothing while this thread runs an `on_session` callback, an observer, the
+//!    clock or the id generator (the callbacks module's hook guard).
 //! 2. A context that carries a session scope (a request, a joined session)
 //!    decides; it is read with one map lookup in the context.
-//! 3. Else the manager's app session: each manager keeps the session to stamp in
-//!    an [`ArcSwapOption`] (set only while a reported session is current and not
-//!    paused). Loading it costs a few atomic read-modify-writes, so each thread
-//!    caches the *id* it last read — a `&'static str` (see the static id budget
-//!    in `state`), which is `Copy` — tagged with a process-wide *generation* that
-//!    every app-session change bumps. The hot path is then one thread-local read
-//!    and one plain atomic load. Ids past the budget take the `ArcSwapOption` path.
-//!    Request sessions never bump the generation.
+//! 3. Else the manager's app session, as the driver last *published* it
+//!    ([`Stamp`]): one cell holding what telemetry gets — a session's id,
+//!    nothing, or "the next activity starts a session" ([`Published::Restart`])
+//!    — so a reader never sees a stamp and a restart flag from two different
+//!    moments. Loading the cell costs a few atomic read-modify-writes, so each
+//!    thread caches what it last read: the id as a `&'static str` (see the
+//!    static id budget in `session`), tagged with the manager's unique number
+//!    and its *generation*, which every publication bumps after storing the
+//!    cell. The hot path is then one thread-local read and one plain atomic
+//!    load. Ids past the budget load the cell each time.
 //!
-//! When the app session expired and the next activity is to start a new one
-//! (app mode), the lookup starts it (one winner among racing threads; the others
-//! wait for it) and stamps the new id.
+//! Ordering (checked with loom, `tests/loom_stamp.rs`): the writer stores the
+//! cell, then bumps the generation (release); a reader loads the generation
+//! (acquire), then the cell. A reader that saw the new generation sees the new
+//! cell; one that saw an older generation caches under that generation, which
+//! no longer matches on its next lookup. A `Restart` is never cached.
 //!
-//! Ordering: a writer stores the new stamp, then bumps the generation; a reader
-//! that still sees the old generation read it before the bump, so the session it
-//! stamps was current when the span started.
-//!
-//! The key of the attribute tells who added it: two private copies of the
-//! `session.id` text, one for app-session stamps and one for scoped stamps, each
-//! with its own address, so the processors tell ours (and which kind) from one
-//! the application set, by pointer.
-//!
-//! [`ArcSwapOption`]: arc_swap::ArcSwapOption
+//! The key of the attribute tells who added it: two `session.id` strings made
+//! at run time (two heap allocations, so their addresses differ whatever the
+//! linker folds), one for app-session stamps and one for scoped stamps, so the
+//! processors tell ours (and which kind) from one the application set, by
+//! pointer.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::{Context, Key, StringValue};
 
 use crate::core::callbacks::in_hook;
-use crate::core::machine::Shared;
 use crate::core::scope::Scope;
-use crate::core::state::SessionState;
+use crate::core::session::SessionState;
+use crate::core::sync::{ArcCell, AtomicU64};
+use crate::model::attr;
 
-static GENERATION: AtomicU64 = AtomicU64::new(1);
-
-static APP_KEY_BYTES: [u8; 10] = *b"session.id";
-static APP_KEY: &str = match std::str::from_utf8(&APP_KEY_BYTES) {
-    Ok(s) => s,
-    Err(_) => panic!("session.id is ASCII"),
-};
-static SCOPE_KEY_BYTES: [u8; 10] = *b"session.id";
-static SCOPE_KEY: &str = match std::str::from_utf8(&SCOPE_KEY_BYTES) {
-    Ok(s) => s,
-    Err(_) => panic!("session.id is ASCII"),
-};
+/// The two key strings, made once per process on the heap.
+fn keys() -> &'static (&'static str, &'static str) {
+    static KEYS: OnceLock<(&'static str, &'static str)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let make = || &*Box::leak(attr::SESSION_ID.to_owned().into_boxed_str());
+        (make(), make())
+    })
+}
 
 /// The key text of app-session stamps.
+#[inline]
 pub(crate) fn app_key() -> &'static str {
-    APP_KEY
+    keys().0
 }
 
 /// The key text of scoped stamps.
+#[inline]
 pub(crate) fn scope_key() -> &'static str {
-    SCOPE_KEY
+    keys().1
 }
 
 /// Who a stamped `session.id` came from.
@@ -77,9 +77,10 @@ pub(crate) enum Origin {
 #[inline]
 pub(crate) fn origin(key: &Key) -> Origin {
     let p = key.as_str().as_ptr();
-    if std::ptr::eq(p, APP_KEY.as_ptr()) {
+    let (app, scoped) = keys();
+    if std::ptr::eq(p, app.as_ptr()) {
         Origin::App
-    } else if std::ptr::eq(p, SCOPE_KEY.as_ptr()) {
+    } else if std::ptr::eq(p, scoped.as_ptr()) {
         Origin::Scoped
     } else {
         Origin::Theirs
@@ -92,10 +93,161 @@ pub(crate) fn is_ours(key: &Key) -> bool {
     origin(key) != Origin::Theirs
 }
 
-/// Invalidates every thread's cache. Called after each app-stamp change and when
-/// a manager is created (a new manager may reuse a dropped one's address).
-pub(crate) fn bump() {
-    GENERATION.fetch_add(1, Ordering::AcqRel);
+/// What new telemetry gets from the app session.
+#[derive(Debug, Clone)]
+pub(crate) enum Published {
+    /// No session id.
+    Nothing,
+    /// No session yet: the next activity starts one (the caller asks the
+    /// driver, which starts it or says why not).
+    Restart,
+    /// This session's id.
+    Session(Arc<SessionState>),
+    /// No session after a fatal crash on thread number `.0`: only that thread,
+    /// once it no longer unwinds, starts the next one (its lookups are not
+    /// cached); every other thread gets nothing.
+    AfterCrash(u64),
+}
+
+/// This thread's number (ours: `std::thread::ThreadId` has no stable number).
+pub(crate) fn thread_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    thread_local! {
+        static NUMBER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.try_with(|n| *n).unwrap_or(0)
+}
+
+/// What `p` means for this thread right now, and whether that may be cached.
+fn resolve(p: &Published) -> (Cached, bool) {
+    match p {
+        Published::Session(s) => (
+            match s.static_id {
+                Some(id) => Cached::Static(id),
+                None => Cached::Dynamic,
+            },
+            true,
+        ),
+        Published::Restart => (Cached::Restart, false),
+        Published::Nothing => (Cached::Nothing, true),
+        Published::AfterCrash(t) if *t == thread_number() => {
+            if std::thread::panicking() {
+                (Cached::Nothing, false)
+            } else {
+                (Cached::Restart, false)
+            }
+        }
+        Published::AfterCrash(_) => (Cached::Nothing, true),
+    }
+}
+
+impl Published {
+    fn same(&self, other: &Published) -> bool {
+        match (self, other) {
+            (Published::Nothing, Published::Nothing) | (Published::Restart, Published::Restart) => {
+                true
+            }
+            (Published::Session(a), Published::Session(b)) => Arc::ptr_eq(a, b),
+            (Published::AfterCrash(a), Published::AfterCrash(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The app session as published to the hot path (one per manager).
+pub(crate) struct Stamp {
+    cell: ArcCell<Published>,
+    generation: AtomicU64,
+    /// The manager's unique number (thread caches are tagged with it).
+    manager: u64,
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stamp")
+            .field("published", &*self.cell.load_full())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stamp {
+    pub(crate) fn new(manager: u64) -> Self {
+        Stamp {
+            cell: ArcCell::new(Published::Nothing),
+            generation: AtomicU64::new(1),
+            manager,
+        }
+    }
+
+    /// Publishes `p` (the driver, under its state lock): the cell, then the
+    /// generation. `false` if nothing changed.
+    pub(crate) fn publish(&self, p: Published) -> bool {
+        if self.cell.with(|c| c.same(&p)) {
+            return false;
+        }
+        self.cell.store(Arc::new(p));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// The session telemetry is stamped with now, if any.
+    pub(crate) fn session(&self) -> Option<Arc<SessionState>> {
+        self.cell.with(|c| match c {
+            Published::Session(s) => Some(Arc::clone(s)),
+            _ => None,
+        })
+    }
+
+    /// `session.id` for new telemetry, or [`Lookup::Restart`]: the hot path.
+    #[inline]
+    pub(crate) fn lookup(&self) -> Lookup {
+        let generation = self.generation.load(Ordering::Acquire);
+        let Ok(entry) = CACHE.try_with(Cell::get) else {
+            return Lookup::Nothing;
+        };
+        let cached = if entry.generation == generation && entry.manager == self.manager {
+            entry.stamp
+        } else {
+            self.refresh(generation)
+        };
+        match cached {
+            Cached::Nothing => Lookup::Nothing,
+            Cached::Static(id) => Lookup::Id(StringValue::from(id)),
+            Cached::Dynamic => self.cell.with(|c| match c {
+                Published::Session(s) => Lookup::Id(s.value.clone()),
+                other => match resolve(other).0 {
+                    Cached::Restart => Lookup::Restart,
+                    _ => Lookup::Nothing,
+                },
+            }),
+            Cached::Restart => Lookup::Restart,
+        }
+    }
+
+    #[cold]
+    fn refresh(&self, generation: u64) -> Cached {
+        let (stamp, cacheable) = self.cell.with(resolve);
+        if !cacheable {
+            return stamp;
+        }
+        let _ = CACHE.try_with(|c| {
+            c.set(Entry {
+                generation,
+                manager: self.manager,
+                stamp,
+            })
+        });
+        stamp
+    }
+}
+
+/// The hot path's answer for the app session.
+#[derive(Debug, Clone)]
+pub(crate) enum Lookup {
+    Nothing,
+    Id(StringValue),
+    /// A session is due to start: ask the driver.
+    Restart,
 }
 
 #[derive(Clone, Copy)]
@@ -104,86 +256,47 @@ enum Cached {
     Static(&'static str),
     /// The current session's id is reference-counted: load it each time.
     Dynamic,
-    /// No session, and the next activity starts one: always the slow path.
+    /// Never stored: a session is due to start (for this thread).
     Restart,
 }
 
 #[derive(Clone, Copy)]
 struct Entry {
     generation: u64,
-    manager: *const Shared,
+    manager: u64,
     stamp: Cached,
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static CACHE: Cell<Entry> = const {
-        Cell::new(Entry { generation: 0, manager: std::ptr::null(), stamp: Cached::Nothing })
+        Cell::new(Entry { generation: 0, manager: 0, stamp: Cached::Nothing })
     };
 }
 
-/// The `session.id` attribute (key, value) for telemetry starting in `cx`.
+#[cfg(loom)]
+loom::thread_local! {
+    static CACHE: Cell<Entry> =
+        Cell::new(Entry { generation: 0, manager: 0, stamp: Cached::Nothing });
+}
+
+/// A context's own stamp: `Some(answer)` when `cx` carries a session scope
+/// (a request, a joined session), `None` when the app session applies.
 #[inline]
-pub(crate) fn stamp(shared: &Shared, cx: &Context) -> Option<(Key, StringValue)> {
-    if in_hook() {
-        return None;
-    }
-    if let Some(scope) = Scope::of(cx) {
-        return scope
+pub(crate) fn scoped(cx: &Context) -> Option<Option<(Key, StringValue)>> {
+    Scope::of(cx).map(|scope| {
+        scope
             .stamp
             .clone()
-            .map(|v| (Key::from_static_str(SCOPE_KEY), v));
-    }
-    app_stamp(shared).map(|v| (Key::from_static_str(APP_KEY), v))
-}
-
-/// The app session's id for new telemetry, starting a session if one is due.
-#[inline]
-pub(crate) fn app_stamp(shared: &Shared) -> Option<StringValue> {
-    let generation = GENERATION.load(Ordering::Acquire);
-    let entry = CACHE.try_with(Cell::get).ok()?;
-    let stamp = if entry.generation == generation && std::ptr::eq(entry.manager, shared) {
-        entry.stamp
-    } else {
-        refresh(shared, generation)
-    };
-    match stamp {
-        Cached::Nothing => None,
-        Cached::Static(id) => Some(StringValue::from(id)),
-        Cached::Dynamic => shared.stamp.load().as_deref().map(|s| s.value.clone()),
-        Cached::Restart => shared.start_for_activity(),
-    }
-}
-
-#[cold]
-fn refresh(shared: &Shared, generation: u64) -> Cached {
-    let of = |s: &SessionState| match s.static_id {
-        Some(id) => Cached::Static(id),
-        None => Cached::Dynamic,
-    };
-    let stamp = match &*shared.stamp.load() {
-        Some(s) => of(s),
-        None if shared.restart_pending() => Cached::Restart,
-        // A start commits the stamp, then clears the restart flag: a reader that
-        // saw no stamp, then no restart, looks at the stamp once more.
-        None => shared.stamp.load().as_deref().map_or(Cached::Nothing, of),
-    };
-    if !matches!(stamp, Cached::Restart) {
-        let _ = CACHE.try_with(|c| {
-            c.set(Entry {
-                generation,
-                manager: shared,
-                stamp,
-            })
-        });
-    }
-    stamp
+            .map(|v| (Key::from_static_str(scope_key()), v))
+    })
 }
 
 /// Calls `f` with the session telemetry in `cx` is counted toward, if any (for
 /// error counting; not the per-span path): the request's session in a request,
-/// nothing in a joined-only context, else the manager's stamped app session.
+/// nothing in a joined-only context, else the stamped app session.
 pub(crate) fn with_counted_session<R>(
-    shared: &Shared,
+    stamp: &Stamp,
     cx: &Context,
     f: impl FnOnce(&SessionState) -> R,
 ) -> Option<R> {
@@ -193,5 +306,5 @@ pub(crate) fn with_counted_session<R>(
     if let Some(scope) = Scope::of(cx) {
         return scope.request.as_deref().map(f);
     }
-    shared.stamp.load().as_deref().map(f)
+    stamp.session().as_deref().map(f)
 }

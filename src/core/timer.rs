@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 
 use crate::model::clock::TimeJump;
 
+thread_local! {
+    static TIMER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `true` on the timer thread (a start it asks for is one it builds itself).
+pub(crate) fn on_timer_thread() -> bool {
+    TIMER_THREAD.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
 struct Entry {
     target: Weak<dyn TimeJump>,
     due: Instant,
@@ -30,7 +39,10 @@ fn timer() -> Option<&'static Arc<Timer>> {
             let worker = Arc::clone(&timer);
             match std::thread::Builder::new()
                 .name("otel-session-timer".into())
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    TIMER_THREAD.with(|t| t.set(true));
+                    worker.run()
+                })
             {
                 Ok(_) => Some(timer),
                 Err(e) => {

@@ -50,13 +50,13 @@ pub fn session_trace_id(id: &SessionId) -> TraceId {
 /// The span id of a session's `session` summary span: derived from the id, so the
 /// same session always has the same root (a session continued by another process
 /// keeps its timeline).
-pub fn session_root_span_id(id: &SessionId) -> SpanId {
+pub(crate) fn session_root_span_id(id: &SessionId) -> SpanId {
     derived_span_id(b"otel_session.root:", id)
 }
 
 /// The span id of a session's `session.end` transition span: derived from the
 /// id too, so an end sent again by a later run (persistence) is the same span.
-pub fn session_end_span_id(id: &SessionId) -> SpanId {
+pub(crate) fn session_end_span_id(id: &SessionId) -> SpanId {
     derived_span_id(b"otel_session.end:", id)
 }
 
@@ -69,7 +69,7 @@ const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a-64 of `bytes`.
-pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
     fnv1a_64_from(FNV64_OFFSET, bytes)
 }
 

@@ -2,7 +2,8 @@
 //! span that ends with an Error status or carries an `exception` event counts
 //! once as a handled error of the session it belongs to, unless an ERROR log
 //! record inside it was counted already (one `tracing::error!` is a log record,
-//! an Error status and an `exception` event at once).
+//! an Error status and an `exception` event at once), and once however many of
+//! our wrappers see it (each wrapped pipeline gets its own copy of the span).
 //!
 //! The session a span belongs to: the app session whose id it carries (if it is
 //! still the current one; an error of an ended session is dropped); inside a
@@ -37,9 +38,8 @@ pub(crate) fn count_failed_span(shared: &Shared, span: &SpanData) {
         .map(|kv| (origin(&kv.key), &kv.value));
     match carried {
         Some((Origin::App | Origin::Theirs, id)) => {
-            let current = shared.stamp.load();
-            if let Some(s) = current.as_deref() {
-                if *id.as_str() == *s.id.as_str() && !s.take_counted_span(span_id) {
+            if let Some(s) = shared.core.stamp.session() {
+                if *id.as_str() == *s.id.as_str() && s.first_failure_of(span_id) {
                     s.count_handled();
                 }
             }
@@ -47,7 +47,7 @@ pub(crate) fn count_failed_span(shared: &Shared, span: &SpanData) {
         Some((Origin::Scoped, _)) | None => {
             let request = Context::map_current(|cx| Scope::of(cx).and_then(|s| s.request.clone()));
             if let Some(r) = request {
-                if !r.take_counted_span(span_id) {
+                if r.first_failure_of(span_id) {
                     r.count_handled();
                 }
             }

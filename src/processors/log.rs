@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
 use opentelemetry::trace::SpanId;
-use opentelemetry::{Context, InstrumentationScope, Key};
+use opentelemetry::{Context, InstrumentationScope, Key, StringValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::Resource;
@@ -26,11 +26,12 @@ use opentelemetry_sdk::Resource;
 use crate::core::callbacks::in_hook;
 use crate::core::manager::SessionManager;
 use crate::core::scope::Scope;
-use crate::core::sinks::{SinkLink, SinkRef};
-use crate::core::stamp::{app_key, app_stamp, origin, scope_key, with_counted_session, Origin};
-use crate::core::state::SessionState;
+use crate::core::session::SessionState;
+use crate::core::sinks::SinkRef;
+use crate::core::stamp::{app_key, origin, scope_key, with_counted_session, Origin};
 use crate::model::attr;
 use crate::model::id::keeps;
+use crate::processors::link::SinkLink;
 
 #[inline]
 fn is_error(record: &SdkLogRecord) -> bool {
@@ -78,9 +79,9 @@ fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
                 if let AnyValue::String(id) = id {
                     let span = error_span(manager, record);
                     Context::map_current(|cx| {
-                        with_counted_session(&manager.shared, cx, |s| {
-                            if s.id.as_str() == id.as_str() && s.count_handled() {
-                                note(s, span);
+                        with_counted_session(&manager.shared.core.stamp, cx, |s| {
+                            if s.id.as_str() == id.as_str() {
+                                count(s, span);
                             }
                         })
                     });
@@ -119,10 +120,17 @@ fn error_span(manager: &SessionManager, record: &SdkLogRecord) -> Option<SpanId>
     record.trace_context().map(|t| t.span_id)
 }
 
-fn note(session: &SessionState, span: Option<SpanId>) {
-    if let Some(span) = span {
-        session.note_counted_span(span);
+/// Counts an ERROR record in `session` (each record is an error); the span it
+/// was emitted in is noted, so that span's own failure does not count again.
+/// `false` if the session has closed its counts (it ended).
+fn count(session: &SessionState, span: Option<SpanId>) -> bool {
+    if !session.count_handled() {
+        return false;
     }
+    if let Some(span) = span {
+        session.note_failure(span);
+    }
+    true
 }
 
 #[inline]
@@ -145,7 +153,7 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     if scoped {
         return;
     }
-    let Some(mut id) = app_stamp(shared) else {
+    let Some(mut id) = shared.app_stamp() else {
         return;
     };
     // Activity before stamping: a record past the session's limits ends it, and
@@ -154,7 +162,7 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     // the system clock a thread notes activity at most once per millisecond
     // (the record's own timestamp, compared, not converted).
     if shared.timed && shared.note_telemetry(record.observed_timestamp()) {
-        match app_stamp(shared) {
+        match shared.app_stamp() {
             Some(next) => id = next,
             None => return,
         }
@@ -181,9 +189,7 @@ fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Sco
     // caller's session is never counted here).
     if error && (stamped || first_sighting(record)) {
         if let Some(r) = &scope.request {
-            if r.count_handled() {
-                note(r, error_span(manager, record));
-            }
+            count(r, error_span(manager, record));
         }
     }
 }
@@ -193,31 +199,63 @@ fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Sco
 /// So a session's end always counts exactly the error records carrying its id.
 #[cold]
 fn stamp_error(manager: &SessionManager, record: &mut SdkLogRecord) {
+    if let Some(id) = count_app(manager, error_span(manager, record)) {
+        record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
+    }
+}
+
+/// Counts one error toward the app session telemetry is stamped with now (if
+/// it ends meanwhile, toward the next one); that session's id.
+fn count_app(manager: &SessionManager, span: Option<SpanId>) -> Option<StringValue> {
     let shared = &manager.shared;
-    let span = error_span(manager, record);
     loop {
-        let Some(session) = shared.stamp.load_full() else {
+        let Some(session) = shared.core.stamp.session() else {
             // Ended with nothing after it, or a restart due: the slow path.
-            if app_stamp(shared).is_none() {
-                return;
-            }
+            shared.app_stamp()?;
             continue;
         };
-        if session.count_handled() {
-            note(&session, span);
-            record.add_attribute(
-                Key::from_static_str(app_key()),
-                AnyValue::String(session.value.clone()),
-            );
-            return;
+        if count(&session, span) {
+            return Some(session.value.clone());
         }
+        // Closed: it ended meanwhile; the next one takes the error (unless it
+        // is still the one stamped: an end is under way, not ours).
         if shared
+            .core
             .stamp
-            .load()
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(s, &session))
+            .session()
+            .is_some_and(|s| Arc::ptr_eq(&s, &session))
         {
-            return;
+            return None;
+        }
+    }
+}
+
+/// An error no pipeline of ours sees (an ERROR `tracing` event while logs, or
+/// its span while traces, are not exported): counted as the wrapper counts an
+/// ERROR record — toward the request's session inside a request, nothing in a
+/// joined-only context, else the app session (activity; after a timeout it
+/// starts the next one) — with the span it happened in (`span`) noted, so that
+/// span's Error status does not count it again.
+#[cfg(feature = "tracing")]
+pub(crate) fn count_unexported_error(manager: &SessionManager, span: Option<SpanId>) {
+    if in_hook() {
+        return;
+    }
+    let scope = Context::map_current(|cx| Scope::of(cx).map(|s| s.request.clone()));
+    match scope {
+        Some(Some(request)) => {
+            count(&request, span);
+        }
+        Some(None) => {}
+        None => {
+            let shared = &manager.shared;
+            if shared.app_stamp().is_none() {
+                return;
+            }
+            if shared.timed {
+                shared.note_telemetry(None);
+            }
+            count_app(manager, span);
         }
     }
 }
@@ -251,6 +289,7 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.manager.end_for_shutdown(timeout / 2);
+        let _ = self.force_flush();
         self.link.disconnect(&self.manager);
         self.inner.shutdown_with_timeout(timeout)
     }
@@ -268,7 +307,7 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
             )),
         }
         let sink = Arc::clone(&self.inner) as Arc<dyn LogProcessor>;
-        self.link.connect(&self.manager, SinkRef::Log(sink));
+        self.link.connect(&self.manager, SinkRef::log(sink));
     }
 }
 
@@ -299,7 +338,7 @@ impl LogProcessor for SessionLogEnricher {
 
     fn force_flush(&self) -> OTelSdkResult {
         self.manager.shared.flush();
-        self.link.force_flush()
+        self.link.flush(&self.manager)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -315,7 +354,7 @@ impl LogProcessor for SessionLogEnricher {
     fn set_resource(&mut self, resource: &Resource) {
         if let Some(mut p) = self.lifecycle.take() {
             p.set_resource(resource);
-            self.link.connect(&self.manager, SinkRef::Log(Arc::from(p)));
+            self.link.connect(&self.manager, SinkRef::log(Arc::from(p)));
         }
     }
 }

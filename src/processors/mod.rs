@@ -5,10 +5,13 @@
 //!   [`SessionSpanEnricher`](crate::SessionSpanEnricher) (beside);
 //! - `errors`: errors counted from failed spans (`OTEL_SESSION_ERROR_SOURCES=spans`);
 //! - `log`: [`SessionLogProcessor`](crate::SessionLogProcessor) (wrapper) and
-//!   [`SessionLogEnricher`](crate::SessionLogEnricher) (first in line).
+//!   [`SessionLogEnricher`](crate::SessionLogEnricher) (first in line);
+//! - `link`: a processor's connection to its manager's lifecycle (and the
+//!   acknowledgements its flushes give the delivery ledger).
 //!
 //! May use: [`model`](crate::model) and [`core`](crate::core).
 
 pub(crate) mod errors;
+pub(crate) mod link;
 pub(crate) mod log;
 pub(crate) mod span;

@@ -25,10 +25,11 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
 use crate::core::manager::SessionManager;
-use crate::core::sinks::{SinkLink, SinkRef};
-use crate::core::stamp::{is_ours, origin, stamp, Origin};
+use crate::core::sinks::SinkRef;
+use crate::core::stamp::{is_ours, origin, Origin};
 use crate::model::attr;
 use crate::processors::errors::{count_failed_span, failed};
+use crate::processors::link::SinkLink;
 
 #[inline]
 fn is_session_id(key: &Key) -> bool {
@@ -94,7 +95,7 @@ pub struct SessionSpanProcessor<P: SpanProcessor + 'static> {
 impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if let Some((key, id)) = stamp(&self.manager.shared, cx) {
+        if let Some((key, id)) = self.manager.shared.stamp(cx) {
             opentelemetry::trace::Span::set_attribute(span, KeyValue::new(key, Value::String(id)));
         }
         self.inner.on_start(span, cx);
@@ -124,21 +125,21 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        // Lifecycle output queued from inside a processor goes first.
-        let shared = &self.manager.shared;
-        let mark = shared.outbox.last_queued();
-        shared.flush();
-        let result = self.inner.force_flush();
-        if result.is_ok() {
-            // What was queued before went out: ends kept for the next run are
-            // delivered.
-            shared.confirm_delivered(mark);
+        // Lifecycle output queued from inside a processor goes first; the
+        // flush acknowledges what `P` delivered (the ledger).
+        self.manager.shared.flush();
+        if self.link.connected() {
+            self.link.flush(&self.manager)
+        } else {
+            self.inner.force_flush()
         }
-        result
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.manager.end_for_shutdown(timeout / 2);
+        // A flush before the shutdown: the only way to learn (and acknowledge)
+        // what `P` delivered.
+        let _ = self.force_flush();
         self.link.disconnect(&self.manager);
         self.inner.shutdown_with_timeout(timeout)
     }
@@ -154,7 +155,7 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
             )),
         }
         let sink = Arc::clone(&self.inner) as Arc<dyn SpanProcessor>;
-        self.link.connect(&self.manager, SinkRef::Span(sink));
+        self.link.connect(&self.manager, SinkRef::span(sink));
     }
 }
 
@@ -183,7 +184,7 @@ impl SessionSpanEnricher {
 
 impl SpanProcessor for SessionSpanEnricher {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if let Some((key, id)) = stamp(&self.manager.shared, cx) {
+        if let Some((key, id)) = self.manager.shared.stamp(cx) {
             // The SDK offers no cheap way to read a started span's attributes.
             let has_one = span.exported_data().is_some_and(|d| {
                 d.attributes
@@ -211,7 +212,7 @@ impl SpanProcessor for SessionSpanEnricher {
 
     fn force_flush(&self) -> OTelSdkResult {
         self.manager.shared.flush();
-        self.link.force_flush()
+        self.link.flush(&self.manager)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -223,7 +224,7 @@ impl SpanProcessor for SessionSpanEnricher {
         if let Some(mut p) = self.lifecycle.take() {
             p.set_resource(resource);
             self.link
-                .connect(&self.manager, SinkRef::Span(Arc::from(p)));
+                .connect(&self.manager, SinkRef::span(Arc::from(p)));
         }
     }
 }
@@ -267,12 +268,12 @@ mod tests {
     use super::*;
 
     fn our_key() -> Key {
-        stamp(
-            &crate::SessionManager::builder().build().shared,
-            &Context::new(),
-        )
-        .map(|(k, _)| k)
-        .unwrap()
+        crate::SessionManager::builder()
+            .build()
+            .shared
+            .stamp(&Context::new())
+            .map(|(k, _)| k)
+            .unwrap()
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::core::manager::SessionManager;
 use crate::setup::export::retry::Stop;
 use crate::setup::export::{Delivery, DeliveryStats, ExportRuntime, HandedCounter};
 #[cfg(feature = "tracing")]
-use crate::setup::layers::{layer_filter, LayerSettings, MaybeLayer, SessionSpanLayer};
+use crate::setup::layers::{
+    layer_filter, Counting, Either, ErrorCounter, LayerSettings, MaybeLayer, SessionSpanLayer,
+};
 
 /// Whether a guard is alive (one pipeline at a time).
 static LIVE: AtomicBool = AtomicBool::new(false);
@@ -191,28 +193,62 @@ impl Guard {
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
         use tracing_subscriber::Layer as _;
-        MaybeLayer(self.tracer_provider.as_ref().map(|tp| {
+        let counter = self.counter(
+            self.tracer_provider
+                .is_none()
+                .then(|| Counting::for_span_layer(&self.sessions))
+                .flatten(),
+        );
+        let exporting = self.tracer_provider.as_ref().map(|tp| {
             SessionSpanLayer::new(
                 tracing_opentelemetry::layer().with_tracer(tp.tracer("tracing")),
                 self.layers.span_events,
             )
             .with_filter(layer_filter(&self.layers.directives))
-        }))
+        });
+        MaybeLayer(exporting.map(Either::A).or(counter.map(Either::B)))
     }
 
     /// The log bridge (`tracing` events → OpenTelemetry log records), for your
-    /// subscriber (it does nothing when logs are off), with the same filter as
-    /// [`tracing_layer`](Self::tracing_layer).
+    /// subscriber, with the same filter as [`tracing_layer`](Self::tracing_layer).
+    /// When logs are off (`OTEL_LOGS_EXPORTER=none`) it exports nothing but
+    /// still counts `ERROR` events as the session's handled errors (with the
+    /// `logs` error source), so counts never depend on which signals are
+    /// exported; the same holds for [`tracing_layer`](Self::tracing_layer) and
+    /// failed spans when traces are off.
     #[cfg(feature = "tracing")]
     pub fn log_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
         use tracing_subscriber::Layer as _;
-        MaybeLayer(self.logger_provider.as_ref().map(|lp| {
+        let counter = self.counter(
+            self.logger_provider
+                .is_none()
+                .then(|| Counting::for_log_layer(&self.sessions, self.tracer_provider.is_some()))
+                .flatten(),
+        );
+        let exporting = self.logger_provider.as_ref().map(|lp| {
             opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
                 .with_filter(layer_filter(&self.layers.directives))
-        }))
+        });
+        MaybeLayer(exporting.map(Either::A).or(counter.map(Either::B)))
+    }
+
+    /// The layer that counts what a signal that is off would have counted.
+    #[cfg(feature = "tracing")]
+    fn counter<S>(&self, counting: Option<Counting>) -> Option<impl tracing_subscriber::Layer<S>>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        use tracing_subscriber::Layer as _;
+        counting.map(|counting| {
+            ErrorCounter {
+                sessions: self.sessions.clone(),
+                counting,
+            }
+            .with_filter(layer_filter(&self.layers.directives))
+        })
     }
 
     /// The filter directives the layers use (see
@@ -237,10 +273,6 @@ impl Guard {
         // Retries from now on only while they fit before the deadline.
         self.stop.stop_at(deadline);
         self.sessions.end_for_shutdown(timeout);
-        // Everything queued so far, if the providers deliver it all, confirms the
-        // ends persistence keeps for the next run.
-        let mark = self.sessions.shared.outbox.last_queued();
-        let traced = self.tracer_provider.is_some();
         self.sessions.report_unused_request_mode();
         // Each provider shuts down on its own thread, all against one deadline: a
         // slow collector for one signal does not eat the others' time, and no
@@ -298,9 +330,6 @@ impl Guard {
             finished += 1;
         }
         let (s, l) = (self.span_delivery(), self.log_delivery());
-        if traced && s.failed == 0 && s.dropped_or_queued() == 0 {
-            self.sessions.shared.confirm_delivered(mark);
-        }
         if let Some(report) = delivery_report(s, l, self.metric_delivery()) {
             crate::warn::stderr(format_args!("{report}"));
         }

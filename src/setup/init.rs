@@ -202,6 +202,8 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
         sessions = sessions.without_log_export();
     }
     let sessions = sessions.build();
+    // What the span exporter delivers acknowledges the ends persistence keeps.
+    spans_stats.acknowledge_ends_to(&sessions);
 
     // Your processors first, each wrapped; then the exporting one. Each arm
     // registers its concrete processor: no boxing, no extra dynamic call per

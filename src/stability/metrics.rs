@@ -12,8 +12,8 @@ use std::sync::Arc;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
 
-use crate::core::effects::SessionCounter;
 use crate::core::manager::SessionManagerBuilder;
+use crate::core::telemetry::SessionCounter;
 use crate::model::attr;
 use crate::model::session::SessionStatus;
 

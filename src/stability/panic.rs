@@ -2,20 +2,26 @@
 //!
 //! - **Outside a request**: the app session is marked `crashed` (one unhandled
 //!   error per session however many panics; the status is never downgraded).
-//!   On the **main thread**, or in a build that aborts on panic
-//!   (`panic = "abort"`), the process is about to die: the session ends (reason
-//!   `crash`). The exporting processors (and, with `init()`, the meter provider)
-//!   are then flushed, at most 2 s — also on a session's first panic on another
-//!   thread. A panic on another thread that is caught leaves the session
-//!   running, `crashed`; it ends later for its own reason.
+//!   Right after an inactivity or max-duration end (app mode, foreground) the
+//!   panic starts the next session and counts there. On the **main thread**, or
+//!   in a build that aborts on panic (`panic = "abort"`), the process is about
+//!   to die: the session ends (reason `crash`) and no session starts by itself
+//!   afterwards (no empty session while the process goes down). The exporting
+//!   processors (and, with `init()`, the meter provider) are then flushed, at
+//!   most 2 s — also on a session's first panic on another thread. A panic on
+//!   another thread that is caught leaves the session running, `crashed`; it
+//!   ends later for its own reason.
+//! - In a `panic = "abort"` build a panic inside code we run and would catch (a
+//!   callback, an observer, a processor) is a crash too: nothing is caught.
 //! - **Inside a request** (request mode): only that request's session is marked
 //!   `crashed`; nothing is flushed (the server goes on).
 //!
 //! The hook is chained: the hook installed before ours (the default one, which
 //! prints the message, or the app's) runs right after ours. It is
-//! re-entrancy-guarded (a panic inside it does not recurse into it) and never
-//! waits for a lock: our state lock is only tried, flushing runs on a helper
-//! thread that the hook waits for at most 2 s.
+//! re-entrancy-guarded (a panic inside it does not recurse into it) and takes
+//! no lock: the counting, the end and the flush run on a helper thread that the
+//! hook waits for at most 2 s (user code, such as `on_session` callbacks for
+//! the next session, never runs inside the hook).
 //!
 //! **An app that installs its own hook after `init()`** replaces ours (that is
 //! what `std::panic::set_hook` does): chain it instead —
@@ -90,8 +96,9 @@ pub(crate) fn uninstall(manager: &SessionManager) {
 fn record(_info: &PanicHookInfo<'_>) {
     // A panic of user code we run and catch (a callback, an observer, a clock,
     // an id generator, a span or log processor receiving lifecycle telemetry)
-    // is reported by us and does not crash the session.
-    if crate::core::callbacks::in_catching() {
+    // is reported by us and does not crash the session — unless panics abort:
+    // then nothing is caught and the process goes down with it.
+    if cfg!(panic = "unwind") && crate::core::callbacks::in_catching() {
         return;
     }
     if let Some(request) = Context::map_current(|cx| Scope::of(cx).and_then(|s| s.request.clone()))
@@ -105,36 +112,40 @@ fn record(_info: &PanicHookInfo<'_>) {
     let Some(shared) = target.shared.upgrade() else {
         return;
     };
-    let first = shared
-        .current_for_panic()
-        .is_some_and(|s| s.mark_panicked());
-    if first {
-        shared.persist_now_if_free();
-    }
     let fatal = cfg!(panic = "abort") || std::thread::current().name() == Some("main");
-    let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
-    let ended = fatal && shared.end_for_crash();
-    if ended || first {
-        flush(shared, target.extra.clone(), deadline);
+    if !fatal && shared.crashed_already() {
+        // Crashed once already: nothing changes, nothing to flush.
+        return;
     }
-}
-
-/// Flushes on a helper thread, waiting until `deadline` at most (a processor
-/// stuck on a lock the panicking thread holds cannot hold the process).
-fn flush(shared: Arc<Shared>, extra: Option<ExtraFlush>, deadline: Instant) {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("otel-session-crash-flush".into())
-        .spawn(move || {
-            // The crash's end first, then everything queued before it.
-            let mark = shared.outbox.last_queued();
+    let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
+    // Of the panicking thread, which is not unwinding yet (the hook runs first).
+    let actor = crate::core::rules::Actor {
+        thread: crate::core::stamp::thread_number(),
+        unwinding: false,
+    };
+    on_helper(deadline, move || {
+        // Counted (starting the next session first if one is due after a
+        // timeout), ended if the process goes down, then everything flushed.
+        if shared.crash(fatal, actor) || fatal {
             shared.flush();
-            if shared.sinks.force_flush_all() {
-                shared.confirm_delivered(mark);
-            }
-            if let Some(extra) = extra {
+            shared.flush_all_sinks();
+            if let Some(extra) = &target.extra {
                 extra();
             }
+        }
+    });
+}
+
+/// Runs `work` on a helper thread and waits for it until `deadline` at most:
+/// the panicking thread may hold a lock a processor needs, and user code (an
+/// `on_session` callback starting the next session) must not run inside a
+/// panic hook, where a second panic aborts.
+fn on_helper(deadline: Instant, work: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("otel-session-crash".into())
+        .spawn(move || {
+            work();
             let _ = tx.send(());
         });
     if spawned.is_ok() {

@@ -24,7 +24,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -33,11 +33,22 @@ use crate::core::manager::SessionManagerBuilder;
 use crate::core::persist::{
     PendingEnd, Saved, SavedSession, SavedState, Store, StoreSource, PENDING_ENDS_LIMIT,
 };
-use crate::core::state::{from_nanos, nanos};
+use crate::core::session::{from_nanos, nanos};
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
 
-/// The format tag of the file this version writes.
-pub const PERSIST_FORMAT: &str = "otel-session/session/1";
+/// The format tag of the file this version writes. Version 2 added `paused`;
+/// version 1 files are read too. A file of a later version is left alone.
+pub(crate) const PERSIST_FORMAT: &str = "otel-session/session/2";
+/// The format tags this version reads.
+const READS: [&str; 2] = ["otel-session/session/1", PERSIST_FORMAT];
+/// The prefix of every format tag of ours.
+const FORMAT_PREFIX: &str = "otel-session/session/";
+
+/// Only the format tag, read first (a later version may have other fields).
+#[derive(Deserialize)]
+struct Tag {
+    format: String,
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +74,9 @@ struct SessionV1 {
     unhandled: u64,
     status: String,
     state: String,
+    /// Since version 2.
+    #[serde(default)]
+    paused: bool,
     #[serde(default)]
     user: Option<UserV1>,
 }
@@ -135,6 +149,7 @@ fn to_v1(s: &SavedSession) -> SessionV1 {
             SavedState::Suspended => "suspended",
         }
         .to_string(),
+        paused: s.paused,
         user: s.user.as_ref().map(|u| UserV1 {
             id: u.id.clone(),
             email: u.email.clone(),
@@ -159,6 +174,7 @@ fn from_v1(s: SessionV1) -> Result<SavedSession, String> {
             "suspended" => SavedState::Suspended,
             other => return Err(format!("unknown state {other:?}")),
         },
+        paused: s.paused,
         user: s.user.map(|u| User {
             id: u.id,
             email: u.email,
@@ -167,17 +183,42 @@ fn from_v1(s: SessionV1) -> Result<SavedSession, String> {
     })
 }
 
+/// Why a file's bytes are not a state this version can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// Corrupt, truncated, foreign: replaced by a fresh session's file.
+    Damaged(String),
+    /// Written by a later version of this crate: left as it is.
+    Newer(String),
+}
+
 /// Reads a persistence file's bytes: the saved state, or why it is not one.
 /// Never panics, whatever the bytes.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Saved, String> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Saved, Unreadable> {
+    let tag: Tag = serde_json::from_slice(bytes)
+        .map_err(|e| Unreadable::Damaged(format!("not valid JSON ({e})")))?;
+    let shown = || tag.format.chars().take(64).collect::<String>();
+    if !READS.contains(&tag.format.as_str()) {
+        let later = tag
+            .format
+            .strip_prefix(FORMAT_PREFIX)
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|v| v > 2);
+        return Err(if later {
+            Unreadable::Newer(shown())
+        } else {
+            Unreadable::Damaged(format!(
+                "its format is {:?}, not {PERSIST_FORMAT:?}",
+                shown()
+            ))
+        });
+    }
+    parse_known(bytes).map_err(Unreadable::Damaged)
+}
+
+fn parse_known(bytes: &[u8]) -> Result<Saved, String> {
     let file: FileV1 =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
-    if file.format != PERSIST_FORMAT {
-        return Err(format!(
-            "its format is {:?}, not {PERSIST_FORMAT:?}",
-            file.format.chars().take(64).collect::<String>()
-        ));
-    }
     if file.pending_ends.len() > PENDING_ENDS_LIMIT {
         return Err(format!(
             "{} pending ends (at most {PENDING_ENDS_LIMIT})",
@@ -227,6 +268,8 @@ pub(crate) struct FileStore {
     /// process off this file.
     _lock: File,
     warned_write: AtomicBool,
+    /// The file was written by a later version: it is left as it is.
+    frozen: AtomicBool,
 }
 
 impl FileStore {
@@ -262,6 +305,7 @@ impl FileStore {
             path: path.to_path_buf(),
             _lock: lock,
             warned_write: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
         })
     }
 }
@@ -290,10 +334,21 @@ impl Store for FileStore {
         };
         match parse(&bytes) {
             Ok(saved) => Some(saved),
-            Err(why) => {
+            Err(Unreadable::Damaged(why)) => {
                 crate::warn::stderr(format_args!(
                     "OTEL_SESSION_PERSIST_PATH={} is not a session file this version can read \
                      ({why}); starting a fresh session (the file is replaced)",
+                    self.path.display()
+                ));
+                None
+            }
+            Err(Unreadable::Newer(format)) => {
+                self.frozen.store(true, Ordering::Relaxed);
+                crate::warn::stderr(format_args!(
+                    "OTEL_SESSION_PERSIST_PATH={} was written by a later version of otel-session \
+                     (format {format:?}; this one writes {PERSIST_FORMAT:?}); it is left as it \
+                     is and this process's sessions are not persisted (upgrade otel-session, or \
+                     give this version its own file)",
                     self.path.display()
                 ));
                 None
@@ -302,6 +357,9 @@ impl Store for FileStore {
     }
 
     fn save(&self, saved: &Saved) {
+        if self.frozen.load(Ordering::Relaxed) {
+            return;
+        }
         if let Err(e) = write_atomically(&self.path, &render(saved)) {
             crate::warn::once(
                 &self.warned_write,
@@ -364,6 +422,7 @@ mod tests {
             unhandled: 1,
             status: SessionStatus::Crashed,
             state: SavedState::Suspended,
+            paused: true,
             user: Some(User::with_id("u-1").email("a@b.c")),
         };
         Saved {
@@ -425,7 +484,7 @@ mod tests {
             "{}",
             "[]",
             "null",
-            r#"{"format":"otel-session/session/2"}"#,
+            r#"{"format":"otel-session/session/0"}"#,
             r#"{"format":"otel-session/session/1","session":{"id":"","started_at_ns":0,"last_activity_ns":0,"handled":0,"unhandled":0,"status":"ok","state":"active"}}"#,
             r#"{"format":"otel-session/session/1","session":{"id":"a","started_at_ns":0,"last_activity_ns":0,"handled":0,"unhandled":0,"status":"fine","state":"active"}}"#,
             r#"{"format":"otel-session/session/1","surprise":1}"#,

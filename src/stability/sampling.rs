@@ -21,7 +21,6 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
 
 use crate::core::manager::SessionManager;
-use crate::core::stamp::stamp;
 use crate::model::id::keeps;
 
 /// A sampler that decides every span carrying a session by that session (a
@@ -95,5 +94,8 @@ impl ShouldSample for SessionSampler {
 
 /// `true` if telemetry starting in `cx` belongs to a session sampled out.
 fn session_dropped(manager: &SessionManager, threshold: Option<u64>, cx: &Context) -> bool {
-    stamp(&manager.shared, cx).is_some_and(|(_, id)| !keeps(threshold, id.as_str()))
+    manager
+        .shared
+        .stamp(cx)
+        .is_some_and(|(_, id)| !keeps(threshold, id.as_str()))
 }

@@ -121,7 +121,7 @@ pub fn stamped_session_id() -> Option<SessionId> {
     });
     match scoped {
         Some(id) => id,
-        None => global_manager().and_then(|m| m.shared.stamp.load().as_ref().map(|s| s.id.clone())),
+        None => global_manager().and_then(|m| m.shared.core.stamp.session().map(|s| s.id.clone())),
     }
 }
 

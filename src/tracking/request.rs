@@ -24,7 +24,7 @@ use opentelemetry::{Context, StringValue};
 use crate::core::callbacks::{run_on_session, SessionCandidate};
 use crate::core::manager::SessionManager;
 use crate::core::scope::Scope;
-use crate::core::state::{Kind, SessionState};
+use crate::core::session::{Kind, SessionState};
 use crate::model::session::{Session, SessionId, SessionMode};
 use crate::tracking::join::{session_id_from_baggage, warn_malformed};
 
@@ -196,7 +196,7 @@ impl RequestScope {
         }
         let shared = &manager.shared;
         if let Some(counter) = &shared.counter {
-            counter.ended(status, session.started_at, shared.now());
+            counter.ended(status, session.started_at(), shared.now());
         }
     }
 }

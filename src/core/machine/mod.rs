@@ -1,44 +1,44 @@
-//! The session state machine of one manager ([`Shared`]) and the one place its
-//! lock rules live.
+//! The driver of one manager's sessions ([`Shared`]): it owns the lock
+//! ([`core`]: the lock invariants and the publication to the hot path), feeds
+//! events to the rules (`core::rules`), builds candidates (user code, never
+//! under the lock), describes the effects (`apply`) and delivers them
+//! (`core::outbox`).
 //!
-//! # Locks and who may run where
-//! - `state` (a `Mutex<State>`) guards the current session, pause, the last
-//!   reported id, the user, the background mark and the single-flight start
-//!   flag. It is held only for short sections that run **no user code**: no
-//!   `Clock::now()`, no `IdGenerator`, no `on_session` callback, no observer, no
-//!   span or log processor, no SDK call that may emit `tracing` events. Times are
-//!   read before taking it; candidates are built (ids, callbacks) before taking
-//!   it; everything a change produces is queued as an [`Effect`] under it and
-//!   delivered after it is released (see `outbox`).
-//! - A session's `detail` mutex (user, timeline) is taken only under `state` or
-//!   alone, never the other way round.
-//! - The hot path takes no lock: it reads `stamp` (an `ArcSwapOption`), the
-//!   `restart` flag and the [`Activity`] atomics.
-//! - Starting "a session if there is none" (the next activity after a timeout,
-//!   a resume or foreground with no session, the app session at build) is
-//!   single-flight: one caller builds the candidate with the lock released, the
-//!   others wait on `started` (bounded) and get the same session. An explicit
-//!   `start_session()` always starts its own.
-//! - A verb returns once its effects were handed to the exporting processors
-//!   (`Outbox::flush_through`), bounded by the outbox's wait limit.
+//! - `core`: the lock, one rules step, publication, the single-flight build;
+//! - `apply`: what the rules' effects become (lifecycle telemetry, counts,
+//!   notifications, kept ends, saves);
+//! - `drive`: events in, candidates built, delivery and the timer after;
+//! - `verbs`: the session API on top of `drive`;
+//! - `hot`: what the span and log processors call (activity, restarts);
+//! - `persistence`: restore, saves, acknowledgements of delivered ends.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 
 use crate::core::callbacks::{
-    catching, panic_message, RegisteredCallback, RegisteredObserver, SessionCandidate,
+    catching, panic_message, HookGuard, RegisteredCallback, RegisteredObserver, HOOK_USER,
 };
-use crate::core::effects::{Effect, SessionCounter};
-use crate::core::outbox::{Outbox, VERB_WAIT};
-use crate::core::persist::{PendingEnd, Store};
+use crate::core::ledger::Ledger;
+use crate::core::outbox::{Item, Outbox, VERB_WAIT};
+use crate::core::persist::Store;
+use crate::core::rules;
 use crate::core::sinks::Sinks;
-use crate::core::state::{Activity, SessionState};
+use crate::core::telemetry::SessionCounter;
 use crate::model::clock::{Clock, TimeJump};
 use crate::model::id::{IdGenerator, UuidV4Generator};
 use crate::model::session::{ErrorSources, SessionId, SessionMode, User};
+
+pub(crate) use self::core::Core;
+
+mod apply;
+pub(crate) mod core;
+mod drive;
+mod hot;
+mod persistence;
+mod verbs;
 
 /// How sessions of a manager track themselves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,88 +68,42 @@ impl Default for Tracking {
     }
 }
 
-/// Where a state change is asked for.
+/// Where an event comes from: what may run on this thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Site {
-    /// A verb, the timer thread, a manual clock's `advance`: user code may run.
+    /// A verb, the timer thread, a manual clock's `advance`: user code may run
+    /// and the caller delivers.
     Safe,
     /// Inside a span or log processor: the SDK may hold the thread's context
-    /// borrowed (attaching one would panic), so no callback and no delivery runs
-    /// here; the timer thread does them right after.
+    /// borrowed (attaching one would panic), so no user code and no delivery
+    /// runs here; a candidate needing user code is built by the timer thread,
+    /// and delivery happens there right after.
     Processor,
-    /// The guard's shutdown: no next session is prepared (no callback runs) and
-    /// the caller delivers, within the shutdown timeout.
+    /// The guard's shutdown: the caller delivers within its own limit.
     Shutdown,
-}
-
-pub(crate) struct State {
-    pub(crate) current: Option<Arc<SessionState>>,
-    pub(crate) paused: bool,
-    last_reported: Option<SessionId>,
-    pub(crate) user: Option<User>,
-    user_version: u64,
-    /// The next activity starts a session (app mode, after a timeout).
-    restart: bool,
-    /// A single-flight start is building its candidate.
-    starting: bool,
-    /// The next session's candidate, prepared when the last one timed out.
-    next: Option<Prepared>,
-    /// When the app went to the background (cleared on foreground).
-    pub(crate) background_since: Option<SystemTime>,
-    /// Ends reported and not yet confirmed delivered (with persistence), with
-    /// the outbox sequence number of their effects.
-    pending_ends: Vec<(u64, PendingEnd)>,
-    /// A clean exit put the session aside (persistence): saves say `suspended`.
-    suspended: bool,
-    /// Ends of the last run are being sent again (persistence): not counted or
-    /// notified twice.
-    resending: bool,
-}
-
-/// When a transition happens.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum When {
-    /// Now. The system clock is read at the moment of the change, after new
-    /// telemetry stopped being stamped with the old state (so no span stamped
-    /// with a session starts after its end); a custom clock was read before the
-    /// lock was taken (it is user code), and that reading is used.
-    Now(SystemTime),
-    /// At this time (a timeout's end, dated at the last activity).
-    At(SystemTime),
-}
-
-/// A candidate built outside the lock, ready to commit.
-pub(crate) struct Prepared {
-    candidate: SessionCandidate,
-    keep: bool,
-    user_version: u64,
 }
 
 /// The shared heart of a [`SessionManager`](crate::SessionManager).
 pub(crate) struct Shared {
-    /// This manager's number (callback handles name it).
+    /// This manager's number (callback handles and thread caches name it).
     pub(crate) id: u64,
-    /// The session to stamp on new telemetry: `Some` only while a reported app
-    /// session is current and not paused. What the hot path reads.
-    pub(crate) stamp: ArcSwapOption<SessionState>,
-    /// Mirrors `State::restart` for the hot path.
-    restart: AtomicBool,
-    pub(crate) activity: Activity,
-    state: Mutex<State>,
-    started: Condvar,
+    pub(crate) core: Core,
     pub(crate) outbox: Outbox,
     pub(crate) sinks: Sinks,
+    pub(crate) ledger: Ledger,
     pub(crate) callbacks: ArcSwap<Vec<RegisteredCallback>>,
     pub(crate) observers: ArcSwap<Vec<RegisteredObserver>>,
-    pub(crate) next_handle: std::sync::atomic::AtomicU64,
-    id_generator: Arc<dyn IdGenerator>,
-    clock: Arc<dyn Clock>,
-    /// The clock is the system clock: telemetry timestamps are activity times.
-    pub(crate) system_clock: bool,
+    pub(crate) next_handle: AtomicU64,
+    /// A user's id generator (`None`: UUID v4, ours).
+    id_generator: Option<Arc<dyn IdGenerator>>,
+    /// A user's clock (`None`: the system clock).
+    clock: Option<Arc<dyn Clock>>,
+    /// The clock wakes us when it moves: no real timer.
+    manual_clock: AtomicBool,
     /// Where sessions are persisted (`OTEL_SESSION_PERSIST_PATH`), if anywhere.
     pub(crate) store: Option<Arc<dyn Store>>,
-    /// When the store was last written (nanoseconds), for throttling.
-    last_save: std::sync::atomic::AtomicU64,
+    /// When the store was last written (nanoseconds of activity), for throttling.
+    last_save: AtomicU64,
     /// An activity or count change asked for a save (the timer thread does it).
     save_requested: AtomicBool,
     /// Session sampling's threshold (`None`: every session is kept).
@@ -158,8 +112,6 @@ pub(crate) struct Shared {
     /// persisted (their last activity is saved): telemetry is activity worth
     /// noting (else the processors skip it).
     pub(crate) timed: bool,
-    /// The clock wakes us when it moves: no real timer.
-    manual_clock: AtomicBool,
     pub(crate) tracking: Tracking,
     pub(crate) counter: Option<Arc<dyn SessionCounter>>,
     /// This manager's own handle (for the clock's waker and timer targets).
@@ -167,6 +119,7 @@ pub(crate) struct Shared {
     warned_clock: AtomicBool,
     warned_ids: AtomicBool,
     warned_start_wait: AtomicBool,
+    pub(crate) warned_pending: AtomicBool,
     /// A malformed `session.id` in incoming baggage was reported.
     pub(crate) warned_baggage: AtomicBool,
     /// A request began (request mode's layer is in place).
@@ -178,10 +131,7 @@ impl std::fmt::Debug for Shared {
         // Lock-free: Debug may be called from anywhere, even under our locks.
         f.debug_struct("SessionManager")
             .field("mode", &self.tracking.mode)
-            .field(
-                "stamping",
-                &self.stamp.load().as_ref().map(|s| s.id.clone()),
-            )
+            .field("stamping", &self.core.stamp.session().map(|s| s.id.clone()))
             .finish_non_exhaustive()
     }
 }
@@ -202,88 +152,79 @@ pub(crate) struct SharedParts {
 
 impl Shared {
     pub(crate) fn new(p: SharedParts) -> Arc<Shared> {
-        let system_clock = p.clock.is_none();
-        let clock = p
-            .clock
-            .unwrap_or_else(|| Arc::new(crate::model::clock::SystemClock));
+        let t = p.tracking;
+        let config = rules::Config {
+            mode: t.mode,
+            inactivity: t.inactivity,
+            max_duration: t.max_duration,
+            background_timeout: t.background_timeout,
+            persist: p.store.is_some(),
+        };
         let shared = Arc::new_cyclic(|me| Shared {
             id: p.id,
-            stamp: ArcSwapOption::empty(),
-            restart: AtomicBool::new(false),
-            activity: Activity::default(),
-            state: Mutex::new(State {
-                current: None,
-                paused: false,
-                last_reported: None,
-                user: p.user,
-                user_version: 0,
-                restart: false,
-                starting: false,
-                next: None,
-                pending_ends: Vec::new(),
-                suspended: false,
-                resending: false,
-                background_since: None,
-            }),
-            started: Condvar::new(),
+            core: Core::new(p.id, config, p.user),
             outbox: Outbox::default(),
             sinks: p.sinks,
+            ledger: Ledger::default(),
             callbacks: ArcSwap::from_pointee(p.callbacks),
             observers: ArcSwap::from_pointee(p.observers),
-            next_handle: std::sync::atomic::AtomicU64::new(p.next_handle),
-            id_generator: p.id_generator.unwrap_or_else(|| Arc::new(UuidV4Generator)),
-            clock,
-            system_clock,
-            timed: p.tracking.inactivity.is_some()
-                || p.tracking.max_duration.is_some()
-                || p.store.is_some(),
-            sample_threshold: crate::model::id::threshold(p.tracking.sample_ratio),
-            store: p.store,
-            last_save: std::sync::atomic::AtomicU64::new(0),
-            save_requested: AtomicBool::new(false),
+            next_handle: AtomicU64::new(p.next_handle),
+            id_generator: p.id_generator,
             manual_clock: AtomicBool::new(false),
-            tracking: p.tracking,
+            clock: p.clock,
+            timed: t.inactivity.is_some() || t.max_duration.is_some() || p.store.is_some(),
+            sample_threshold: crate::model::id::threshold(t.sample_ratio),
+            store: p.store,
+            last_save: AtomicU64::new(0),
+            save_requested: AtomicBool::new(false),
+            tracking: t,
             counter: p.counter,
             me: me.clone(),
             warned_clock: AtomicBool::new(false),
             warned_ids: AtomicBool::new(false),
             warned_start_wait: AtomicBool::new(false),
+            warned_pending: AtomicBool::new(false),
             warned_baggage: AtomicBool::new(false),
             saw_request: AtomicBool::new(false),
         });
-        let target: Weak<dyn TimeJump> = shared.me.clone();
-        let manual = catching(|| {
-            shared
-                .clock
-                .subscribe(crate::model::clock::ClockWaker::new(target))
-        })
-        .unwrap_or(false);
-        shared.manual_clock.store(manual, Ordering::Relaxed);
-        // A new manager may live where a dropped one did: no stale thread caches.
-        crate::core::stamp::bump();
+        shared.subscribe_clock();
         shared
     }
 
-    /// The state lock if it is free right now (for the panic hook: never wait).
-    pub(crate) fn state_try_lock(
-        &self,
-    ) -> Result<MutexGuard<'_, State>, std::sync::TryLockError<MutexGuard<'_, State>>> {
-        match self.state.try_lock() {
-            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            other => other,
-        }
+    /// Subscribes to the user's clock (a manual clock wakes us itself). Called
+    /// once, right after [`new`](Self::new), before anything else runs.
+    pub(crate) fn subscribe_clock(&self) {
+        let Some(clock) = self.clock.clone() else {
+            return;
+        };
+        let target: Weak<dyn TimeJump> = self.me.clone();
+        let manual = {
+            let _user = HookGuard::enter(HOOK_USER);
+            catching(|| clock.subscribe(crate::model::clock::ClockWaker::new(target)))
+                .unwrap_or(false)
+        };
+        self.manual_clock.store(manual, Ordering::Relaxed);
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The clock is the system clock: telemetry timestamps are activity times.
+    #[inline]
+    pub(crate) fn system_clock(&self) -> bool {
+        self.clock.is_none()
     }
 
-    /// The time, from the user's clock, outside our locks; a panicking clock is
-    /// reported once and the system time used.
+    /// No user code runs to build a candidate (no callbacks, our ids, our or
+    /// the system clock): a start may be built anywhere, even in a processor.
+    fn plain_build(&self) -> bool {
+        self.id_generator.is_none() && self.clock.is_none() && self.callbacks.load().is_empty()
+    }
+
+    /// The time, from the user's clock, outside our locks and under the hook
+    /// guard (telemetry it makes is not stamped and starts nothing); a
+    /// panicking clock is reported once and the system time used.
     pub(crate) fn now(&self) -> SystemTime {
-        if self.system_clock {
+        let Some(clock) = &self.clock else {
             return opentelemetry::time::now();
-        }
+        };
         thread_local! {
             static IN_CLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
@@ -292,7 +233,10 @@ impl Shared {
         if IN_CLOCK.with(|c| c.replace(true)) {
             return opentelemetry::time::now();
         }
-        let read = catching(|| self.clock.now());
+        let read = {
+            let _user = HookGuard::enter(HOOK_USER);
+            catching(|| clock.now())
+        };
         IN_CLOCK.with(|c| c.set(false));
         match read {
             Ok(t) => t,
@@ -310,8 +254,16 @@ impl Shared {
         }
     }
 
+    /// A new session id (user code, under the hook guard).
     pub(crate) fn new_id(&self) -> SessionId {
-        match catching(|| self.id_generator.new_session_id()) {
+        let Some(ids) = &self.id_generator else {
+            return UuidV4Generator.new_session_id();
+        };
+        let made = {
+            let _user = HookGuard::enter(HOOK_USER);
+            catching(|| ids.new_session_id())
+        };
+        match made {
             Ok(id) if !id.as_str().is_empty() => id,
             Ok(_) => {
                 crate::warn::once(
@@ -337,37 +289,40 @@ impl Shared {
         }
     }
 
-    pub(crate) fn restart_pending(&self) -> bool {
-        self.restart.load(Ordering::Acquire)
-    }
-
-    pub(super) fn set_restart(&self, st: &mut State, on: bool) {
-        st.restart = on;
-        self.restart.store(on, Ordering::Release);
-    }
-
-    /// Changes what new telemetry is stamped with, then invalidates the threads'
-    /// caches. Only under the state lock.
-    pub(super) fn set_stamp(&self, session: Option<Arc<SessionState>>) {
-        self.stamp.store(session);
-        crate::core::stamp::bump();
-    }
-
-    /// Queues an effect; call under the state lock.
-    pub(super) fn emit(&self, effect: Effect) -> u64 {
-        self.outbox.push(effect)
-    }
-
     /// Delivers everything queued so far before returning (see `outbox`).
     pub(crate) fn flush(&self) {
         let seq = self.outbox.last_queued();
         self.outbox.flush_through(seq, &self.sinks, VERB_WAIT);
     }
 
-    /// Queues and delivers one effect (no state change: a sink connecting).
-    pub(crate) fn deliver(&self, effect: Effect) {
-        let seq = self.outbox.push(effect);
+    /// Queues and delivers one item (no state change: a sink connecting).
+    pub(crate) fn deliver(&self, item: Item) {
+        let seq = self.outbox.push(item);
         self.outbox.flush_through(seq, &self.sinks, VERB_WAIT);
+    }
+
+    /// Lets the timer thread deliver what is queued (and build a requested
+    /// start) soon: for work found inside a processor.
+    pub(crate) fn deliver_soon(&self) {
+        crate::core::timer::schedule(self.me(), Duration::ZERO);
+    }
+
+    /// The clock wakes us itself (a manual clock): no real timer.
+    pub(crate) fn manual_clock(&self) -> bool {
+        self.manual_clock.load(Ordering::Relaxed)
+    }
+
+    /// This manager as a timer or clock target.
+    pub(crate) fn me(&self) -> Weak<dyn TimeJump> {
+        self.me.clone()
+    }
+
+    pub(crate) fn warned_start_wait(&self) -> &AtomicBool {
+        &self.warned_start_wait
+    }
+
+    pub(crate) fn mark_saved(&self, activity: u64) {
+        self.last_save.store(activity, Ordering::Relaxed);
     }
 }
 
@@ -376,9 +331,3 @@ impl Drop for Shared {
         crate::core::sinks::report_unsent(&self.sinks);
     }
 }
-
-mod persistence;
-mod starts;
-mod timeouts;
-mod transitions;
-mod verbs;

@@ -1,104 +1,77 @@
-//! Persistence in the state machine: what is saved when, the restore at build,
-//! the suspension at a clean exit, and ends kept until a flush confirms them.
+//! Persistence in the driver: what is saved when, the restore at build, the
+//! sinks' acknowledgements (the ledger), and the shutdown.
 //!
-//! Saves are effects (the store does I/O: never under the lock, never on the
-//! span path). A transition saves at once; activity and error counts ask the
-//! timer thread for a save at most every [`SAVE_EVERY`].
+//! Saves are outbox items (the store does I/O: never under the lock, never on
+//! the span path). A change the rules mark saves at once; activity and error
+//! counts ask the timer thread for a save at most every [`SAVE_EVERY`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::core::callbacks::Notifications;
-use crate::core::persist::{PendingEnd, Saved, SavedSession, SavedState, PENDING_ENDS_LIMIT};
-use crate::core::state::{from_nanos, nanos, SessionState};
-use crate::model::attr;
-use crate::model::session::{EndReason, SessionMode, SessionStatus};
+use opentelemetry_sdk::error::OTelSdkResult;
 
-use super::*;
+use crate::core::ledger::Ack;
+use crate::core::outbox::Item;
+use crate::core::persist::{Saved, SavedSession, SavedState};
+use crate::core::rules::{Event, Live, Phase, Restored};
+use crate::core::session::{from_nanos, SessionState};
+use crate::core::sinks::SinkRef;
+use crate::model::session::SessionMode;
+
+use super::core::Inner;
+use super::{Shared, Site};
 
 /// Activity is saved at most this often (the last activity of a session whose
 /// process dies is known to within this).
 pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 impl Shared {
-    fn saved_session(&self, s: &SessionState, state: SavedState) -> SavedSession {
+    /// A session as saved.
+    pub(super) fn saved_session(
+        &self,
+        s: &SessionState,
+        started_at: SystemTime,
+        last_activity: SystemTime,
+        paused: bool,
+    ) -> SavedSession {
         let (handled, unhandled) = s.counts();
-        let status = s.status_with(handled, unhandled);
         SavedSession {
             id: s.id.clone(),
             previous_id: s.previous_id.clone(),
-            started_at: s.started_at,
-            last_activity: from_nanos(self.activity.last()).max(s.started_at),
+            started_at,
+            last_activity: last_activity.max(started_at),
             handled,
             unhandled,
-            status,
-            state,
+            status: s.status_with(handled, unhandled),
+            state: SavedState::Active,
+            paused,
             user: s.detail().user.clone(),
         }
     }
 
     /// Queues a save of the state (call under the lock).
-    pub(super) fn persist(&self, st: &State) {
+    pub(super) fn persist(&self, st: &Inner) {
         let Some(store) = &self.store else { return };
-        let state = if st.suspended {
-            SavedState::Suspended
-        } else {
-            SavedState::Active
+        let (live, state) = match &st.rules.phase {
+            Phase::Live(l) => (Some(l), SavedState::Active),
+            Phase::Suspended(l) => (Some(l), SavedState::Suspended),
+            Phase::Idle | Phase::Due | Phase::Crashed { .. } => (None, SavedState::Active),
         };
+        let activity = self.core.activity.last();
+        let session = live.filter(|l| !l.session.discarded).map(|l| {
+            let last = l.last_activity.max(from_nanos(activity));
+            let mut saved = self.saved_session(&l.session, l.started_at, last, l.paused);
+            saved.state = state;
+            saved
+        });
         let saved = Saved {
-            session: st
-                .current
-                .as_ref()
-                .filter(|s| !s.discarded)
-                .map(|s| self.saved_session(s, state)),
-            last_reported: st.last_reported.clone(),
-            pending_ends: st.pending_ends.iter().map(|(_, p)| p.clone()).collect(),
+            session,
+            last_reported: st.rules.last_reported.clone(),
+            pending_ends: self.ledger.pending(),
         };
-        self.last_save
-            .store(self.activity.last(), Ordering::Relaxed);
-        self.emit(Effect::Persist(saved, Arc::clone(store)));
-    }
-
-    /// Keeps an end until a flush confirms it (call under the lock, right after
-    /// its effects were queued).
-    pub(super) fn keep_pending(
-        &self,
-        st: &mut State,
-        session: &SessionState,
-        reason: EndReason,
-        at: std::time::SystemTime,
-        (status, handled, unhandled): (SessionStatus, u64, u64),
-    ) {
-        if self.store.is_none() {
-            return;
-        }
-        let mut saved = self.saved_session(session, SavedState::Active);
-        saved.status = status;
-        saved.handled = handled;
-        saved.unhandled = unhandled;
-        if st.pending_ends.len() == PENDING_ENDS_LIMIT {
-            st.pending_ends.remove(0);
-            static WARNED: std::sync::atomic::AtomicBool =
-                std::sync::atomic::AtomicBool::new(false);
-            crate::warn::once(
-                &WARNED,
-                format_args!(
-                    "more than {PENDING_ENDS_LIMIT} session ends wait for a confirmed delivery \
-                     (the collector is down?); the oldest are no longer kept for the next run \
-                     (reported once)"
-                ),
-            );
-        }
-        let seq = self.outbox.last_queued();
-        st.pending_ends.push((
-            seq,
-            PendingEnd {
-                session: saved,
-                reason,
-                ended_at: at,
-            },
-        ));
+        self.mark_saved(activity);
+        self.outbox.push(Item::Persist(saved, Arc::clone(store)));
     }
 
     /// Activity or an error count changed: asks the timer thread for a save if
@@ -119,142 +92,90 @@ impl Shared {
     /// Does a save asked for by [`save_soon`](Self::save_soon) (timer thread).
     pub(super) fn save_if_asked(&self) {
         if self.save_requested.swap(false, Ordering::AcqRel) {
-            let st = self.lock();
+            let st = self.core.lock();
             self.persist(&st);
         }
     }
 
-    /// A flush through the exporting processors succeeded: the ends queued up
-    /// to `mark` were delivered and are forgotten.
-    pub(crate) fn confirm_delivered(&self, mark: u64) {
-        if self.store.is_none() {
+    /// A sink acknowledged delivery (see `ledger`): the ends it confirms leave
+    /// the session file — saved before this returns, or (`now` false: on an
+    /// export thread) by the timer thread right after.
+    pub(crate) fn ack(&self, ack: Ack<'_>, now: bool) {
+        if self.store.is_none() || !self.ledger.ack(ack) {
             return;
         }
         {
-            let Ok(mut st) = self.state_try_lock() else {
-                return;
-            };
-            let before = st.pending_ends.len();
-            st.pending_ends.retain(|(seq, _)| *seq > mark);
-            if st.pending_ends.len() == before {
-                return;
-            }
+            let st = self.core.lock();
             self.persist(&st);
         }
-        self.flush();
-    }
-
-    /// These sessions' ends reached a collector (their summary spans were
-    /// exported): they are no longer kept for the next run.
-    pub(crate) fn confirm_sessions(&self, ids: &[String]) {
-        if self.store.is_none() {
-            return;
-        }
-        {
-            let mut st = self.lock();
-            let before = st.pending_ends.len();
-            st.pending_ends
-                .retain(|(_, p)| !ids.iter().any(|id| p.session.id.as_str() == id));
-            if st.pending_ends.len() == before {
-                return;
-            }
-            self.persist(&st);
-        }
-        // On an export thread: the save is delivered by the timer thread.
-        self.deliver_soon();
-    }
-
-    /// Saves at once, without waiting for our lock (the panic hook); the save
-    /// is delivered by whoever flushes next.
-    pub(crate) fn persist_now_if_free(&self) {
-        if self.store.is_none() {
-            return;
-        }
-        if let Ok(st) = self.state_try_lock() {
-            self.persist(&st);
+        if now {
+            self.flush();
+        } else {
+            self.deliver_soon();
         }
     }
 
-    /// A clean exit with persistence: the session is put aside (`suspended`),
-    /// not ended; the next start continues it (or reports its end). `false`
-    /// without persistence (the caller then ends it).
-    pub(crate) fn suspend_for_shutdown(&self, limit: Duration) -> bool {
-        if self.store.is_none() || self.tracking.mode == SessionMode::Request {
-            return false;
+    /// Flushes one sink; on success it acknowledges everything it had been
+    /// handed before the flush began.
+    pub(crate) fn flush_sink(&self, sink: &SinkRef) -> OTelSdkResult {
+        let through = sink.handed();
+        let result = sink.force_flush();
+        if result.is_ok() && sink.carries_ends() {
+            self.ack(Ack::Through(through), true);
         }
-        let seq = {
-            let mut st = self.lock();
-            st.suspended = true;
-            self.set_restart(&mut st, false);
-            self.persist(&st);
-            self.outbox.last_queued()
-        };
-        self.outbox.flush_through(seq, &self.sinks, limit);
-        true
+        result
     }
 
-    /// At build, with persistence: sends the ends the last run could not
-    /// confirm, then continues its session (`suspended` and within both
-    /// timeouts: a `session.resume`), or reports its end (`suspended` but
-    /// expired: `inactivity` / `max_duration`; `active`, its process died:
-    /// `abnormal`, reason `lost`), dated at its last activity.
+    /// Flushes every connected sink (a crash), each acknowledging what it
+    /// delivered.
+    pub(crate) fn flush_all_sinks(&self) {
+        for sink in self.sinks.connected() {
+            let _ = self.flush_sink(&sink);
+        }
+    }
+
+    /// At build, with persistence: sends again the ends the last run kept (no
+    /// sink acknowledged them), then lets the rules continue or end its
+    /// session (rule 8).
     pub(crate) fn restore(&self) {
         let Some(store) = &self.store else { return };
         if self.tracking.mode == SessionMode::Request {
             return;
         }
         let Some(saved) = store.load() else { return };
-        let now = self.now();
-        let continued = {
-            let mut st = self.lock();
-            st.last_reported = saved.last_reported.clone();
-            // Ends the last run could not confirm: sent again, same span ids,
-            // not counted or notified again (that run did).
-            st.resending = true;
+        {
+            let mut st = self.core.lock();
+            // Same span ids, not counted or notified again (that run did),
+            // kept again until acknowledged.
             for p in &saved.pending_ends {
                 let session = Arc::new(SessionState::restored(&p.session));
-                st.current = Some(session);
-                let _ = self.end_locked(&mut st, p.reason, When::At(p.ended_at));
+                self.ended(&session, p.reason, p.ended_at, false, true);
             }
-            st.resending = false;
-            let mut continued = false;
-            if let Some(s) = &saved.session {
-                let session = Arc::new(SessionState::restored(s));
-                st.current = Some(Arc::clone(&session));
-                // Its last activity as recorded (however long after the start:
-                // not a verb's activity, which a passed limit refuses).
-                self.activity.arm(
-                    nanos(s.started_at),
-                    nanos(s.last_activity),
-                    self.tracking.inactivity,
-                    self.tracking.max_duration,
-                );
-                let notes = match (s.state, self.expiry(now)) {
-                    (SavedState::Suspended, None) => {
-                        // Resuming is activity (like the verb).
-                        self.activity.note(nanos(now));
-                        st.last_reported = Some(s.id.clone());
-                        self.set_stamp(Some(Arc::clone(&session)));
-                        self.pause_or_resume(&session, attr::EVENT_RESUME, now);
-                        continued = true;
-                        Notifications::default()
-                    }
-                    (SavedState::Suspended, Some((reason, at))) => {
-                        self.end_locked(&mut st, reason, When::At(at))
-                    }
-                    (SavedState::Active, _) => {
-                        session.raise_to(SessionStatus::Abnormal);
-                        self.end_locked(&mut st, EndReason::Lost, When::At(s.last_activity))
-                    }
-                };
-                self.notify(notes);
+            st.rules.last_reported = saved.last_reported.clone();
+            if saved.session.is_none() {
+                self.persist(&st);
             }
-            self.persist(&st);
-            continued
-        };
-        if continued {
-            self.schedule();
+        }
+        if let Some(s) = &saved.session {
+            let live = Live {
+                session: Arc::new(SessionState::restored(s)),
+                started_at: s.started_at,
+                last_activity: s.last_activity,
+                paused: s.paused,
+                user: s.user.clone(),
+            };
+            let suspended = s.state == SavedState::Suspended;
+            self.drive(Event::Restore(Restored { live, suspended }), Site::Safe);
         }
         self.flush();
+    }
+
+    /// Ends (or, with persistence, suspends) the current session for a shutdown
+    /// and waits, up to `limit`, until that is handed to the exporting
+    /// processors and saved.
+    pub(crate) fn end_for_shutdown(&self, limit: Duration) {
+        self.drive(Event::Shutdown, Site::Shutdown);
+        let seq = self.outbox.last_queued();
+        self.outbox.flush_through(seq, &self.sinks, limit);
     }
 }

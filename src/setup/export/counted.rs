@@ -206,7 +206,7 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
         self.stats.check_drops("span");
         if result.is_ok() {
             // Session ends persistence keeps for the next run are delivered.
-            crate::core::global::delivered(&batch);
+            self.stats.exported_spans(&batch);
         }
         result
     }

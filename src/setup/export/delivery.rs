@@ -30,9 +30,42 @@ pub struct DeliveryStats {
     /// outstanding than that means its queue dropped some.
     watch: std::sync::OnceLock<(Arc<HandedCounter>, u64)>,
     warned_drop: AtomicBool,
+    /// The session manager whose kept ends these exports acknowledge (the
+    /// delivery ledger: an end leaves the session file once exported).
+    ends: std::sync::OnceLock<std::sync::Weak<crate::core::machine::Shared>>,
 }
 
 impl DeliveryStats {
+    /// Exported `session` summary spans acknowledge their sessions' kept ends
+    /// to `sessions` (the pipeline `init()` builds: its exporter sees what the
+    /// collector accepted).
+    pub(crate) fn acknowledge_ends_to(&self, sessions: &crate::SessionManager) {
+        let _ = self.ends.set(Arc::downgrade(&sessions.shared));
+    }
+
+    /// A batch of spans the collector accepted.
+    pub(crate) fn exported_spans(&self, spans: &[opentelemetry_sdk::trace::SpanData]) {
+        let Some(shared) = self.ends.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        let ended: Vec<String> = spans
+            .iter()
+            .filter(|s| {
+                s.name == crate::model::attr::SUMMARY_SPAN
+                    && s.instrumentation_scope.name() == crate::model::attr::SCOPE_NAME
+            })
+            .filter_map(|s| {
+                s.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == crate::model::attr::SESSION_ID)
+                    .map(|kv| kv.value.as_str().into_owned())
+            })
+            .collect();
+        if !ended.is_empty() {
+            shared.ack(crate::core::ledger::Ack::Sessions(&ended), false);
+        }
+    }
+
     /// Warns (once) as soon as more items are outstanding than the processor
     /// can hold (queue plus one export batch): the queue is dropping them.
     pub fn watch_drops(&self, handed: Arc<HandedCounter>, capacity: u64) {

@@ -15,12 +15,17 @@
 //!   The span layer does not also record it as a span event unless
 //!   [`Builder::with_span_events`](crate::Builder::with_span_events) asks for it;
 //!   an `ERROR` event still marks its span's status as Error (see `span_layer`).
+//! - **Counting never depends on what is exported**: with logs (or traces) off,
+//!   the layer of that signal counts the errors its pipeline would have
+//!   counted (`count`).
 //! - **Two OpenTelemetry layers in one subscriber** (`tracing-opentelemetry`
 //!   panics when both see a span): the span layer detects another one at its
 //!   first span, turns itself off and says so once, instead of the panic.
 
+mod count;
 mod span_layer;
 
+pub(crate) use count::{Counting, ErrorCounter};
 pub(crate) use span_layer::SessionSpanLayer;
 
 use tracing_subscriber::filter::{EnvFilter, FilterExt as _};
@@ -158,6 +163,112 @@ where
         }
         // SAFETY: `Option<L>`'s own answer (its "no layer" marker included).
         unsafe { self.0.downcast_raw(id) }
+    }
+}
+
+/// One of two layers (a signal's layer, or the counting layer that stands in
+/// for it when the signal is off). Not `a.and_then(b)` with one of them
+/// absent: `tracing-subscriber` 0.3 then loses the present one's events when
+/// it has a per-layer filter.
+pub(crate) enum Either<A, B> {
+    A(A),
+    B(B),
+}
+
+macro_rules! either {
+    ($self:ident, $l:ident => $e:expr) => {
+        match $self {
+            Either::A($l) => $e,
+            Either::B($l) => $e,
+        }
+    };
+}
+
+impl<S, A, B> tracing_subscriber::Layer<S> for Either<A, B>
+where
+    S: tracing::Subscriber,
+    A: tracing_subscriber::Layer<S>,
+    B: tracing_subscriber::Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        either!(self, l => l.on_register_dispatch(subscriber))
+    }
+    fn on_layer(&mut self, subscriber: &mut S) {
+        either!(self, l => l.on_layer(subscriber))
+    }
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        either!(self, l => l.register_callsite(metadata))
+    }
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        either!(self, l => l.enabled(metadata, ctx))
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        either!(self, l => l.max_level_hint())
+    }
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        either!(self, l => l.on_new_span(attrs, id, ctx))
+    }
+    fn on_record(
+        &self,
+        span: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        either!(self, l => l.on_record(span, values, ctx))
+    }
+    fn on_follows_from(
+        &self,
+        span: &tracing::span::Id,
+        follows: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        either!(self, l => l.on_follows_from(span, follows, ctx))
+    }
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        either!(self, l => l.event_enabled(event, ctx))
+    }
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        either!(self, l => l.on_event(event, ctx))
+    }
+    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        either!(self, l => l.on_enter(id, ctx))
+    }
+    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        either!(self, l => l.on_exit(id, ctx))
+    }
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        either!(self, l => l.on_close(id, ctx))
+    }
+    fn on_id_change(
+        &self,
+        old: &tracing::span::Id,
+        new: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        either!(self, l => l.on_id_change(old, new, ctx))
+    }
+    unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
+        if id == std::any::TypeId::of::<Self>() {
+            return Some(self as *const Self as *const ());
+        }
+        // SAFETY: the present layer's own answer.
+        either!(self, l => unsafe { l.downcast_raw(id) })
     }
 }
 

@@ -16,10 +16,10 @@ use opentelemetry::trace::{Event, SpanId, TraceId};
 use opentelemetry::{KeyValue, StringValue, Value};
 
 use crate::core::callbacks::SessionCandidate;
-use crate::core::effects::Timeline;
+use crate::core::telemetry::Timeline;
 use crate::model::attr;
 use crate::model::id::{session_root_span_id, session_trace_id};
-use crate::model::session::{EndReason, Session, SessionId, SessionStatus, User};
+use crate::model::session::{Session, SessionId, SessionStatus, User};
 
 /// What a session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,8 @@ pub(crate) struct SessionState {
     /// `session.id` as an attribute value.
     pub(crate) value: StringValue,
     pub(crate) previous_id: Option<SessionId>,
-    pub(crate) started_at: SystemTime,
+    /// When it started (nanoseconds): dated when it becomes current.
+    started_at: AtomicU64,
     pub(crate) discarded: bool,
     pub(crate) trace_id: TraceId,
     pub(crate) root_span_id: SpanId,
@@ -123,7 +124,8 @@ pub(crate) struct SessionState {
     /// Attributes from `on_session` callbacks, for the summary span.
     pub(crate) attributes: Vec<KeyValue>,
     detail: Mutex<Detail>,
-    /// Spans whose error was counted through a log record inside them.
+    /// Spans whose failure was counted (by a log record inside them or by the
+    /// span itself): one failure counts once, however many processors see it.
     counted_spans: Mutex<VecDeque<SpanId>>,
     /// A panic was counted (once per session).
     panicked: AtomicBool,
@@ -162,7 +164,7 @@ impl SessionState {
             kind,
             id: c.id,
             previous_id: c.previous_id,
-            started_at: c.started_at,
+            started_at: AtomicU64::new(nanos(c.started_at)),
             discarded,
             handled: AtomicU64::new(0),
             unhandled: AtomicU64::new(0),
@@ -207,6 +209,16 @@ impl SessionState {
     /// Raises the status (never lowers it): `abnormal` for a lost session.
     pub(crate) fn raise_to(&self, status: SessionStatus) {
         self.raise_status(status);
+    }
+
+    /// When the session started.
+    pub(crate) fn started_at(&self) -> SystemTime {
+        from_nanos(self.started_at.load(Ordering::Relaxed))
+    }
+
+    /// Dates the start (when it becomes current; before anyone reads it).
+    pub(crate) fn date_start(&self, at: SystemTime) {
+        self.started_at.store(nanos(at), Ordering::Relaxed);
     }
 
     pub(crate) fn detail(&self) -> MutexGuard<'_, Detail> {
@@ -258,6 +270,11 @@ impl SessionState {
         self.count_unhandled()
     }
 
+    /// A panic was counted in this session.
+    pub(crate) fn panicked(&self) -> bool {
+        self.panicked.load(Ordering::Acquire)
+    }
+
     /// `errored` without counting an error (a 5xx response, a service error).
     pub(crate) fn mark_errored(&self) {
         if !self.discarded {
@@ -296,26 +313,26 @@ impl SessionState {
         status
     }
 
-    /// Remembers that an error inside span `span` was counted (an ERROR log),
-    /// so that the span's own error status does not count it again.
-    pub(crate) fn note_counted_span(&self, span: SpanId) {
+    /// Notes that a failure inside span `span` was counted (an ERROR log record
+    /// in it): the span's own Error status does not count again.
+    pub(crate) fn note_failure(&self, span: SpanId) {
+        let _ = self.first_failure_of(span);
+    }
+
+    /// `true` the first time a failure of span `span` is accounted for in this
+    /// session (an ERROR log record inside it, or the span's own Error status
+    /// or `exception` event, seen by any of the processors): a failure counts
+    /// once. The last [`COUNTED_SPANS`] spans are remembered.
+    pub(crate) fn first_failure_of(&self, span: SpanId) -> bool {
         let mut spans = self.counted_spans.lock().unwrap_or_else(|e| e.into_inner());
+        if spans.contains(&span) {
+            return false;
+        }
         if spans.len() == COUNTED_SPANS {
             spans.pop_front();
         }
         spans.push_back(span);
-    }
-
-    /// `true` (and forgets it) if an error inside `span` was counted already.
-    pub(crate) fn take_counted_span(&self, span: SpanId) -> bool {
-        let mut spans = self.counted_spans.lock().unwrap_or_else(|e| e.into_inner());
-        match spans.iter().position(|s| *s == span) {
-            Some(i) => {
-                spans.remove(i);
-                true
-            }
-            None => false,
-        }
+        true
     }
 
     pub(crate) fn snapshot(&self, paused: bool) -> Session {
@@ -323,7 +340,7 @@ impl SessionState {
         Session {
             id: self.id.clone(),
             previous_id: self.previous_id.clone(),
-            started_at: self.started_at,
+            started_at: self.started_at(),
             paused,
             discarded: self.discarded,
             status: self.status(),
@@ -343,7 +360,7 @@ impl SessionState {
         if self.kind == Kind::App && !self.discarded {
             self.detail()
                 .timeline
-                .push(Event::new(name, at.max(self.started_at), attrs, 0));
+                .push(Event::new(name, at.max(self.started_at()), attrs, 0));
         }
     }
 }
@@ -430,15 +447,10 @@ impl Activity {
             || t >= self.max_deadline.load(Ordering::Acquire)
     }
 
-    /// Activity from a verb (not throttled). A verb past the session's limits
-    /// (the timer did not fire yet: the machine slept) does not revive it:
-    /// `false`, and the caller lets the session end first.
-    pub(crate) fn note(&self, t: u64) -> bool {
-        if self.past_limits(t, self.last()) {
-            return false;
-        }
+    /// Activity the rules noted (a verb): the last activity moves to `t` unless
+    /// it is later already.
+    pub(crate) fn raise(&self, t: u64) {
         self.last.fetch_max(t, Ordering::Relaxed);
-        true
     }
 
     pub(crate) fn last(&self) -> u64 {
@@ -465,25 +477,18 @@ impl Activity {
         self.max_deadline.store(max, Ordering::Relaxed);
     }
 
-    /// The timed session's next deadline (nanoseconds) and the limit it is
-    /// (inactivity wins a tie); `None` when no session is timed or it has no
-    /// limits.
-    pub(crate) fn deadline(&self) -> Option<(u64, EndReason)> {
-        let idle = self
-            .last()
-            .saturating_add(self.idle_limit.load(Ordering::Acquire));
-        let max = self.max_deadline.load(Ordering::Acquire);
-        let (at, reason) = if idle <= max {
-            (idle, EndReason::Inactivity)
-        } else {
-            (max, EndReason::MaxDuration)
-        };
-        (at != u64::MAX).then_some((at, reason))
-    }
-
     /// No session is being timed.
     pub(crate) fn disarm(&self) {
         self.idle_limit.store(u64::MAX, Ordering::Release);
         self.max_deadline.store(u64::MAX, Ordering::Release);
+    }
+}
+
+impl crate::core::rules::Handle for std::sync::Arc<SessionState> {
+    fn id(&self) -> &SessionId {
+        &self.id
+    }
+    fn reported(&self) -> bool {
+        !self.discarded
     }
 }

@@ -1,17 +1,17 @@
-//! What a state change produces, as plain descriptions ([`Effect`]), and how a
-//! description becomes telemetry: the zero-duration transition spans
-//! (`session.start`, `session.pause`, `session.resume`, `session.end`), the
-//! `session` summary span, and the semantic-convention log events
-//! `session.start` / `session.end`.
+//! Lifecycle telemetry as plain descriptions, and how a description becomes
+//! telemetry: the zero-duration transition spans (`session.start`,
+//! `session.pause`, `session.resume`, `session.end`), the `session` summary
+//! span, the semantic-convention log events `session.start` / `session.end`,
+//! and the stability counts ([`SessionCounter`]).
 //!
-//! Effects are described under the manager's lock (cheap, no user code) and
+//! Descriptions are made under the manager's lock (cheap, no user code) and
 //! turned into `SpanData` / `SdkLogRecord` only when delivered, outside it.
 //! Lifecycle spans never pass through a tracer, so they are never sampled out,
 //! never become current, and never parent application spans; their trace id is
 //! the session's ([`session_trace_id`](crate::session_trace_id)).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
@@ -22,8 +22,6 @@ use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::core::callbacks::{Notifications, RegisteredObserver};
-use crate::core::sinks::SinkRef;
 use crate::model::attr;
 use crate::model::session::SessionStatus;
 
@@ -72,7 +70,7 @@ impl Timeline {
 
 /// A lifecycle span to export.
 #[derive(Debug)]
-pub(crate) struct SpanEffect {
+pub(crate) struct LifecycleSpan {
     pub(crate) name: &'static str,
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
@@ -83,7 +81,7 @@ pub(crate) struct SpanEffect {
     pub(crate) events: Vec<Event>,
 }
 
-impl SpanEffect {
+impl LifecycleSpan {
     pub(crate) fn into_span_data(self) -> SpanData {
         let mut events = SpanEvents::default();
         events.events = self.events;
@@ -113,7 +111,7 @@ impl SpanEffect {
 
 /// A semantic-convention log event to export, linked to its transition span.
 #[derive(Debug)]
-pub(crate) struct LogEffect {
+pub(crate) struct LifecycleLog {
     pub(crate) name: &'static str,
     pub(crate) at: SystemTime,
     pub(crate) trace_id: TraceId,
@@ -148,7 +146,7 @@ fn record_factory() -> &'static SdkLogger {
         .1
 }
 
-impl LogEffect {
+impl LifecycleLog {
     pub(crate) fn into_record(self) -> SdkLogRecord {
         let mut record = record_factory().create_log_record();
         record.set_event_name(self.name);
@@ -192,19 +190,4 @@ impl CountEffect {
             } => counter.ended(status, started_at, ended_at),
         }
     }
-}
-
-/// One thing a state change produces.
-pub(crate) enum Effect {
-    Span(SpanEffect),
-    Log(LogEffect),
-    Count(CountEffect, Arc<dyn SessionCounter>),
-    Notify(Notifications, Arc<Vec<RegisteredObserver>>),
-    /// A sink connects: what was held for want of one goes to it first.
-    Connect(SinkRef),
-    /// The persisted state changes.
-    Persist(
-        crate::core::persist::Saved,
-        Arc<dyn crate::core::persist::Store>,
-    ),
 }

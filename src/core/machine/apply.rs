@@ -1,0 +1,271 @@
+//! What the rules' effects become, described under the lock (so the outbox's
+//! order is the order of the changes) and delivered after it: lifecycle spans
+//! and log events, stability counts, observer notifications, kept ends and
+//! saves.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::trace::{Event, SpanId};
+use opentelemetry::{KeyValue, StringValue, Value};
+
+use crate::core::callbacks::Notifications;
+use crate::core::outbox::Item;
+use crate::core::persist::PendingEnd;
+use crate::core::rules::{Effect, Mark, Purpose, When};
+use crate::core::session::SessionState;
+use crate::core::telemetry::{CountEffect, LifecycleLog, LifecycleSpan};
+use crate::model::attr;
+use crate::model::id::{random_span_id, session_end_span_id};
+use crate::model::session::{EndReason, SessionStatus, User};
+
+use super::core::{Inner, RulesEffect};
+use super::Shared;
+
+impl Shared {
+    /// Describes `effects` (dated `at` where the rules said "now"); the build
+    /// they ask for, if any.
+    pub(super) fn apply(
+        &self,
+        st: &mut Inner,
+        effects: Vec<RulesEffect>,
+        at: SystemTime,
+    ) -> Option<(Purpose, bool)> {
+        let mut build = None;
+        let mut save = false;
+        for e in effects {
+            match e {
+                Effect::Build { purpose, again } => build = Some((purpose, again)),
+                Effect::Started { session } => self.started(&session),
+                Effect::Ended {
+                    session,
+                    reason,
+                    at: when,
+                    paused,
+                    lost,
+                } => {
+                    if lost {
+                        session.raise_to(SessionStatus::Abnormal);
+                    }
+                    st.crash_counted |= reason == EndReason::Crash;
+                    let at = match when {
+                        When::Now => at,
+                        When::At(t) => t,
+                    };
+                    self.ended(&session, reason, at, paused, false);
+                }
+                Effect::Paused { session } => {
+                    self.paused_or_resumed(&session, attr::EVENT_PAUSE, at)
+                }
+                Effect::Resumed { session } => {
+                    self.paused_or_resumed(&session, attr::EVENT_RESUME, at);
+                }
+                Effect::Marked { session, mark } => {
+                    let (name, attrs) = match mark {
+                        Mark::Background => (attr::EVENT_BACKGROUND, Vec::new()),
+                        Mark::Foreground => (attr::EVENT_FOREGROUND, Vec::new()),
+                        Mark::User(user) => (
+                            attr::EVENT_USER_CHANGE,
+                            user.as_ref().map(User::attributes).unwrap_or_default(),
+                        ),
+                    };
+                    session.push_event(name, at, attrs);
+                }
+                Effect::UserSet { session, user } => session.detail().user = user,
+                Effect::Count { session, unhandled } => {
+                    if unhandled {
+                        session.count_unhandled();
+                    } else {
+                        session.count_handled();
+                    }
+                }
+                Effect::Crashed { session } => {
+                    st.crash_counted |= session.mark_panicked();
+                }
+                Effect::Save => save = true,
+            }
+        }
+        if save {
+            self.persist(st);
+        }
+        build
+    }
+
+    /// A reported session started: its transition span and log event, the
+    /// count, the observers.
+    fn started(&self, s: &Arc<SessionState>) {
+        let mut attributes = vec![s.id_attribute()];
+        if let Some(prev) = &s.previous_id {
+            attributes.push(KeyValue::new(
+                attr::SESSION_PREVIOUS_ID,
+                Value::String(StringValue::from(prev.shared())),
+            ));
+        }
+        self.transition(s, attr::EVENT_START, s.started_at(), attributes, true);
+        if let Some(counter) = &self.counter {
+            self.outbox
+                .push(Item::Count(CountEffect::Started, Arc::clone(counter)));
+        }
+        self.notify(Notifications {
+            ended: None,
+            started: Some(s.snapshot(false)),
+        });
+    }
+
+    /// A reported session ended for `reason` at `at`: its counts close (one
+    /// status snapshot for everything below), its end transition and log
+    /// event, its summary span, the count, the observers, and (persistence)
+    /// the end kept until a sink acknowledges it. An end sent again for an
+    /// earlier run (`resend`) was counted and notified then.
+    pub(super) fn ended(
+        &self,
+        s: &Arc<SessionState>,
+        reason: EndReason,
+        at: SystemTime,
+        paused: bool,
+        resend: bool,
+    ) {
+        let at = at.max(s.started_at());
+        let (status, handled, unhandled) = s.close();
+        let end_attributes = vec![
+            s.id_attribute(),
+            KeyValue::new(attr::STATUS, status.as_str()),
+            KeyValue::new(attr::END_REASON, reason.as_str()),
+            KeyValue::new(
+                attr::ERRORS_HANDLED,
+                i64::try_from(handled).unwrap_or(i64::MAX),
+            ),
+            KeyValue::new(
+                attr::ERRORS_UNHANDLED,
+                i64::try_from(unhandled).unwrap_or(i64::MAX),
+            ),
+        ];
+        self.transition(s, attr::EVENT_END, at, end_attributes.clone(), true);
+        let (user, timeline) = {
+            let mut detail = s.detail();
+            (detail.user.clone(), std::mem::take(&mut detail.timeline))
+        };
+        let mut summary = end_attributes;
+        if let Some(prev) = &s.previous_id {
+            summary.push(KeyValue::new(
+                attr::SESSION_PREVIOUS_ID,
+                Value::String(StringValue::from(prev.shared())),
+            ));
+        }
+        if let Some(user) = &user {
+            summary.extend(user.attributes());
+        }
+        summary.extend(s.attributes.iter().cloned());
+        let (events, dropped) = timeline.into_events();
+        if dropped > 0 {
+            summary.push(KeyValue::new(attr::DROPPED_EVENTS, i64::from(dropped)));
+        }
+        let seq = self.outbox.push(Item::Span(LifecycleSpan {
+            name: attr::SUMMARY_SPAN,
+            trace_id: s.trace_id,
+            span_id: s.root_span_id,
+            parent_span_id: SpanId::INVALID,
+            start: s.started_at(),
+            end: at,
+            attributes: summary,
+            events,
+        }));
+        if self.store.is_some() {
+            let mut saved = self.saved_session(s, s.started_at(), at, paused);
+            saved.status = status;
+            saved.handled = handled;
+            saved.unhandled = unhandled;
+            let end = PendingEnd {
+                session: saved,
+                reason,
+                ended_at: at,
+            };
+            if !self.ledger.keep(seq, end) {
+                crate::warn::once(
+                    &self.warned_pending,
+                    format_args!(
+                        "more than {} session ends wait for a confirmed delivery (the collector \
+                         is down?); the oldest are no longer kept for the next run (reported \
+                         once)",
+                        crate::core::persist::PENDING_ENDS_LIMIT
+                    ),
+                );
+            }
+        }
+        if resend {
+            return;
+        }
+        if let Some(counter) = &self.counter {
+            self.outbox.push(Item::Count(
+                CountEffect::Ended {
+                    status,
+                    started_at: s.started_at(),
+                    ended_at: at,
+                },
+                Arc::clone(counter),
+            ));
+        }
+        let mut snap = s.snapshot(paused);
+        snap.status = status;
+        snap.handled_errors = handled;
+        snap.unhandled_errors = unhandled;
+        self.notify(Notifications {
+            ended: Some((snap, reason)),
+            started: None,
+        });
+    }
+
+    /// A pause or resume: the transition span alone (no log event).
+    fn paused_or_resumed(&self, s: &SessionState, name: &'static str, at: SystemTime) {
+        self.transition(s, name, at, vec![s.id_attribute()], false);
+    }
+
+    /// One zero-duration transition span (carrying the span event of its name)
+    /// and, for start and end, the log event; the event goes on the session's
+    /// timeline.
+    fn transition(
+        &self,
+        s: &SessionState,
+        name: &'static str,
+        at: SystemTime,
+        attributes: Vec<KeyValue>,
+        log_event: bool,
+    ) {
+        let at = at.max(s.started_at());
+        let span_id = if name == attr::EVENT_END {
+            session_end_span_id(&s.id)
+        } else {
+            random_span_id()
+        };
+        let event = Event::new(name, at, Vec::new(), 0);
+        s.detail().timeline.push(event.clone());
+        if log_event {
+            self.outbox.push(Item::Log(LifecycleLog {
+                name,
+                at,
+                trace_id: s.trace_id,
+                span_id,
+                attributes: attributes.clone(),
+            }));
+        }
+        self.outbox.push(Item::Span(LifecycleSpan {
+            name,
+            trace_id: s.trace_id,
+            span_id,
+            parent_span_id: s.root_span_id,
+            start: at,
+            end: at,
+            attributes,
+            events: vec![event],
+        }));
+    }
+
+    /// Queues observer notifications behind the lifecycle output of the same
+    /// change.
+    fn notify(&self, notes: Notifications) {
+        let observers = self.observers.load_full();
+        if !observers.is_empty() {
+            self.outbox.push(Item::Notify(notes, observers));
+        }
+    }
+}

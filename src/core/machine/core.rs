@@ -1,0 +1,405 @@
+//! The driver's core, and the one place its lock invariants live.
+//!
+//! - **One lock** (`state`) guards the rules' state ([`rules::State`]) and the
+//!   single-flight build flag. It is held for one [`rules::step`], the
+//!   publication of its result, and the description of its effects (queued in
+//!   the outbox in state order) — never while user code runs (the clock, the
+//!   id generator, `on_session` callbacks, observers, processors): times are
+//!   read before it is taken, candidates are built without it, effects are
+//!   delivered after it is released.
+//! - **Publication** happens only here, after each step, in one order: the
+//!   hot-path cell ([`Stamp::publish`]: cell, then generation), then the time
+//!   of the change is read (the system clock: after the stamp changed, so no
+//!   telemetry stamped with a session starts after its end), then a session
+//!   that became current is dated and the activity atomics are armed for it.
+//! - **Activity** noted by the hot path without the lock (the [`Activity`]
+//!   atomics) is folded into the rules' state at the start of each step.
+//! - **Starting** is single-flight: one thread builds a candidate (with the lock
+//!   released); others that also need one wait for it (bounded) and find the
+//!   session it made. A thread never waits on itself.
+//!
+//! `scripts/loom.sh` checks the publication and the restart race with loom
+//! (the tests at the end of this file).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::core::rules::{self, Effect, Event, Phase, Purpose, Reply};
+use crate::core::session::{from_nanos, nanos, Activity, SessionState};
+use crate::core::stamp::{Published, Stamp};
+use crate::core::sync::{lock, Condvar, Mutex, MutexGuard};
+
+/// The rules' state over our sessions.
+pub(crate) type RulesState = rules::State<Arc<SessionState>>;
+/// A rules effect over our sessions.
+pub(crate) type RulesEffect = Effect<Arc<SessionState>>;
+
+/// How long a thread waits for another's build of a candidate.
+pub(crate) const BUILD_WAIT: Duration = Duration::from_secs(2);
+
+/// What the lock guards.
+pub(crate) struct Inner {
+    pub(crate) rules: RulesState,
+    /// A candidate is being built.
+    building: bool,
+    /// Telemetry inside a processor needs a start whose candidate runs user
+    /// code: the timer thread builds it.
+    pub(crate) start_requested: bool,
+    /// Who asked for it (the thread that crashed may be the only one allowed).
+    pub(crate) start_requested_by: rules::Actor,
+    /// Bumped by every `set_user` (a candidate built meanwhile takes the new
+    /// user unless a callback set its own).
+    pub(crate) user_version: u64,
+    /// The live session the activity atomics are armed for.
+    armed: Option<Arc<SessionState>>,
+    /// The last crash was its session's first (or ended it): set by the
+    /// driver's effects, taken by the crash verb.
+    pub(crate) crash_counted: bool,
+}
+
+/// The outcome of asking to build a candidate.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flight {
+    /// This thread builds it; call [`Core::end_build`] after committing.
+    Build,
+    /// Not needed any more (another thread started a session).
+    NotNeeded,
+    /// Another thread is building and this one may not wait (or waited too long).
+    Busy,
+}
+
+/// The lock, the rules, and what is published to the hot path.
+pub(crate) struct Core {
+    state: Mutex<Inner>,
+    built: Condvar,
+    pub(crate) stamp: Stamp,
+    pub(crate) activity: Activity,
+    pub(crate) config: rules::Config,
+}
+
+impl Core {
+    pub(crate) fn new(manager: u64, config: rules::Config, user: Option<crate::User>) -> Self {
+        Core {
+            state: Mutex::new(Inner {
+                rules: rules::State {
+                    user,
+                    ..rules::State::default()
+                },
+                building: false,
+                start_requested: false,
+                start_requested_by: rules::Actor::default(),
+                user_version: 0,
+                armed: None,
+                crash_counted: false,
+            }),
+            built: Condvar::new(),
+            stamp: Stamp::new(manager),
+            activity: Activity::default(),
+            config,
+        }
+    }
+
+    /// The lock, for reading (the driver's snapshots and saves).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.state)
+    }
+
+    /// One step of the rules at `now`, under the lock: `event` makes the event
+    /// (a candidate's session is made under the lock, with the last reported
+    /// id of that moment), the state changes, the result is published,
+    /// `resolve` dates the change (called after the publication), and `apply`
+    /// describes the effects (still under the lock, so their order is the
+    /// order of the changes).
+    pub(crate) fn step<R>(
+        &self,
+        event: impl FnOnce(&Inner) -> Event<Arc<SessionState>>,
+        now: SystemTime,
+        resolve: impl FnOnce() -> SystemTime,
+        apply: impl FnOnce(&mut Inner, Vec<RulesEffect>, SystemTime) -> R,
+    ) -> (Reply, R) {
+        let mut st = self.lock();
+        let event = event(&st);
+        self.sync(&mut st);
+        let was = (st.rules.start_due(), st.rules.live().is_some());
+        let committing = matches!(event, Event::Commit { .. });
+        let mut out = Vec::new();
+        let reply = rules::step(&mut st.rules, &self.config, event, now, &mut out);
+        let at = self.publish(&st, resolve).max(now);
+        if committing && reply.done {
+            // The new session starts at the moment of the change.
+            if let Phase::Live(l) = &mut st.rules.phase {
+                l.started_at = at;
+                l.last_activity = at;
+            }
+        }
+        self.arm(&mut st);
+        let r = apply(&mut st, out, at);
+        // Threads waiting for a start re-check when one may have happened.
+        if was != (st.rules.start_due(), st.rules.live().is_some()) {
+            self.built.notify_all();
+        }
+        (reply, r)
+    }
+
+    /// Folds the hot path's activity into the live session.
+    fn sync(&self, st: &mut Inner) {
+        let Inner { rules, armed, .. } = st;
+        if let Phase::Live(l) = &mut rules.phase {
+            if armed.as_ref().is_some_and(|a| Arc::ptr_eq(a, &l.session)) {
+                l.last_activity = l.last_activity.max(from_nanos(self.activity.last()));
+            }
+        }
+    }
+
+    /// Publishes what new telemetry gets, and dates the change with
+    /// `resolve` between the two halves of the publication: a stamp that goes
+    /// away is withdrawn before the time is read (so no telemetry stamped with
+    /// a session starts after its end or pause), and one that arrives is
+    /// published after (so none stamped with it starts before its start or
+    /// resume). A replacement does both, in that order: the new session starts
+    /// no earlier than the old one ended.
+    fn publish(&self, st: &Inner, resolve: impl FnOnce() -> SystemTime) -> SystemTime {
+        let p = match (st.rules.stamped(), st.rules.crashed_thread()) {
+            (Some(s), _) => Published::Session(Arc::clone(s)),
+            (None, _) if st.rules.start_due() => Published::Restart,
+            (None, Some(thread)) => Published::AfterCrash(thread),
+            (None, None) => Published::Nothing,
+        };
+        let withdrawn = match (self.stamp.session(), &p) {
+            (Some(old), Published::Session(new)) => !Arc::ptr_eq(&old, new),
+            (Some(_), _) => true,
+            (None, _) => false,
+        };
+        if withdrawn {
+            let interim = match p {
+                Published::Session(_) => Published::Nothing,
+                ref other => other.clone(),
+            };
+            self.stamp.publish(interim);
+        }
+        let at = resolve();
+        self.stamp.publish(p);
+        at
+    }
+
+    /// Arms (or disarms) the activity atomics for the live session (dating a
+    /// session that just became current).
+    fn arm(&self, st: &mut Inner) {
+        let Inner { rules, armed, .. } = st;
+        match &mut rules.phase {
+            Phase::Live(l) => {
+                if armed.as_ref().is_some_and(|a| Arc::ptr_eq(a, &l.session)) {
+                    self.activity.raise(nanos(l.last_activity));
+                    return;
+                }
+                l.session.date_start(l.started_at);
+                self.activity.arm(
+                    nanos(l.started_at),
+                    nanos(l.last_activity),
+                    self.config.inactivity,
+                    self.config.max_duration,
+                );
+                *armed = Some(Arc::clone(&l.session));
+            }
+            _ => {
+                if armed.take().is_some() {
+                    self.activity.disarm();
+                }
+            }
+        }
+    }
+
+    /// Asks to build a candidate for `purpose` (single flight). With `wait`,
+    /// a thread that finds another building waits (bounded) for it.
+    pub(crate) fn begin_build(&self, purpose: Purpose, wait: bool) -> Flight {
+        let mut st = self.lock();
+        loop {
+            if !purpose.wanted(&st.rules) {
+                return Flight::NotNeeded;
+            }
+            if !st.building {
+                st.building = true;
+                return Flight::Build;
+            }
+            if !wait {
+                return Flight::Busy;
+            }
+            let (next, timeout) = self
+                .built
+                .wait_timeout(st, BUILD_WAIT)
+                .unwrap_or_else(|e| e.into_inner());
+            st = next;
+            if timeout.timed_out() && st.building {
+                return Flight::Busy;
+            }
+        }
+    }
+
+    /// The build that [`begin_build`](Self::begin_build) granted is over
+    /// (committed or abandoned): the next may begin.
+    pub(crate) fn end_build(&self) {
+        self.lock().building = false;
+        self.built.notify_all();
+    }
+
+    /// Waits (bounded) until no start is due any more (the timer thread built
+    /// the one this thread asked for); `false` on time out.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_for_start(&self, limit: Duration) -> bool {
+        let deadline = crate::model::clock::deadline_in(limit);
+        let mut st = self.lock();
+        while st.rules.start_due() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .built
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! Every interleaving (loom) of the races the hot path is in: publication
+    //! against lookups, and threads racing past an expiry into a restart.
+
+    use super::*;
+    use crate::core::callbacks::SessionCandidate;
+    use crate::core::rules::Actor;
+    use crate::core::session::Kind;
+    use crate::core::stamp::Lookup;
+    use crate::model::session::{SessionId, SessionMode};
+    use std::time::UNIX_EPOCH;
+
+    fn config() -> rules::Config {
+        rules::Config {
+            mode: SessionMode::App,
+            inactivity: Some(Duration::from_secs(60)),
+            max_duration: None,
+            background_timeout: Duration::from_secs(30),
+            persist: false,
+        }
+    }
+
+    fn session(id: &str) -> Arc<SessionState> {
+        Arc::new(SessionState::new(
+            SessionCandidate {
+                id: SessionId::from(id),
+                previous_id: None,
+                started_at: UNIX_EPOCH,
+                user: None,
+                user_set: false,
+                attributes: Vec::new(),
+            },
+            Kind::App,
+            false,
+        ))
+    }
+
+    fn t(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_000 + s)
+    }
+
+    /// Steps `event` at `now`, building and committing `id` if asked to: the
+    /// driver's loop without the user code. The ids it started.
+    fn drive(
+        core: &Core,
+        event: Event<Arc<SessionState>>,
+        now: SystemTime,
+        id: &str,
+    ) -> Vec<String> {
+        let mut started = Vec::new();
+        let (_, effects) = core.step(|_| event, now, || now, |_, out, _| out);
+        for e in effects {
+            if let Effect::Build { purpose, .. } = e {
+                if core.begin_build(purpose, true) == Flight::Build {
+                    let (_, out) = core.step(
+                        |_| Event::Commit {
+                            session: session(id),
+                            user: None,
+                            purpose,
+                        },
+                        now,
+                        || now,
+                        |_, out, _| out,
+                    );
+                    core.end_build();
+                    for e in out {
+                        if let Effect::Started { session } = e {
+                            started.push(session.id.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        started
+    }
+
+    fn id_of(l: Lookup) -> Option<String> {
+        match l {
+            Lookup::Id(v) => Some(v.as_str().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Telemetry from two threads arriving past an expiry: one new session,
+    /// started once, and both stamp it.
+    #[test]
+    fn threads_racing_past_an_expiry_get_one_new_session() {
+        loom::model(|| {
+            let core = Arc::new(Core::new(1, config(), None));
+            drive(&core, Event::Boot, t(0), "first");
+            // The deadline passed: the next activity ends it and starts one.
+            let racers: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|id| {
+                    let core = Arc::clone(&core);
+                    loom::thread::spawn(move || {
+                        let started = drive(&core, Event::Activity(Actor::default()), t(61), id);
+                        let stamped = id_of(core.stamp.lookup());
+                        (started, stamped)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = racers.into_iter().map(|h| h.join().unwrap()).collect();
+            let started: Vec<String> = results.iter().flat_map(|(s, _)| s.clone()).collect();
+            assert_eq!(started.len(), 1, "one winner: {started:?}");
+            for (_, stamped) in &results {
+                assert_eq!(stamped.as_deref(), Some(started[0].as_str()));
+            }
+        });
+    }
+
+    /// A reader racing a publication never keeps a stale answer: after the
+    /// writer is done, every lookup gives what was published last.
+    #[test]
+    fn a_lookup_racing_a_publication_never_caches_a_stale_answer() {
+        loom::model(|| {
+            let core = Arc::new(Core::new(2, config(), None));
+            drive(&core, Event::Boot, t(0), "first");
+            let reader = {
+                let core = Arc::clone(&core);
+                loom::thread::spawn(move || {
+                    let during = core.stamp.lookup();
+                    (id_of(during.clone()), matches!(during, Lookup::Restart))
+                })
+            };
+            // Expiry (Restart published), then the next session.
+            drive(&core, Event::Check, t(61), "x");
+            drive(&core, Event::Activity(Actor::default()), t(61), "second");
+            let (during, restart) = reader.join().unwrap();
+            assert!(
+                restart || matches!(during.as_deref(), Some("first") | Some("second")),
+                "{during:?}"
+            );
+            // The reader thread is gone; a lookup now (this thread) and the
+            // reader's cache discipline: the final answer.
+            assert_eq!(id_of(core.stamp.lookup()).as_deref(), Some("second"));
+        });
+    }
+}

@@ -1,0 +1,203 @@
+//! The rules on their own (the model-based property test drives them through
+//! the public API: `tests/model.rs`).
+
+use super::*;
+use crate::model::session::SessionId;
+use std::time::{Duration, UNIX_EPOCH};
+
+#[derive(Debug, Clone, PartialEq)]
+struct H(SessionId, bool);
+impl Handle for H {
+    fn id(&self) -> &SessionId {
+        &self.0
+    }
+    fn reported(&self) -> bool {
+        self.1
+    }
+}
+
+const MIN: Duration = Duration::from_secs(60);
+const MAIN: Actor = Actor {
+    thread: 1,
+    unwinding: false,
+};
+
+fn cfg(mode: SessionMode) -> Config {
+    Config {
+        mode,
+        inactivity: Some(15 * MIN),
+        max_duration: Some(240 * MIN),
+        background_timeout: Duration::from_secs(30),
+        persist: false,
+    }
+}
+
+fn t(min: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_000_000 + min * 60)
+}
+
+/// Steps `e`, and commits a reported candidate `id` whenever one is asked for.
+fn run(st: &mut State<H>, c: &Config, e: Event<H>, now: SystemTime, id: &str) -> Vec<Effect<H>> {
+    let mut out = Vec::new();
+    step(st, c, e.clone(), now, &mut out);
+    if let Some(Effect::Build { purpose, again }) = out
+        .iter()
+        .find(|e| matches!(e, Effect::Build { .. }))
+        .cloned()
+    {
+        let commit = Event::Commit {
+            session: H(SessionId::from(id), true),
+            user: st.user.clone(),
+            purpose,
+        };
+        step(st, c, commit, now, &mut out);
+        if again {
+            step(st, c, e, now, &mut out);
+        }
+    }
+    out
+}
+
+fn ended(out: &[Effect<H>]) -> Vec<(String, EndReason, When)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Ended {
+                session,
+                reason,
+                at,
+                ..
+            } => Some((session.0.to_string(), *reason, *at)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_error_after_a_timeout_starts_the_next_session_and_counts_there() {
+    let c = cfg(SessionMode::App);
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    let out = run(
+        &mut st,
+        &c,
+        Event::Error {
+            unhandled: true,
+            actor: MAIN,
+        },
+        t(20),
+        "b",
+    );
+    assert_eq!(
+        ended(&out),
+        [("a".into(), EndReason::Inactivity, When::At(t(0)))]
+    );
+    assert!(out
+        .iter()
+        .any(|e| matches!(e, Effect::Count { session, unhandled: true } if session.0 == "b")));
+    assert_eq!(st.last_reported.as_ref().map(SessionId::as_str), Some("b"));
+}
+
+#[test]
+fn in_the_background_nothing_starts_until_foreground() {
+    let c = cfg(SessionMode::App);
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    run(&mut st, &c, Event::Background, t(1), "x");
+    let out = run(&mut st, &c, Event::Activity(MAIN), t(30), "x");
+    assert_eq!(ended(&out).len(), 1);
+    assert!(matches!(st.phase, Phase::Due));
+    assert!(!st.start_due());
+    assert!(st.live().is_none(), "background telemetry started nothing");
+    run(&mut st, &c, Event::Foreground, t(31), "b");
+    assert_eq!(st.live().map(|l| l.session.0.as_str()), Some("b"));
+}
+
+#[test]
+fn a_fatal_crash_ends_and_nothing_restarts() {
+    let c = cfg(SessionMode::App);
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    let out = run(
+        &mut st,
+        &c,
+        Event::Crash {
+            fatal: true,
+            actor: MAIN,
+        },
+        t(1),
+        "x",
+    );
+    assert_eq!(ended(&out), [("a".into(), EndReason::Crash, When::Now)]);
+    assert!(matches!(st.phase, Phase::Crashed { .. }));
+    let other = Actor {
+        thread: 2,
+        unwinding: false,
+    };
+    let unwinding = Actor {
+        thread: 1,
+        unwinding: true,
+    };
+    for actor in [other, unwinding] {
+        let out = run(&mut st, &c, Event::Activity(actor), t(2), "x");
+        assert!(out.is_empty(), "{actor:?}");
+    }
+    // The crashing thread caught the panic and goes on.
+    run(&mut st, &c, Event::Activity(MAIN), t(3), "b");
+    assert_eq!(st.live().map(|l| l.session.0.as_str()), Some("b"));
+}
+
+#[test]
+fn max_duration_ends_no_later_than_its_deadline_and_inactivity_wins_a_tie() {
+    let c = Config {
+        inactivity: Some(10 * MIN),
+        max_duration: Some(10 * MIN),
+        ..cfg(SessionMode::App)
+    };
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    let out = run(&mut st, &c, Event::Check, t(10), "b");
+    assert_eq!(
+        ended(&out),
+        [("a".into(), EndReason::Inactivity, When::At(t(0)))]
+    );
+    let c = Config {
+        inactivity: Some(10 * MIN),
+        max_duration: Some(25 * MIN),
+        ..c
+    };
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    for m in [5, 12, 19, 24] {
+        run(&mut st, &c, Event::Activity(MAIN), t(m), "x");
+    }
+    let out = run(&mut st, &c, Event::Check, t(25), "b");
+    assert_eq!(
+        ended(&out),
+        [("a".into(), EndReason::MaxDuration, When::At(t(24)))]
+    );
+}
+
+#[test]
+fn a_discarded_session_is_current_but_emits_nothing() {
+    let c = cfg(SessionMode::Manual);
+    let mut st = State::default();
+    let mut out = Vec::new();
+    let silent = H(SessionId::from("d"), false);
+    step(
+        &mut st,
+        &c,
+        Event::Commit {
+            session: silent,
+            user: None,
+            purpose: Purpose::Replace,
+        },
+        t(0),
+        &mut out,
+    );
+    assert!(st.live().is_some());
+    assert!(st.stamped().is_none());
+    assert_eq!(st.last_reported, None);
+    step(&mut st, &c, Event::Pause, t(1), &mut out);
+    step(&mut st, &c, Event::End, t(2), &mut out);
+    assert!(out.iter().all(|e| matches!(e, Effect::Save)), "{out:?}");
+}
