@@ -32,6 +32,8 @@ pub(crate) struct SavedSession {
     pub(crate) state: SavedState,
     /// Paused when saved (a continued session stays paused).
     pub(crate) paused: bool,
+    /// A panic was counted (another one in the continued session is not).
+    pub(crate) panicked: bool,
     pub(crate) user: Option<User>,
 }
 

@@ -200,7 +200,7 @@ impl SessionState {
             .unhandled
             .store(saved.unhandled.min(!CLOSED), Ordering::Relaxed);
         state.raise_status(saved.status);
-        if saved.unhandled > 0 || saved.status == SessionStatus::Crashed {
+        if saved.panicked {
             state.panicked.store(true, Ordering::Relaxed);
         }
         state

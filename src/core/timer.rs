@@ -42,8 +42,7 @@ fn timer() -> Option<&'static Arc<Timer>> {
                 .spawn(move || {
                     TIMER_THREAD.with(|t| t.set(true));
                     worker.run()
-                })
-            {
+                }) {
                 Ok(_) => Some(timer),
                 Err(e) => {
                     crate::warn::stderr(format_args!(

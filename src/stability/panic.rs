@@ -113,10 +113,6 @@ fn record(_info: &PanicHookInfo<'_>) {
         return;
     };
     let fatal = cfg!(panic = "abort") || std::thread::current().name() == Some("main");
-    if !fatal && shared.crashed_already() {
-        // Crashed once already: nothing changes, nothing to flush.
-        return;
-    }
     let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
     // Of the panicking thread, which is not unwinding yet (the hook runs first).
     let actor = crate::core::rules::Actor {
@@ -124,8 +120,10 @@ fn record(_info: &PanicHookInfo<'_>) {
         unwinding: false,
     };
     on_helper(deadline, move || {
-        // Counted (starting the next session first if one is due after a
-        // timeout), ended if the process goes down, then everything flushed.
+        // Activity, counted (once per session; starting the next session first
+        // if one is due after a timeout), ended if the process goes down; what
+        // that produced flushed (a later panic of a crashed session changes
+        // nothing worth a flush).
         if shared.crash(fatal, actor) || fatal {
             shared.flush();
             shared.flush_all_sinks();

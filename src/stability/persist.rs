@@ -77,6 +77,10 @@ struct SessionV1 {
     /// Since version 2.
     #[serde(default)]
     paused: bool,
+    /// Since version 2 (a version-1 file: a panic was counted if any
+    /// unhandled error was).
+    #[serde(default)]
+    panicked: Option<bool>,
     #[serde(default)]
     user: Option<UserV1>,
 }
@@ -150,6 +154,7 @@ fn to_v1(s: &SavedSession) -> SessionV1 {
         }
         .to_string(),
         paused: s.paused,
+        panicked: Some(s.panicked),
         user: s.user.as_ref().map(|u| UserV1 {
             id: u.id.clone(),
             email: u.email.clone(),
@@ -175,6 +180,7 @@ fn from_v1(s: SessionV1) -> Result<SavedSession, String> {
             other => return Err(format!("unknown state {other:?}")),
         },
         paused: s.paused,
+        panicked: s.panicked.unwrap_or(s.unhandled > 0),
         user: s.user.map(|u| User {
             id: u.id,
             email: u.email,
@@ -423,6 +429,7 @@ mod tests {
             status: SessionStatus::Crashed,
             state: SavedState::Suspended,
             paused: true,
+            panicked: true,
             user: Some(User::with_id("u-1").email("a@b.c")),
         };
         Saved {

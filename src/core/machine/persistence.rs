@@ -46,6 +46,7 @@ impl Shared {
             status: s.status_with(handled, unhandled),
             state: SavedState::Active,
             paused,
+            panicked: s.panicked(),
             user: s.detail().user.clone(),
         }
     }

@@ -77,11 +77,4 @@ impl Shared {
         self.drive(Event::Crash { fatal, actor }, Site::Safe);
         std::mem::take(&mut self.core.lock().crash_counted)
     }
-
-    /// The live session (paused or not) is marked crashed already: a panic
-    /// now would change nothing (the hook's fast path). Lock-free when a
-    /// session is stamped.
-    pub(crate) fn crashed_already(&self) -> bool {
-        self.core.stamp.session().is_some_and(|s| s.panicked())
-    }
 }
