@@ -2,7 +2,8 @@
 # Runs every test of the crate: unit, integration, end-to-end against the real
 # collector and a real backend (rotel and Phoenix, installed first, pinned, into .tools/),
 # through a real TLS terminator (nginx from the system's packages), doc tests, and smoke
-# runs of the examples and benches. The README's "run every test" command.
+# runs of the examples and benches, and the core's races under loom. The README's
+# "run every test" command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROTEL_BIN="$(bash scripts/install-collector.sh)"
@@ -17,3 +18,5 @@ cargo build --examples
 cargo build --release --example quickstart
 cargo test --all-targets
 cargo test --doc
+# The core's races under loom (every interleaving, its own build in .tools/).
+bash scripts/loom.sh

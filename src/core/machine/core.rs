@@ -244,7 +244,6 @@ impl Core {
 
     /// Waits (bounded) until no start is due any more (the timer thread built
     /// the one this thread asked for); `false` on time out.
-    #[cfg(not(loom))]
     pub(crate) fn wait_for_start(&self, limit: Duration) -> bool {
         let deadline = crate::model::clock::deadline_in(limit);
         let mut st = self.lock();
@@ -347,11 +346,21 @@ mod loom_tests {
         }
     }
 
+    /// How many interleavings a model explored (each run of its closure).
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn explored(name: &str) {
+        let n = RUNS.swap(0, std::sync::atomic::Ordering::SeqCst);
+        eprintln!("{name}: {n} interleavings explored");
+        assert!(n > 1, "loom explored {n} interleavings of {name}");
+    }
+
     /// Telemetry from two threads arriving past an expiry: one new session,
     /// started once, and both stamp it.
     #[test]
     fn threads_racing_past_an_expiry_get_one_new_session() {
         loom::model(|| {
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let core = Arc::new(Core::new(1, config(), None));
             drive(&core, Event::Boot, t(0), "first");
             // The deadline passed: the next activity ends it and starts one.
@@ -373,6 +382,7 @@ mod loom_tests {
                 assert_eq!(stamped.as_deref(), Some(started[0].as_str()));
             }
         });
+        explored("threads_racing_past_an_expiry_get_one_new_session");
     }
 
     /// A reader racing a publication never keeps a stale answer: after the
@@ -380,6 +390,7 @@ mod loom_tests {
     #[test]
     fn a_lookup_racing_a_publication_never_caches_a_stale_answer() {
         loom::model(|| {
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let core = Arc::new(Core::new(2, config(), None));
             drive(&core, Event::Boot, t(0), "first");
             let reader = {
@@ -401,5 +412,74 @@ mod loom_tests {
             // reader's cache discipline: the final answer.
             assert_eq!(id_of(core.stamp.lookup()).as_deref(), Some("second"));
         });
+        explored("a_lookup_racing_a_publication_never_caches_a_stale_answer");
+    }
+
+    /// The ordering the published stamp replaced (issue 11, "a caught
+    /// main-thread panic can leave a thread's stamp cache at no session"): a
+    /// stamp cell and a separate restart flag, the crash's end storing the
+    /// stamp, bumping the generation, *then* raising the flag. A reader that
+    /// refreshed in between cached "no session" under the new generation and
+    /// kept it: loom finds that interleaving (this test passes when it does).
+    #[test]
+    fn the_old_two_flag_order_loses_a_restart_and_loom_finds_it() {
+        use loom::sync::atomic::{AtomicBool, AtomicU64};
+        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+
+        struct Old {
+            stamp: loom::sync::Mutex<Option<u64>>,
+            restart: AtomicBool,
+            generation: AtomicU64,
+        }
+        #[derive(Clone, Copy, PartialEq, Debug)]
+        enum Seen {
+            Id(u64),
+            Nothing,
+            Restart,
+        }
+        /// The old reader: cached per thread by generation.
+        fn lookup(old: &Old, cache: &mut Option<(u64, Seen)>) -> Seen {
+            let g = old.generation.load(Acquire);
+            if let Some((cg, seen)) = *cache {
+                if cg == g {
+                    return seen;
+                }
+            }
+            let seen = match *old.stamp.lock().unwrap() {
+                Some(id) => Seen::Id(id),
+                None if old.restart.load(Acquire) => return Seen::Restart,
+                None => Seen::Nothing,
+            };
+            *cache = Some((g, seen));
+            seen
+        }
+        let found = std::panic::catch_unwind(|| {
+            loom::model(|| {
+                let old = Arc::new(Old {
+                    stamp: loom::sync::Mutex::new(Some(1)),
+                    restart: AtomicBool::new(false),
+                    generation: AtomicU64::new(1),
+                });
+                let reader = {
+                    let old = Arc::clone(&old);
+                    loom::thread::spawn(move || {
+                        let mut cache = None;
+                        lookup(&old, &mut cache);
+                        // Later (the writer is done): what this thread stamps.
+                        (cache, old)
+                    })
+                };
+                // The old end_for_crash: the stamp (and its bump), then the flag.
+                *old.stamp.lock().unwrap() = None;
+                old.generation.fetch_add(1, AcqRel);
+                old.restart.store(true, Release);
+                let (mut cache, old) = reader.join().unwrap();
+                assert_eq!(lookup(&old, &mut cache), Seen::Restart, "stale: {cache:?}");
+            });
+        });
+        assert!(
+            found.is_err(),
+            "loom found the stale cache of the old order"
+        );
     }
 }
