@@ -326,6 +326,27 @@ fn the_file_is_private_written_whole_and_used_by_one_process_at_a_time() {
     assert!(text.contains(&mine) && !text.contains(&theirs), "{text}");
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+
+    /// Whatever the file holds, the manager builds, starts a fresh session
+    /// (no `previous_id` from garbage) and replaces the file with a real one.
+    #[test]
+    fn whatever_the_file_holds_the_manager_starts_fresh(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        let d = dir("fuzzed");
+        let path = d.join("session.json");
+        std::fs::write(&path, &bytes).unwrap();
+        let clock = ManualClock::shared(t0());
+        let a = app(&path, &clock);
+        let s = a.sessions.current_session().expect("a fresh session");
+        proptest::prop_assert_eq!(s.previous_id(), None);
+        let text = std::fs::read_to_string(&path).unwrap();
+        proptest::prop_assert!(text.contains(s.id().as_str()), "replaced: {}", text);
+        drop(a);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
 #[test]
 fn a_damaged_file_means_a_fresh_session() {
     let d = dir("damaged");
