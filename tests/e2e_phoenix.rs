@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, run_child, Rotel};
+use support::{free_ports, run_child, Rotel};
 
 fn phoenix_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PHOENIX_BIN") {
@@ -44,7 +44,8 @@ impl Drop for TempDir {
 
 impl Phoenix {
     fn start() -> Phoenix {
-        let (http, grpc) = (free_port(), free_port());
+        let ports = free_ports(2);
+        let (http, grpc) = (ports[0], ports[1]);
         let dir = std::env::temp_dir().join(format!("otel-session-phoenix-{http}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new(phoenix_bin());

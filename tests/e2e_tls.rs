@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use support::tls::{Pki, TlsProxy};
@@ -22,6 +23,8 @@ struct Chain {
     _rotel: Rotel,
     proxy: TlsProxy,
     pki: Pki,
+    /// How many runs delivered through this chain so far.
+    runs: Cell<usize>,
 }
 
 fn chain() -> Chain {
@@ -34,6 +37,7 @@ fn chain() -> Chain {
         _rotel: rotel,
         proxy,
         pki,
+        runs: Cell::new(0),
     }
 }
 
@@ -49,8 +53,11 @@ fn env<'a>(protocol: &str, port: u16, more: &[(&'a str, String)]) -> Vec<(&'a st
     env
 }
 
-/// The span, log and metric of a `plain` run arrived, stamped with its session.
-fn arrived(got: &Received, sid: &str) -> bool {
+/// The span and log of a `plain` run arrived, stamped with its session, and its
+/// metric: a point carries no session, and each run sends one
+/// `otel_session.started` point, so the `runs`-th run through a chain is seen
+/// only when `runs` of them arrived (not by an earlier run's point).
+fn arrived(got: &Received, sid: &str, runs: usize) -> bool {
     got.spans
         .iter()
         .any(|s| s.name == "plain" && s.sid() == Some(sid))
@@ -58,7 +65,12 @@ fn arrived(got: &Received, sid: &str) -> bool {
             .logs
             .iter()
             .any(|l| l.body == "plain log" && l.sid() == Some(sid))
-        && got.points.iter().any(|p| p.name == "otel_session.started")
+        && got
+            .points
+            .iter()
+            .filter(|p| p.name == "otel_session.started")
+            .count()
+            >= runs
 }
 
 fn assert_clean(run: &ChildRun) {
@@ -73,12 +85,15 @@ fn assert_clean(run: &ChildRun) {
 fn delivered(c: &Chain, run: &ChildRun) {
     assert_clean(run);
     let sid = run.get("SESSION").expect("session printed");
+    let runs = c.runs.get() + 1;
+    c.runs.set(runs);
     let got = c
         .receiver
-        .wait_for(Duration::from_secs(10), |r| arrived(r, &sid));
+        .wait_for(Duration::from_secs(10), |r| arrived(r, &sid, runs));
     assert!(
-        arrived(&got, &sid),
-        "span, log and metric through TLS: {} spans, {} logs, {} points",
+        arrived(&got, &sid, runs),
+        "span, log and metric of run {runs} through TLS (session {sid}): {} spans, {} logs, {} \
+         points",
         got.spans.len(),
         got.logs.len(),
         got.points.len()

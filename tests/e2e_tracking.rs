@@ -238,9 +238,23 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
     );
     let _ = std::fs::remove_dir_all(&persist_dir);
 
+    // Everything the checks below count: every request's end in the metrics
+    // (cumulative: the largest value per status), the handler logs and the
+    // request spans (each signal arrives on its own).
+    let ended_total = |r: &support::Received| {
+        let mut by_status: HashMap<&str, f64> = HashMap::new();
+        for p in r.points.iter().filter(|p| p.name == "otel_session.ended") {
+            let e = by_status
+                .entry(p.attrs["otel_session.status"].as_str())
+                .or_default();
+            *e = e.max(p.value);
+        }
+        by_status.values().sum::<f64>()
+    };
     let got = receiver.wait_for(Duration::from_secs(10), |r| {
-        r.points.iter().any(|p| p.name == "otel_session.ended")
+        ended_total(r) >= 31.0
             && r.logs.iter().filter(|l| l.body == "hello").count() >= 13
+            && r.spans.iter().filter(|s| s.name == "request").count() >= 31
     });
     let mut ended: HashMap<String, f64> = HashMap::new();
     let mut started_total = 0.0;

@@ -14,8 +14,7 @@ pub use child::{
 };
 
 use std::collections::HashMap;
-use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -442,10 +441,54 @@ fn rotel_args() -> Vec<String> {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports(1)[0]
+}
+
+/// `n` different free ports on 127.0.0.1. All `n` are held while they are picked:
+/// calling [`free_port`] `n` times can give the same port twice (the kernel may
+/// hand a port out again once it is closed; about 1 in 650 sets of 7 here), and a
+/// server configured with one port twice serves both uses with one socket.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
+}
+
+/// Whether the process `pid` itself listens on 127.0.0.1 at each of `ports`:
+/// its open sockets (`/proc/PID/fd`) include the listening socket of each port
+/// (`/proc/net/tcp`). A port that only accepts connections may be another
+/// process's (one that took it between [`free_ports`] and our server's bind): a
+/// connection test alone would take that server for ours.
+pub fn listens_on(pid: u32, ports: &[u16]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let sockets: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(String::from)
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let listening: std::collections::HashSet<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (ip, port) = f.get(1)?.split_once(':')?;
+            let ours = ip == "0100007F" && f.get(3) == Some(&"0A") && sockets.contains(*f.get(9)?);
+            ours.then(|| u16::from_str_radix(port, 16).ok()).flatten()
+        })
+        .collect();
+    ports.iter().all(|p| listening.contains(p))
 }
 
 /// A running rotel, forwarding OTLP to a receiver; killed on drop.
@@ -453,6 +496,8 @@ pub struct Rotel {
     child: Child,
     pub grpc: u16,
     pub http: u16,
+    /// Its output (`rotel.log`): a file, so that it never blocks on a full pipe.
+    _dir: tls::TempDir,
 }
 
 impl Rotel {
@@ -514,8 +559,14 @@ impl Rotel {
     ) -> Rotel {
         let bin = rotel_bin();
         for _attempt in 0..5 {
-            let grpc = grpc_port.unwrap_or_else(free_port);
-            let http = http_port.unwrap_or_else(free_port);
+            // Two different ports, and not a port given for the other endpoint.
+            let (grpc, http) = loop {
+                let free = free_ports(2);
+                let pair = (grpc_port.unwrap_or(free[0]), http_port.unwrap_or(free[1]));
+                if pair.0 != pair.1 {
+                    break pair;
+                }
+            };
             let mut cmd = Command::new(&bin);
             for (k, _) in std::env::vars_os() {
                 if k.to_string_lossy().starts_with("ROTEL_") {
@@ -534,19 +585,19 @@ impl Rotel {
                         .replace("{PID_FILE}", &pid_file.to_string_lossy())
                 })
                 .collect();
+            // Its output, stdout and stderr (where it says that a port was taken).
+            let dir = tls::TempDir::new("rotel");
+            let log = std::fs::File::create(dir.path("rotel.log")).expect("rotel log");
             cmd.args(&args)
                 .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+                .stdout(Stdio::from(log.try_clone().expect("rotel log")))
+                .stderr(Stdio::from(log));
             dies_with_test(&mut cmd);
             let mut child = cmd.spawn().expect("start rotel");
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if let Ok(Some(_status)) = child.try_wait() {
-                    let mut out = String::new();
-                    if let Some(mut o) = child.stdout.take() {
-                        let _ = o.read_to_string(&mut out);
-                    }
+                    let out = std::fs::read_to_string(dir.path("rotel.log")).unwrap_or_default();
                     if out.contains("Address already in use")
                         && grpc_port.is_none()
                         && http_port.is_none()
@@ -555,13 +606,19 @@ impl Rotel {
                     }
                     panic!("rotel exited early: {out}");
                 }
-                let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
-                if up(grpc) && up(http) {
-                    return Rotel { child, grpc, http };
+                // Its own sockets: a port that answers may be another server's.
+                if listens_on(child.id(), &[grpc, http]) {
+                    return Rotel {
+                        child,
+                        grpc,
+                        http,
+                        _dir: dir,
+                    };
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
-                    panic!("rotel did not open its ports within 10 s");
+                    let out = std::fs::read_to_string(dir.path("rotel.log")).unwrap_or_default();
+                    panic!("rotel did not open its ports within 10 s: {out}");
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{free_port, terminate, Rotel};
+use super::{free_ports, listens_on, terminate, Rotel};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
@@ -180,7 +180,11 @@ impl TlsProxy {
     pub fn start(pki: &Pki, rotel: &Rotel, api_key: &str) -> TlsProxy {
         let bin = nginx_bin();
         for _attempt in 0..5 {
-            let ports: Vec<u16> = (0..7).map(|_| free_port()).collect();
+            // Seven different ports: nginx takes a port listed twice with a
+            // warning only, and then serves both servers' requests with the
+            // first one (OTLP/HTTP requests went to rotel's gRPC port, which
+            // answered 200: the export "succeeded" and nothing arrived).
+            let ports = free_ports(7);
             let dir = TempDir::new("nginx");
             std::fs::create_dir_all(dir.path("tmp")).expect("nginx temp dir");
             let conf = config(pki, rotel, api_key, &dir, &ports);
@@ -200,17 +204,19 @@ impl TlsProxy {
             let mut child = cmd.spawn().expect("start nginx");
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    let log = std::fs::read_to_string(dir.path("nginx.log")).unwrap_or_default();
-                    if log.contains("Address already in use") {
-                        break; // retry with new ports
-                    }
+                let exited = matches!(child.try_wait(), Ok(Some(_)));
+                let log = std::fs::read_to_string(dir.path("nginx.log")).unwrap_or_default();
+                // A port taken meanwhile by another process: nginx would retry
+                // binding it for two seconds while that process answers there.
+                if log.contains("Address already in use") {
+                    terminate(&mut child, Duration::from_secs(2));
+                    break; // retry with new ports
+                }
+                if exited {
                     panic!("nginx exited early: {log}");
                 }
-                let up = ports
-                    .iter()
-                    .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
-                if up {
+                // Its own sockets: a port that answers may be another server's.
+                if listens_on(child.id(), &ports) {
                     return TlsProxy {
                         child,
                         _dir: dir,
@@ -225,7 +231,7 @@ impl TlsProxy {
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
-                    panic!("nginx did not open its ports within 10 s");
+                    panic!("nginx did not open its ports within 10 s: {log}");
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
