@@ -8,6 +8,7 @@
 //! answer inside a request because the request layer attaches the context for
 //! every poll of the handler's future.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use opentelemetry::{Context, StringValue};
@@ -28,14 +29,29 @@ pub(crate) struct Scope {
     pub(crate) request: Option<Arc<SessionState>>,
 }
 
+/// A scope was put in a context in this process (a request, a joined
+/// session). Until one is, no context can carry one, and the hot paths skip
+/// looking (for log records that look costs a borrow of the thread's context).
+static SCOPES_MADE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a context may carry a scope (see `SCOPES_MADE`).
+#[inline]
+pub(crate) fn scopes_exist() -> bool {
+    SCOPES_MADE.load(Ordering::Relaxed)
+}
+
 // The context value is the `Scope` itself: a `Context` keeps each value in an
 // `Arc` of its own, shared by every clone of the context.
 impl Scope {
+    #[inline]
     pub(crate) fn of(cx: &Context) -> Option<&Scope> {
         cx.get::<Scope>()
     }
 
     pub(crate) fn attach_to(self, cx: &Context) -> Context {
+        if !SCOPES_MADE.load(Ordering::Relaxed) {
+            SCOPES_MADE.store(true, Ordering::Relaxed);
+        }
         cx.with_value(self)
     }
 }

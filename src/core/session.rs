@@ -375,18 +375,31 @@ thread_local! {
 /// (a time comparison, no conversion, in the common case).
 #[inline]
 pub(crate) fn due<T>(owner: &T, at: SystemTime) -> bool {
-    let key = owner as *const T as usize;
-    let Ok((who, next)) = NEXT_NOTE.try_with(Cell::get) else {
-        return true;
-    };
-    if who == key && at < next {
+    if !due_maybe(owner, at) {
         return false;
     }
+    mark_due(owner, at);
+    true
+}
+
+/// The first half of [`due`]: `false` if this thread noted activity of `owner`
+/// less than [`Activity::GRANULARITY`] before `at`.
+#[inline]
+pub(crate) fn due_maybe<T>(owner: &T, at: SystemTime) -> bool {
+    let key = owner as *const T as usize;
+    match NEXT_NOTE.try_with(Cell::get) {
+        Ok((who, next)) => who != key || at >= next,
+        Err(_) => true,
+    }
+}
+
+/// The second half of [`due`]: the next note is due a granularity after `at`.
+pub(crate) fn mark_due<T>(owner: &T, at: SystemTime) {
+    let key = owner as *const T as usize;
     let next = at
         .checked_add(Duration::from_nanos(Activity::GRANULARITY))
         .unwrap_or(at);
     let _ = NEXT_NOTE.try_with(|c| c.set((key, next)));
-    true
 }
 
 /// Activity of a manager's current app session, read and written without a

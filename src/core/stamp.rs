@@ -42,7 +42,7 @@ use crate::core::sync::{ArcCell, AtomicU64};
 use crate::model::attr;
 
 /// The two key strings, made once per process on the heap.
-fn keys() -> &'static (&'static str, &'static str) {
+pub(crate) fn keys() -> &'static (&'static str, &'static str) {
     static KEYS: OnceLock<(&'static str, &'static str)> = OnceLock::new();
     KEYS.get_or_init(|| {
         let make = || &*Box::leak(attr::SESSION_ID.to_owned().into_boxed_str());
@@ -85,12 +85,6 @@ pub(crate) fn origin(key: &Key) -> Origin {
     } else {
         Origin::Theirs
     }
-}
-
-/// `true` if `key` is a `session.id` we added.
-#[inline]
-pub(crate) fn is_ours(key: &Key) -> bool {
-    origin(key) != Origin::Theirs
 }
 
 /// What new telemetry gets from the app session.
@@ -160,6 +154,10 @@ pub(crate) struct Stamp {
     generation: AtomicU64,
     /// The manager's unique number (thread caches are tagged with it).
     manager: u64,
+    /// The two key strings (see [`keys`]), here so the hot paths load them
+    /// without a call.
+    pub(crate) app_key: &'static str,
+    pub(crate) scope_key: &'static str,
 }
 
 impl std::fmt::Debug for Stamp {
@@ -172,10 +170,13 @@ impl std::fmt::Debug for Stamp {
 
 impl Stamp {
     pub(crate) fn new(manager: u64) -> Self {
+        let (app_key, scope_key) = *keys();
         Stamp {
             cell: ArcCell::new(Published::Nothing),
             generation: AtomicU64::new(1),
             manager,
+            app_key,
+            scope_key,
         }
     }
 
@@ -201,14 +202,40 @@ impl Stamp {
     /// `session.id` for new telemetry, or [`Lookup::Restart`]: the hot path.
     #[inline]
     pub(crate) fn lookup(&self) -> Lookup {
+        match self.cached() {
+            Ok(Some(id)) => Lookup::Id(StringValue::from(id)),
+            Ok(None) => Lookup::Nothing,
+            Err(generation) => self.lookup_slow(generation),
+        }
+    }
+
+    /// What this thread's cache says, if it is current: a static id or
+    /// nothing (`Err`: ask [`lookup`](Self::lookup), with this generation).
+    #[inline]
+    pub(crate) fn cached(&self) -> Result<Option<&'static str>, u64> {
         let generation = self.generation.load(Ordering::Acquire);
-        let Ok(entry) = CACHE.try_with(Cell::get) else {
-            return Lookup::Nothing;
-        };
-        let cached = if entry.generation == generation && entry.manager == self.manager {
-            entry.stamp
-        } else {
-            self.refresh(generation)
+        if let Ok(entry) = CACHE.try_with(Cell::get) {
+            if entry.generation == generation && entry.manager == self.manager {
+                match entry.stamp {
+                    Cached::Static(id) => return Ok(Some(id)),
+                    Cached::Nothing => return Ok(None),
+                    Cached::Dynamic | Cached::Restart => {}
+                }
+            }
+        }
+        Err(generation)
+    }
+
+    /// The lookup when this thread's cache has no answer to copy.
+    #[cold]
+    #[inline(never)]
+    fn lookup_slow(&self, generation: u64) -> Lookup {
+        let fresh = CACHE
+            .try_with(Cell::get)
+            .is_ok_and(|e| e.generation == generation && e.manager == self.manager);
+        let cached = match CACHE.try_with(Cell::get) {
+            Ok(entry) if fresh => entry.stamp,
+            _ => self.refresh(generation),
         };
         match cached {
             Cached::Nothing => Lookup::Nothing,

@@ -25,13 +25,13 @@ use opentelemetry_sdk::Resource;
 
 use crate::core::callbacks::in_hook;
 use crate::core::manager::SessionManager;
-use crate::core::scope::Scope;
+use crate::core::scope::{scopes_exist, Scope};
 use crate::core::session::SessionState;
 use crate::core::sinks::SinkRef;
 use crate::core::stamp::{app_key, origin, scope_key, with_counted_session, Origin};
-use crate::model::attr;
 use crate::model::id::keeps;
 use crate::processors::link::SinkLink;
+use crate::processors::span_end::is_session_id;
 
 #[inline]
 fn is_error(record: &SdkLogRecord) -> bool {
@@ -70,7 +70,7 @@ fn first_sighting(record: &SdkLogRecord) -> bool {
 fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
     let carried = record
         .attributes_iter()
-        .find(|(k, _)| k.as_str() == attr::SESSION_ID)
+        .find(|(k, _)| is_session_id(k.as_str()))
         .map(|(k, v)| (origin(k), v));
     match carried {
         Some((Origin::App | Origin::Scoped, _)) => {}
@@ -98,7 +98,7 @@ fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
 fn sampled_out(manager: &SessionManager, record: &SdkLogRecord) -> bool {
     record
         .attributes_iter()
-        .find(|(k, _)| k.as_str() == attr::SESSION_ID)
+        .find(|(k, _)| is_session_id(k.as_str()))
         .is_some_and(|(_, v)| match v {
             AnyValue::String(id) => !keeps(manager.shared.sample_threshold, id.as_str()),
             _ => false,
@@ -143,13 +143,14 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     // A session scope is handled while the thread's context is borrowed (it
     // only stamps and counts); the app session after (starting one must not
     // run under that borrow).
-    let scoped = Context::map_current(|cx| match Scope::of(cx) {
-        Some(scope) => {
-            stamp_scoped(manager, record, scope, error);
-            true
-        }
-        None => false,
-    });
+    let scoped = scopes_exist()
+        && Context::map_current(|cx| match Scope::of(cx) {
+            Some(scope) => {
+                stamp_scoped(manager, record, scope, error);
+                true
+            }
+            None => false,
+        });
     if scoped {
         return;
     }
@@ -170,7 +171,10 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     if error {
         return stamp_error(manager, record);
     }
-    record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
+    record.add_attribute(
+        Key::from_static_str(shared.core.stamp.app_key),
+        AnyValue::String(id),
+    );
 }
 
 /// A record inside a session scope (a request, a joined session): its stamp,

@@ -3,6 +3,9 @@
 //!
 //! - `span`: [`SessionSpanProcessor`](crate::SessionSpanProcessor) (wrapper) and
 //!   [`SessionSpanEnricher`](crate::SessionSpanEnricher) (beside);
+//! - `span_end`: what the span wrapper does with a finished span (activity, a
+//!   failed span, a duplicate `session.id`), arranged so the span is handed on
+//!   without a copy;
 //! - `errors`: errors counted from failed spans (`OTEL_SESSION_ERROR_SOURCES=spans`);
 //! - `log`: [`SessionLogProcessor`](crate::SessionLogProcessor) (wrapper) and
 //!   [`SessionLogEnricher`](crate::SessionLogEnricher) (first in line);
@@ -15,3 +18,4 @@ pub(crate) mod errors;
 pub(crate) mod link;
 pub(crate) mod log;
 pub(crate) mod span;
+pub(crate) mod span_end;

@@ -12,116 +12,92 @@
 //!
 //! A span that already carries `session.id` when it starts keeps it: the wrapper
 //! removes its own duplicate at `on_end`, the enricher checks before adding.
+//! Spans recorded but not sampled are what they are without us (the SDK's
+//! batch processor exports them), except those of sessions our session
+//! sampling leaves out: a manager that samples sessions filters them before
+//! the processor it wraps.
 //! Wrap *every* exporting processor of a provider: one registered beside the
 //! wrapper, unwrapped, gets its copy of the span before that removal, so a span
 //! whose `session.id` the application set would reach it with two.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::{Context, Key, KeyValue, Value};
+use opentelemetry::trace::Status;
+use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 
 use crate::core::manager::SessionManager;
 use crate::core::sinks::SinkRef;
-use crate::core::stamp::{is_ours, origin, Origin};
 use crate::model::attr;
-use crate::processors::errors::{count_failed_span, failed};
 use crate::processors::link::SinkLink;
-
-#[inline]
-fn is_session_id(key: &Key) -> bool {
-    let k = key.as_str();
-    k.len() == attr::SESSION_ID.len() && k == attr::SESSION_ID
-}
-
-/// What one pass over a finished span's attributes found.
-#[derive(Clone, Copy, Default)]
-struct Scan {
-    /// More than one `session.id`: one must go.
-    duplicate: bool,
-    /// We stamped the manager's app session on it: it is that session's activity.
-    app: bool,
-}
-
-#[inline]
-fn scan(attributes: &[KeyValue]) -> Scan {
-    let mut found = Scan::default();
-    let mut seen = false;
-    for kv in attributes {
-        if is_session_id(&kv.key) {
-            found.duplicate |= seen;
-            seen = true;
-            found.app |= origin(&kv.key) == Origin::App;
-        }
-    }
-    found
-}
-
-#[cold]
-#[inline(never)]
-fn dedupe_cold(attributes: &mut Vec<KeyValue>) {
-    dedupe(attributes);
-}
-
-/// Leaves exactly one `session.id`: the application's if it set one (it wins),
-/// else the first we added (two wrapped pipelines each add one).
-fn dedupe(attributes: &mut Vec<KeyValue>) {
-    let theirs = attributes
-        .iter()
-        .any(|kv| is_session_id(&kv.key) && !is_ours(&kv.key));
-    let mut keep_one_of_ours = !theirs;
-    attributes.retain(|kv| {
-        if !is_ours(&kv.key) {
-            return true;
-        }
-        std::mem::replace(&mut keep_one_of_ours, false)
-    });
-}
+use crate::processors::span_end::{self, RawParts, SampledOnly};
 
 /// Wraps the exporting span processor `P`: stamps `session.id` in `on_start`,
 /// delegates everything to `P`, and exports the session lifecycle spans through `P`.
 ///
 /// Built with [`SessionManager::span_processor`].
-#[derive(Debug)]
 pub struct SessionSpanProcessor<P: SpanProcessor + 'static> {
     manager: SessionManager,
-    inner: Arc<P>,
+    /// `P`, behind a filter of sampled spans when the manager samples sessions.
+    inner: Arc<dyn SpanProcessor>,
     link: SinkLink,
+    _inner: PhantomData<fn() -> P>,
+}
+
+impl<P: SpanProcessor + 'static> std::fmt::Debug for SessionSpanProcessor<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSpanProcessor")
+            .field("manager", &self.manager)
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if let Some((key, id)) = self.manager.shared.stamp(cx) {
-            opentelemetry::trace::Span::set_attribute(span, KeyValue::new(key, Value::String(id)));
+        if let Some(attribute) = self.manager.shared.stamp_attribute(cx) {
+            opentelemetry::trace::Span::set_attribute(span, attribute);
         }
         self.inner.on_start(span, cx);
     }
 
+    /// Activity, a failed span counted, a duplicate `session.id` removed, then
+    /// the span handed on, without a copy (see `span_end`).
     #[inline]
     fn on_end(&self, mut span: SpanData) {
-        let found = scan(&span.attributes);
         let shared = &*self.manager.shared;
+        let stamp = &shared.core.stamp;
+        let attributes = RawParts::of(&span.attributes);
         // A span we stamped with the app session is its activity, dated at
-        // the span's end.
-        if found.app && shared.timed {
-            shared.note_telemetry(Some(span.end_time));
+        // its end (a copy of the time: no reference into the span leaves).
+        let end = span.end_time;
+        let found = span_end::inspect(shared, attributes, &end);
+        if shared.tracking.errors.spans {
+            let error = matches!(span.status, Status::Error { .. });
+            let events = RawParts::of(&span.events.events);
+            let span_id = span.span_context.span_id();
+            span_end::failed(shared, error, events, attributes, &span_id);
         }
-        if shared.tracking.errors.spans && failed(&span) {
-            count_failed_span(shared, &span);
+        if found.duplicate() {
+            let p = span.attributes.as_mut_ptr();
+            // SAFETY: the vector's raw parts, and its length set to what
+            // `dedupe` kept right after.
+            unsafe {
+                let kept = span_end::dedupe(
+                    p,
+                    span.attributes.len(),
+                    stamp.app_key.as_ptr(),
+                    stamp.scope_key.as_ptr(),
+                );
+                span.attributes.set_len(kept);
+            }
         }
-        if found.duplicate {
-            dedupe_cold(&mut span.attributes);
-        }
-        // Recorded, not sampled (a session sampled out): seen above, not
-        // exported. One move site for the span (rustc still copies it once,
-        // ~64 instructions, as soon as it is read before being forwarded).
-        if span.span_context.is_sampled() {
-            self.inner.on_end(span);
-        }
+        self.inner.on_end(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -154,8 +130,8 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
                 "SessionSpanProcessor::set_resource could not reach the wrapped processor"
             )),
         }
-        let sink = Arc::clone(&self.inner) as Arc<dyn SpanProcessor>;
-        self.link.connect(&self.manager, SinkRef::span(sink));
+        self.link
+            .connect(&self.manager, SinkRef::span(Arc::clone(&self.inner)));
     }
 }
 
@@ -202,11 +178,13 @@ impl SpanProcessor for SessionSpanEnricher {
 
     fn on_end(&self, span: SpanData) {
         let shared = &*self.manager.shared;
-        if shared.timed && scan(&span.attributes).app {
-            shared.note_telemetry(Some(span.end_time));
-        }
-        if shared.tracking.errors.spans && failed(&span) {
-            count_failed_span(shared, &span);
+        let attributes = RawParts::of(&span.attributes);
+        span_end::inspect(shared, attributes, &span.end_time);
+        if shared.tracking.errors.spans {
+            let error = matches!(span.status, Status::Error { .. });
+            let events = RawParts::of(&span.events.events);
+            let span_id = span.span_context.span_id();
+            span_end::failed(shared, error, events, attributes, &span_id);
         }
     }
 
@@ -245,10 +223,17 @@ impl SessionManager {
     /// # let _ = provider.shutdown();
     /// ```
     pub fn span_processor<P: SpanProcessor + 'static>(&self, inner: P) -> SessionSpanProcessor<P> {
+        // Sessions sampled out are recorded, not exported: their spans stop here.
+        let inner: Arc<dyn SpanProcessor> = if self.samples_sessions() {
+            Arc::new(SampledOnly(inner))
+        } else {
+            Arc::new(inner)
+        };
         SessionSpanProcessor {
             manager: self.clone(),
-            inner: Arc::new(inner),
+            inner,
             link: SinkLink::default(),
+            _inner: PhantomData,
         }
     }
 
@@ -266,6 +251,8 @@ impl SessionManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::stamp::{origin, Origin};
+    use opentelemetry::Key;
 
     fn our_key() -> Key {
         crate::SessionManager::builder()
@@ -282,9 +269,27 @@ mod tests {
         assert_eq!(origin(&ours), Origin::App);
         let theirs = Key::new(String::from("session.id"));
         assert_eq!(ours, theirs);
-        assert!(is_ours(&ours));
-        assert!(!is_ours(&theirs));
-        assert!(!is_ours(&Key::from_static_str("session.id")));
+        assert_eq!(origin(&theirs), Origin::Theirs);
+        assert_eq!(
+            origin(&Key::from_static_str("session.id")),
+            Origin::Theirs,
+            "a literal of the same text is not ours, however the linker folds it"
+        );
+    }
+
+    fn dedupe(mut attrs: Vec<KeyValue>) -> Vec<KeyValue> {
+        let (app, scope) = *crate::core::stamp::keys();
+        // SAFETY: the vector's raw parts; its length set to what was kept.
+        unsafe {
+            let kept = crate::processors::span_end::dedupe(
+                attrs.as_mut_ptr(),
+                attrs.len(),
+                app.as_ptr(),
+                scope.as_ptr(),
+            );
+            attrs.set_len(kept);
+        }
+        attrs
     }
 
     #[test]
@@ -294,18 +299,18 @@ mod tests {
             KeyValue::new("a", 1),
             KeyValue::new(our_key(), "ours"),
         ];
-        dedupe(&mut attrs);
+        attrs = dedupe(attrs);
         assert_eq!(attrs.len(), 2);
         assert_eq!(attrs[0].value.as_str(), "app");
         let mut single = vec![KeyValue::new(our_key(), "ours")];
-        dedupe(&mut single);
+        single = dedupe(single);
         assert_eq!(single.len(), 1);
         let mut twice = vec![
             KeyValue::new(our_key(), "first"),
             KeyValue::new("b", 2),
             KeyValue::new(our_key(), "second"),
         ];
-        dedupe(&mut twice);
+        twice = dedupe(twice);
         assert_eq!(twice.len(), 2);
         assert_eq!(twice[0].value.as_str(), "first");
     }

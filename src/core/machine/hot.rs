@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use opentelemetry::StringValue;
+use opentelemetry::{KeyValue, StringValue, Value};
 
 use crate::core::rules::{Actor, Event};
 use crate::core::session::{due, nanos};
@@ -46,7 +46,22 @@ impl Shared {
                 return false;
             }
         }
-        let t = self.activity_time(at);
+        self.touch_at(self.activity_time(at));
+        true
+    }
+
+    /// A span's end as activity, when it is due to be noted (the span
+    /// wrapper's `span_end::inspect` decides).
+    pub(crate) fn note_span_activity_slow(&self, at: SystemTime) {
+        if self.system_clock() {
+            crate::core::session::mark_due(self, at);
+        }
+        self.touch_at(self.activity_time(Some(at)));
+    }
+
+    /// Activity at `t` (nanoseconds): saved soon (persistence), and the
+    /// session ends first if `t` is past one of its limits.
+    fn touch_at(&self, t: u64) {
         self.save_soon(t);
         let mut now = t;
         if self.core.activity.touch(t, || {
@@ -55,7 +70,6 @@ impl Shared {
         }) {
             self.past_limits();
         }
-        true
     }
 
     #[cold]
@@ -76,6 +90,28 @@ impl Shared {
 }
 
 impl Shared {
+    /// The `session.id` attribute for a span starting in `cx` (see
+    /// [`stamp`](Self::stamp)), built in place: the span wrapper's `on_start`.
+    #[inline]
+    pub(crate) fn stamp_attribute(&self, cx: &opentelemetry::Context) -> Option<KeyValue> {
+        if crate::core::callbacks::in_hook() {
+            return None;
+        }
+        if !crate::core::scope::scopes_exist() {
+            if let Ok(id) = self.core.stamp.cached() {
+                let key = opentelemetry::Key::from_static_str(self.core.stamp.app_key);
+                return id.map(|id| KeyValue::new(key, Value::String(StringValue::from(id))));
+            }
+        }
+        self.stamp_attribute_slow(cx)
+    }
+
+    #[inline(never)]
+    fn stamp_attribute_slow(&self, cx: &opentelemetry::Context) -> Option<KeyValue> {
+        self.stamp(cx)
+            .map(|(key, id)| KeyValue::new(key, Value::String(id)))
+    }
+
     /// The `session.id` attribute (key, value) for telemetry starting in `cx`:
     /// nothing inside our hooks, the context's scope if it has one, else the
     /// app session (starting one if due).
@@ -87,15 +123,27 @@ impl Shared {
         if crate::core::callbacks::in_hook() {
             return None;
         }
+        if crate::core::scope::scopes_exist() {
+            return self.stamp_maybe_scoped(cx);
+        }
+        let key = self.core.stamp.app_key;
+        self.app_stamp()
+            .map(|v| (opentelemetry::Key::from_static_str(key), v))
+    }
+
+    /// [`stamp`](Self::stamp) once contexts may carry a scope (a request, a
+    /// joined session): out of line, so the common case stays small.
+    #[inline(never)]
+    fn stamp_maybe_scoped(
+        &self,
+        cx: &opentelemetry::Context,
+    ) -> Option<(opentelemetry::Key, StringValue)> {
         if let Some(scoped) = crate::core::stamp::scoped(cx) {
             return scoped;
         }
-        self.app_stamp().map(|v| {
-            (
-                opentelemetry::Key::from_static_str(crate::core::stamp::app_key()),
-                v,
-            )
-        })
+        let key = self.core.stamp.app_key;
+        self.app_stamp()
+            .map(|v| (opentelemetry::Key::from_static_str(key), v))
     }
 }
 
