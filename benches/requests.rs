@@ -2,7 +2,7 @@
 //!
 //! 1. **in-process**: an axum `Router` with a trivial handler called through
 //!    `tower::ServiceExt::oneshot`, with and without `SessionLayer` (request
-//!    mode, ids stamped, the stability metrics on): the layer's cost per request
+//!    mode with its default settings, the stability metrics on): the layer's cost per request
 //!    against the least work a request can do (the worst case for the ratio);
 //! 2. **loopback**: the same two routers served by axum on 127.0.0.1 and loaded by
 //!    a keep-alive HTTP client with 8 requests in flight: requests per second;
@@ -44,13 +44,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn request_sessions() -> (SessionManager, SdkMeterProvider) {
+/// Request mode with the stability metrics; `ids`: each request's session id
+/// stamped on its telemetry (`OTEL_SESSION_REQUEST_IDS=true`; off by default).
+fn request_sessions(ids: bool) -> (SessionManager, SdkMeterProvider) {
     let meters = SdkMeterProvider::builder()
         .with_reader(PeriodicReader::builder(InMemoryMetricExporter::default()).build())
         .build();
     let sessions = SessionManager::builder()
         .with_mode(SessionMode::Request)
-        .with_request_ids(true)
+        .with_request_ids(ids)
         .with_meter(meters.meter("otel-session"))
         .build();
     (sessions, meters)
@@ -62,6 +64,17 @@ fn router(layer: Option<&SessionManager>) -> axum::Router {
         Some(m) => app.layer(m.request_layer()),
         None => app,
     }
+}
+
+/// The router with a layer that does nothing (a response mapped to itself):
+/// what any `tower` layer costs in axum (a layered route clones its boxed
+/// service for each request), apart from what the layer does.
+fn router_with_empty_layer() -> axum::Router {
+    axum::Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(tower::util::MapResponseLayer::new(
+            std::convert::identity::<axum::response::Response>,
+        ))
 }
 
 /// CPU time per request of `n` oneshot calls.
@@ -165,10 +178,13 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    // `--only with|without N`: N in-process requests, for instruction counts
+    // `--only with|with-ids|without|empty-layer N`: N in-process requests (the
+    // layer with the default settings, with ids stamped, none, or a layer that
+    // does nothing), for instruction counts
     // under `valgrind --tool=callgrind --toggle-collect='*counted_requests*'`.
     if let Some(i) = args.iter().position(|a| a == "--only") {
-        let with = args.get(i + 1).map(String::as_str) == Some("with");
+        let form = args.get(i + 1).map(String::as_str);
+        let with = matches!(form, Some("with" | "with-ids"));
         let n = args
             .get(i + 2)
             .and_then(|v| v.parse().ok())
@@ -177,8 +193,12 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime");
-        let (sessions, _meters) = request_sessions();
-        let app = router(with.then_some(&sessions));
+        let (sessions, _meters) = request_sessions(form == Some("with-ids"));
+        let app = if form == Some("empty-layer") {
+            router_with_empty_layer()
+        } else {
+            router(with.then_some(&sessions))
+        };
         counted_requests(&rt, &app, 1_000); // warm-up, not counted separately
         counted_requests(&rt, &app, n);
         return;
@@ -193,7 +213,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (sessions, _meters) = request_sessions();
+    // The default settings: no per-request ids stamped.
+    let (sessions, _meters) = request_sessions(false);
     let with = router(Some(&sessions));
     let without = router(None);
 

@@ -90,3 +90,69 @@ fn started_ended_and_duration_are_recorded_for_reported_sessions() {
     assert_eq!(buckets, Some(vec![0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]));
     provider.shutdown().unwrap();
 }
+
+/// The instruments are bound once to their attribute sets: with delta
+/// temporality each export has that interval's sessions only (and only the
+/// statuses it saw), for request and app sessions alike.
+#[test]
+fn bound_instruments_report_each_interval_with_delta_temporality() {
+    let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporterBuilder::new()
+        .with_temporality(opentelemetry_sdk::metrics::Temporality::Delta)
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let requests = SessionManager::builder()
+        .with_mode(SessionMode::Request)
+        .with_meter(provider.meter("otel-session"))
+        .build();
+    let app = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .with_meter(provider.meter("otel-session"))
+        .build();
+    let request = |outcome| requests.begin_request([]).finish(outcome);
+
+    request(otel_session::RequestOutcome::Answered);
+    request(otel_session::RequestOutcome::Failed);
+    app.start_session().unwrap();
+    app.end_session();
+    provider.force_flush().unwrap();
+    request(otel_session::RequestOutcome::Panicked);
+    provider.force_flush().unwrap();
+
+    let metrics = exporter.get_finished_metrics().unwrap();
+    assert_eq!(metrics.len(), 2, "two exports");
+    let (first, second) = (&metrics[..1], &metrics[1..]);
+    assert_eq!(sum(first, "otel_session.started", None), 3);
+    assert_eq!(sum(first, "otel_session.ended", Some("ok")), 2);
+    assert_eq!(sum(first, "otel_session.ended", Some("errored")), 1);
+    assert_eq!(sum(first, "otel_session.ended", Some("crashed")), 0);
+    assert_eq!(
+        sum(second, "otel_session.started", None),
+        1,
+        "this interval's"
+    );
+    assert_eq!(sum(second, "otel_session.ended", Some("ok")), 0);
+    assert_eq!(sum(second, "otel_session.ended", Some("crashed")), 1);
+    let statuses = |m: &[ResourceMetrics]| {
+        let mut seen = Vec::new();
+        for rm in m {
+            for sm in rm.scope_metrics() {
+                for m in sm.metrics().filter(|m| m.name() == "otel_session.ended") {
+                    if let AggregatedMetrics::U64(MetricData::Sum(s)) = m.data() {
+                        assert!(s.is_monotonic(), "a counter");
+                        for dp in s.data_points() {
+                            seen.extend(dp.attributes().map(|kv| kv.value.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        seen
+    };
+    assert_eq!(statuses(first), ["errored", "ok"]);
+    assert_eq!(statuses(second), ["crashed"]);
+    provider.shutdown().unwrap();
+}

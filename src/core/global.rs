@@ -22,8 +22,8 @@ use crate::core::callbacks::{CallbackHandle, SessionCandidate};
 use crate::core::error::SessionError;
 use crate::core::machine::Shared;
 use crate::core::manager::SessionManager;
+use crate::core::request::RequestSession;
 use crate::core::scope::Scope;
-use crate::core::session::SessionState;
 use crate::model::session::{Session, User};
 
 static GLOBAL: ArcSwapOption<Shared> = ArcSwapOption::const_empty();
@@ -49,19 +49,25 @@ pub fn global_manager() -> Option<SessionManager> {
 
 /// Where a crate-root verb lands.
 enum Target {
-    Request(Arc<SessionState>),
+    /// Inside a request: the context that carries its session.
+    Request(Context),
     Joined,
     Manager(SessionManager),
     Nothing,
 }
 
 fn target() -> Target {
-    let scoped = Context::map_current(|cx| Scope::of(cx).map(|s| s.request.clone()));
-    match scoped {
-        Some(Some(request)) => Target::Request(request),
-        Some(None) => Target::Joined,
+    let cx = Context::current();
+    match Scope::of(&cx).map(|s| s.request().is_some()) {
+        Some(true) => Target::Request(cx),
+        Some(false) => Target::Joined,
         None => global_manager().map_or(Target::Nothing, Target::Manager),
     }
+}
+
+/// `f` on the request session `cx` carries.
+fn on_request<R>(cx: &Context, f: impl FnOnce(&RequestSession) -> R) -> Option<R> {
+    Scope::request_of(cx).map(f)
 }
 
 /// The manager a verb that is not refused in `target` acts on.
@@ -138,7 +144,7 @@ pub fn end_session() {
 /// [`SessionManager::current_session`] on the global manager.
 pub fn current_session() -> Option<Session> {
     match target() {
-        Target::Request(r) => Some(r.snapshot(false)),
+        Target::Request(cx) => on_request(&cx, RequestSession::snapshot),
         t => manager_of(t).and_then(|m| m.current_session()),
     }
 }
@@ -147,8 +153,8 @@ pub fn current_session() -> Option<Session> {
 /// [`SessionManager::set_user`] on the global manager.
 pub fn set_user(user: User) {
     match target() {
-        Target::Request(r) => {
-            r.detail().user = if user.is_empty() { None } else { Some(user) };
+        Target::Request(cx) => {
+            on_request(&cx, |r| r.set_user(user));
         }
         t => {
             if let Some(m) = manager_of(t) {
@@ -176,8 +182,8 @@ pub fn remove_on_session(handle: CallbackHandle) -> bool {
 /// [`SessionManager::record_handled_error`] on the global manager.
 pub fn record_handled_error() {
     match target() {
-        Target::Request(r) => {
-            r.count_handled();
+        Target::Request(cx) => {
+            on_request(&cx, |r| r.counts.count_handled());
         }
         Target::Manager(m) => m.record_handled_error(),
         Target::Joined | Target::Nothing => {}
@@ -188,8 +194,8 @@ pub fn record_handled_error() {
 /// `crashed`).
 pub fn record_unhandled_error() {
     match target() {
-        Target::Request(r) => {
-            r.count_unhandled();
+        Target::Request(cx) => {
+            on_request(&cx, |r| r.counts.count_unhandled());
         }
         Target::Manager(m) => m.record_unhandled_error(),
         Target::Joined | Target::Nothing => {}

@@ -30,6 +30,7 @@
 //! build on this module; it does not know them.
 
 pub(crate) mod callbacks;
+pub(crate) mod counts;
 pub(crate) mod error;
 pub(crate) mod global;
 pub(crate) mod ledger;
@@ -37,6 +38,7 @@ pub(crate) mod machine;
 pub(crate) mod manager;
 pub(crate) mod outbox;
 pub(crate) mod persist;
+pub(crate) mod request;
 pub(crate) mod rules;
 pub(crate) mod scope;
 pub(crate) mod session;

@@ -9,15 +9,14 @@
 //! every poll of the handler's future.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use opentelemetry::{Context, StringValue};
 
-use crate::core::session::SessionState;
+use crate::core::request::RequestSession;
 use crate::model::session::SessionId;
 
 /// What a context says about sessions.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Scope {
     /// The id telemetry in this context carries, if any: the caller's joined
     /// session, else the request session's own id when ids are stamped.
@@ -26,7 +25,16 @@ pub(crate) struct Scope {
     /// or changed here).
     pub(crate) joined: Option<SessionId>,
     /// The request's own session (counted; the crate-root verbs act on it).
-    pub(crate) request: Option<Arc<SessionState>>,
+    pub(crate) request: Option<RequestRef>,
+}
+
+/// Where a scope's request session lives: in the scope itself (one allocation
+/// for both, the context's own), or in the scope of the context this one was
+/// derived from (a caller's session joined inside a request).
+#[derive(Debug)]
+pub(crate) enum RequestRef {
+    Own(RequestSession),
+    Parent(Context),
 }
 
 /// A scope was put in a context in this process (a request, a joined
@@ -46,6 +54,19 @@ impl Scope {
     #[inline]
     pub(crate) fn of(cx: &Context) -> Option<&Scope> {
         cx.get::<Scope>()
+    }
+
+    /// The request session this scope's telemetry counts toward, if any.
+    pub(crate) fn request(&self) -> Option<&RequestSession> {
+        match self.request.as_ref()? {
+            RequestRef::Own(session) => Some(session),
+            RequestRef::Parent(cx) => Scope::of(cx)?.request(),
+        }
+    }
+
+    /// The request session of `cx`, if it carries one.
+    pub(crate) fn request_of(cx: &Context) -> Option<&RequestSession> {
+        Scope::of(cx)?.request()
     }
 
     pub(crate) fn attach_to(self, cx: &Context) -> Context {
@@ -81,7 +102,7 @@ pub trait SessionContextExt {
 
 impl SessionContextExt for Context {
     fn with_joined_session(&self, id: SessionId) -> Context {
-        let request = Scope::of(self).and_then(|s| s.request.clone());
+        let request = Scope::request_of(self).map(|_| RequestRef::Parent(self.clone()));
         Scope {
             stamp: Some(StringValue::from(id.shared())),
             joined: Some(id),

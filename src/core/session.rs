@@ -1,14 +1,14 @@
-//! One live session ([`SessionState`]) and the activity clock of a manager's
-//! current session ([`Activity`]).
+//! One live app session ([`SessionState`]) and the activity clock of a
+//! manager's current session ([`Activity`]).
 //!
-//! A `SessionState` is shared by the manager, the hot path (through the stamp)
-//! and, for request sessions, the request's `Context`. Its counters are atomics;
-//! its user and timeline sit behind a small mutex that only verbs take.
+//! A `SessionState` is shared by the manager and the hot path (through the
+//! stamp). Its counts are atomics (`core::counts`); its user and timeline sit
+//! behind a small mutex that only verbs take. A request's session is lighter
+//! (`core::request`).
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,19 +16,11 @@ use opentelemetry::trace::{Event, SpanId, TraceId};
 use opentelemetry::{KeyValue, StringValue, Value};
 
 use crate::core::callbacks::SessionCandidate;
+use crate::core::counts::Counts;
 use crate::core::telemetry::Timeline;
 use crate::model::attr;
 use crate::model::id::{session_root_span_id, session_trace_id};
-use crate::model::session::{Session, SessionId, SessionStatus, User};
-
-/// What a session is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// The app-wide session of a manager: lifecycle telemetry, timeouts.
-    App,
-    /// One request's session (request mode): counted only.
-    Request,
-}
+use crate::model::session::{Session, SessionId, User};
 
 /// How many session ids are kept as `&'static str` for the process's life.
 ///
@@ -64,39 +56,6 @@ pub(crate) fn from_nanos(n: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(n)
 }
 
-/// The bit that marks a counter closed (its session ended).
-const CLOSED: u64 = 1 << 63;
-
-/// Spans remembered per session as "an error in it was counted already".
-const COUNTED_SPANS: usize = 256;
-
-/// Adds one unless the counter is closed.
-fn count(counter: &AtomicU64) -> bool {
-    counter
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-            (v & CLOSED == 0).then_some(v + 1)
-        })
-        .is_ok()
-}
-
-fn status_from_u8(v: u8) -> SessionStatus {
-    match v {
-        0 => SessionStatus::Ok,
-        1 => SessionStatus::Errored,
-        2 => SessionStatus::Abnormal,
-        _ => SessionStatus::Crashed,
-    }
-}
-
-fn status_to_u8(s: SessionStatus) -> u8 {
-    match s {
-        SessionStatus::Ok => 0,
-        SessionStatus::Errored => 1,
-        SessionStatus::Abnormal => 2,
-        SessionStatus::Crashed => 3,
-    }
-}
-
 /// The parts only verbs touch.
 #[derive(Debug, Default)]
 pub(crate) struct Detail {
@@ -104,11 +63,10 @@ pub(crate) struct Detail {
     pub(crate) timeline: Timeline,
 }
 
-/// One live session.
+/// One live app session.
 pub(crate) struct SessionState {
     pub(crate) id: SessionId,
-    pub(crate) kind: Kind,
-    /// The id as a `&'static str`, while the static id budget lasts (app sessions).
+    /// The id as a `&'static str`, while the static id budget lasts.
     pub(crate) static_id: Option<&'static str>,
     /// `session.id` as an attribute value.
     pub(crate) value: StringValue,
@@ -118,64 +76,44 @@ pub(crate) struct SessionState {
     pub(crate) discarded: bool,
     pub(crate) trace_id: TraceId,
     pub(crate) root_span_id: SpanId,
-    handled: AtomicU64,
-    unhandled: AtomicU64,
-    status: AtomicU8,
+    /// Its errors and status.
+    pub(crate) counts: Counts,
     /// Attributes from `on_session` callbacks, for the summary span.
     pub(crate) attributes: Vec<KeyValue>,
     detail: Mutex<Detail>,
-    /// Spans whose failure was counted (by a log record inside them or by the
-    /// span itself): one failure counts once, however many processors see it.
-    counted_spans: Mutex<VecDeque<SpanId>>,
-    /// A panic was counted (once per session).
-    panicked: AtomicBool,
 }
 
 impl fmt::Debug for SessionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionState")
             .field("id", &self.id)
-            .field("kind", &self.kind)
             .field("discarded", &self.discarded)
             .finish_non_exhaustive()
     }
 }
 
 impl SessionState {
-    pub(crate) fn new(c: SessionCandidate, kind: Kind, discarded: bool) -> Self {
-        let static_id = if discarded || kind == Kind::Request {
-            None
-        } else {
-            static_id(&c.id)
-        };
+    pub(crate) fn new(c: SessionCandidate, discarded: bool) -> Self {
+        let static_id = if discarded { None } else { static_id(&c.id) };
         let value = match static_id {
             Some(id) => StringValue::from(id),
             None => StringValue::from(c.id.shared()),
         };
-        let (trace_id, root_span_id) = match kind {
-            Kind::App => (session_trace_id(&c.id), session_root_span_id(&c.id)),
-            Kind::Request => (TraceId::INVALID, SpanId::INVALID),
-        };
         SessionState {
             static_id,
             value,
-            trace_id,
-            root_span_id,
-            kind,
+            trace_id: session_trace_id(&c.id),
+            root_span_id: session_root_span_id(&c.id),
             id: c.id,
             previous_id: c.previous_id,
             started_at: AtomicU64::new(nanos(c.started_at)),
             discarded,
-            handled: AtomicU64::new(0),
-            unhandled: AtomicU64::new(0),
-            status: AtomicU8::new(0),
+            counts: Counts::new(discarded),
             attributes: c.attributes,
             detail: Mutex::new(Detail {
                 user: c.user,
                 timeline: Timeline::default(),
             }),
-            counted_spans: Mutex::new(VecDeque::new()),
-            panicked: AtomicBool::new(false),
         }
     }
 
@@ -190,25 +128,12 @@ impl SessionState {
                 user_set: false,
                 attributes: Vec::new(),
             },
-            Kind::App,
             false,
         );
         state
-            .handled
-            .store(saved.handled.min(!CLOSED), Ordering::Relaxed);
+            .counts
+            .restore(saved.handled, saved.unhandled, saved.status, saved.panicked);
         state
-            .unhandled
-            .store(saved.unhandled.min(!CLOSED), Ordering::Relaxed);
-        state.raise_status(saved.status);
-        if saved.panicked {
-            state.panicked.store(true, Ordering::Relaxed);
-        }
-        state
-    }
-
-    /// Raises the status (never lowers it): `abnormal` for a lost session.
-    pub(crate) fn raise_to(&self, status: SessionStatus) {
-        self.raise_status(status);
     }
 
     /// When the session started.
@@ -225,125 +150,15 @@ impl SessionState {
         self.detail.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn status(&self) -> SessionStatus {
-        status_from_u8(self.status.load(Ordering::Relaxed))
-    }
-
-    fn raise_status(&self, to: SessionStatus) {
-        self.status.fetch_max(status_to_u8(to), Ordering::Relaxed);
-    }
-
-    /// One handled error (an ERROR log record, `record_handled_error`, an errored
-    /// span). `false` if the session has closed its counts (it ended): the error
-    /// is then not this session's.
-    pub(crate) fn count_handled(&self) -> bool {
-        if self.discarded {
-            return false;
-        }
-        if !count(&self.handled) {
-            return false;
-        }
-        self.raise_status(SessionStatus::Errored);
-        true
-    }
-
-    /// One unhandled error; the session is `crashed` from now on. `false` if it
-    /// has ended.
-    pub(crate) fn count_unhandled(&self) -> bool {
-        if self.discarded {
-            return false;
-        }
-        if !count(&self.unhandled) {
-            return false;
-        }
-        self.raise_status(SessionStatus::Crashed);
-        true
-    }
-
-    /// A panic in this session: `crashed`, one unhandled error however many
-    /// panics (the panic hook and the request layer both report the same one).
-    /// `true` the first time.
-    pub(crate) fn mark_panicked(&self) -> bool {
-        if self.discarded || self.panicked.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        self.count_unhandled()
-    }
-
-    /// A panic was counted in this session.
-    pub(crate) fn panicked(&self) -> bool {
-        self.panicked.load(Ordering::Acquire)
-    }
-
-    /// `errored` without counting an error (a 5xx response, a service error).
-    pub(crate) fn mark_errored(&self) {
-        if !self.discarded {
-            self.raise_status(SessionStatus::Errored);
-        }
-    }
-
-    /// `(handled, unhandled)` so far.
-    pub(crate) fn counts(&self) -> (u64, u64) {
-        (
-            self.handled.load(Ordering::Acquire) & !CLOSED,
-            self.unhandled.load(Ordering::Acquire) & !CLOSED,
-        )
-    }
-
-    /// Closes the counts (at the session's end): every error counted before is
-    /// in the result, every later one is refused. One status snapshot consistent
-    /// with them.
-    pub(crate) fn close(&self) -> (SessionStatus, u64, u64) {
-        let handled = self.handled.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
-        let unhandled = self.unhandled.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED;
-        (self.status_with(handled, unhandled), handled, unhandled)
-    }
-
-    /// The status consistent with counts read a moment ago: a count is made
-    /// just before the status it raises, so a racing count may not have
-    /// raised it yet.
-    pub(crate) fn status_with(&self, handled: u64, unhandled: u64) -> SessionStatus {
-        let mut status = self.status();
-        if handled > 0 {
-            status = status.max(SessionStatus::Errored);
-        }
-        if unhandled > 0 {
-            status = status.max(SessionStatus::Crashed);
-        }
-        status
-    }
-
-    /// Notes that a failure inside span `span` was counted (an ERROR log record
-    /// in it): the span's own Error status does not count again.
-    pub(crate) fn note_failure(&self, span: SpanId) {
-        let _ = self.first_failure_of(span);
-    }
-
-    /// `true` the first time a failure of span `span` is accounted for in this
-    /// session (an ERROR log record inside it, or the span's own Error status
-    /// or `exception` event, seen by any of the processors): a failure counts
-    /// once. The last [`COUNTED_SPANS`] spans are remembered.
-    pub(crate) fn first_failure_of(&self, span: SpanId) -> bool {
-        let mut spans = self.counted_spans.lock().unwrap_or_else(|e| e.into_inner());
-        if spans.contains(&span) {
-            return false;
-        }
-        if spans.len() == COUNTED_SPANS {
-            spans.pop_front();
-        }
-        spans.push_back(span);
-        true
-    }
-
     pub(crate) fn snapshot(&self, paused: bool) -> Session {
-        let (handled, unhandled) = self.counts();
+        let (handled, unhandled) = self.counts.counts();
         Session {
             id: self.id.clone(),
             previous_id: self.previous_id.clone(),
             started_at: self.started_at(),
             paused,
             discarded: self.discarded,
-            status: self.status(),
+            status: self.counts.status(),
             handled_errors: handled,
             unhandled_errors: unhandled,
             user: self.detail().user.clone(),
@@ -357,7 +172,7 @@ impl SessionState {
 
     /// Records a timeline event (for the summary span).
     pub(crate) fn push_event(&self, name: &'static str, at: SystemTime, attrs: Vec<KeyValue>) {
-        if self.kind == Kind::App && !self.discarded {
+        if !self.discarded {
             self.detail()
                 .timeline
                 .push(Event::new(name, at.max(self.started_at()), attrs, 0));

@@ -36,10 +36,12 @@ use std::sync::{Arc, OnceLock};
 use opentelemetry::{Context, Key, StringValue};
 
 use crate::core::callbacks::in_hook;
+use crate::core::counts::Counts;
 use crate::core::scope::Scope;
 use crate::core::session::SessionState;
 use crate::core::sync::{ArcCell, AtomicU64};
 use crate::model::attr;
+use crate::model::session::SessionId;
 
 /// The two key strings, made once per process on the heap.
 pub(crate) fn keys() -> &'static (&'static str, &'static str) {
@@ -325,13 +327,16 @@ pub(crate) fn scoped(cx: &Context) -> Option<Option<(Key, StringValue)>> {
 pub(crate) fn with_counted_session<R>(
     stamp: &Stamp,
     cx: &Context,
-    f: impl FnOnce(&SessionState) -> R,
+    f: impl FnOnce(&Counts, Option<&SessionId>) -> R,
 ) -> Option<R> {
     if in_hook() {
         return None;
     }
     if let Some(scope) = Scope::of(cx) {
-        return scope.request.as_deref().map(f);
+        return scope.request().map(|r| f(&r.counts, r.made_id()));
     }
-    stamp.session().as_deref().map(f)
+    stamp
+        .session()
+        .as_deref()
+        .map(|s| f(&s.counts, Some(&s.id)))
 }

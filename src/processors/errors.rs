@@ -47,18 +47,19 @@ pub(crate) fn count_failed_span(
     match carried {
         Some((Origin::App | Origin::Theirs, id)) => {
             if let Some(s) = shared.core.stamp.session() {
-                if *id.as_str() == *s.id.as_str() && s.first_failure_of(span_id) {
-                    s.count_handled();
+                if *id.as_str() == *s.id.as_str() && s.counts.first_failure_of(span_id) {
+                    s.counts.count_handled();
                 }
             }
         }
         Some((Origin::Scoped, _)) | None => {
-            let request = Context::map_current(|cx| Scope::of(cx).and_then(|s| s.request.clone()));
-            if let Some(r) = request {
-                if r.first_failure_of(span_id) {
-                    r.count_handled();
+            Context::map_current(|cx| {
+                if let Some(r) = Scope::request_of(cx) {
+                    if r.counts.first_failure_of(span_id) {
+                        r.counts.count_handled();
+                    }
                 }
-            }
+            });
         }
     }
 }

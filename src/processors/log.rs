@@ -26,7 +26,6 @@ use opentelemetry_sdk::Resource;
 use crate::core::callbacks::in_hook;
 use crate::core::manager::SessionManager;
 use crate::core::scope::{scopes_exist, Scope};
-use crate::core::session::SessionState;
 use crate::core::sinks::SinkRef;
 use crate::core::stamp::{app_key, origin, scope_key, with_counted_session, Origin};
 use crate::model::id::keeps;
@@ -79,9 +78,9 @@ fn process(manager: &SessionManager, record: &mut SdkLogRecord) {
                 if let AnyValue::String(id) = id {
                     let span = error_span(manager, record);
                     Context::map_current(|cx| {
-                        with_counted_session(&manager.shared.core.stamp, cx, |s| {
-                            if s.id.as_str() == id.as_str() {
-                                count(s, span);
+                        with_counted_session(&manager.shared.core.stamp, cx, |counts, of| {
+                            if of.is_some_and(|of| of.as_str() == id.as_str()) {
+                                counts.count_record(span);
                             }
                         })
                     });
@@ -118,19 +117,6 @@ fn error_span(manager: &SessionManager, record: &SdkLogRecord) -> Option<SpanId>
         return None;
     }
     record.trace_context().map(|t| t.span_id)
-}
-
-/// Counts an ERROR record in `session` (each record is an error); the span it
-/// was emitted in is noted, so that span's own failure does not count again.
-/// `false` if the session has closed its counts (it ended).
-fn count(session: &SessionState, span: Option<SpanId>) -> bool {
-    if !session.count_handled() {
-        return false;
-    }
-    if let Some(span) = span {
-        session.note_failure(span);
-    }
-    true
 }
 
 #[inline]
@@ -192,8 +178,8 @@ fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Sco
     // Inside a request, its errors are its own, ids stamped or not (a joined
     // caller's session is never counted here).
     if error && (stamped || first_sighting(record)) {
-        if let Some(r) = &scope.request {
-            count(r, error_span(manager, record));
+        if let Some(r) = scope.request() {
+            r.counts.count_record(error_span(manager, record));
         }
     }
 }
@@ -218,7 +204,7 @@ fn count_app(manager: &SessionManager, span: Option<SpanId>) -> Option<StringVal
             shared.app_stamp()?;
             continue;
         };
-        if count(&session, span) {
+        if session.counts.count_record(span) {
             return Some(session.value.clone());
         }
         // Closed: it ended meanwhile; the next one takes the error (unless it
@@ -245,12 +231,18 @@ pub(crate) fn count_unexported_error(manager: &SessionManager, span: Option<Span
     if in_hook() {
         return;
     }
-    let scope = Context::map_current(|cx| Scope::of(cx).map(|s| s.request.clone()));
-    match scope {
-        Some(Some(request)) => {
-            count(&request, span);
-        }
-        Some(None) => {}
+    // In a scope: counted (a request's) or not (joined only) under the
+    // context's borrow; the app session after it (starting one must not run
+    // under that borrow).
+    let in_scope = Context::map_current(|cx| {
+        Scope::of(cx).map(|scope| {
+            if let Some(request) = scope.request() {
+                request.counts.count_record(span);
+            }
+        })
+    });
+    match in_scope {
+        Some(()) => {}
         None => {
             let shared = &manager.shared;
             if shared.app_stamp().is_none() {

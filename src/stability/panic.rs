@@ -101,9 +101,10 @@ fn record(_info: &PanicHookInfo<'_>) {
     if cfg!(panic = "unwind") && crate::core::callbacks::in_catching() {
         return;
     }
-    if let Some(request) = Context::map_current(|cx| Scope::of(cx).and_then(|s| s.request.clone()))
-    {
-        request.mark_panicked();
+    let in_request = Context::map_current(|cx| {
+        Scope::request_of(cx).map(|request| request.counts.mark_panicked())
+    });
+    if in_request.is_some() {
         return;
     }
     let Some(target) = TARGET.load_full() else {

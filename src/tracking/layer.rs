@@ -23,6 +23,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+use http::HeaderName;
+
 use crate::core::global::global_manager;
 use crate::core::manager::SessionManager;
 use crate::tracking::request::{RequestOutcome, RequestScope};
@@ -106,14 +108,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let baggage = request
-            .headers()
-            .get_all("baggage")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
+        let headers = request.headers();
         let scope = match &self.source {
-            Source::Given(m) => Some(m.begin_request(baggage)),
-            Source::Global => global_manager().map(|m| m.begin_request(baggage)),
+            Source::Given(m) => Some(begin(m, headers)),
+            Source::Global => global_manager().map(|m| begin(&m, headers)),
         }
         // A request with no session of ours passes through untouched.
         .filter(|scope| !scope.is_inert());
@@ -145,6 +143,25 @@ impl<F> std::fmt::Debug for SessionFuture<F> {
     }
 }
 
+/// `baggage` (a constant: no parsing of the name per request).
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+/// `grpc-status`
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// Begins a request on `manager`; its `baggage` headers are read only when
+/// propagation is on.
+fn begin(manager: &SessionManager, headers: &http::HeaderMap) -> RequestScope {
+    if !manager.shared.tracking.propagate {
+        return manager.begin_request(std::iter::empty());
+    }
+    manager.begin_request(
+        headers
+            .get_all(BAGGAGE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
 /// gRPC status codes that mean the server failed (like a 5xx).
 fn grpc_server_fault(code: &[u8]) -> bool {
     matches!(code, b"2" | b"4" | b"12" | b"13" | b"14" | b"15")
@@ -154,7 +171,7 @@ fn outcome_of<B>(response: &http::Response<B>) -> RequestOutcome {
     if response.status().is_server_error() {
         return RequestOutcome::Failed;
     }
-    match response.headers().get("grpc-status") {
+    match response.headers().get(GRPC_STATUS) {
         Some(code) if grpc_server_fault(code.as_bytes()) => RequestOutcome::Failed,
         _ => RequestOutcome::Answered,
     }

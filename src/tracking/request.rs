@@ -17,37 +17,29 @@
 //! and leaves nothing behind when it ends.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use opentelemetry::{Context, StringValue};
 
 use crate::core::callbacks::{run_on_session, SessionCandidate};
 use crate::core::manager::SessionManager;
-use crate::core::scope::Scope;
-use crate::core::session::{Kind, SessionState};
+pub use crate::core::request::RequestOutcome;
+use crate::core::request::{RequestHost, RequestSession};
+use crate::core::scope::{RequestRef, Scope};
 use crate::model::session::{Session, SessionId, SessionMode};
 use crate::tracking::join::{session_id_from_baggage, warn_malformed};
-
-/// How a request ended, for its session's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RequestOutcome {
-    /// Answered (a status below 500): `ok` unless an error was recorded.
-    Answered,
-    /// A 5xx response or a service error: `errored`.
-    Failed,
-    /// The handler panicked: `crashed`.
-    Panicked,
-}
 
 /// One request's sessions: its own (request mode) and a joined caller's
 /// (propagation). Dropping it without [`finish`](Self::finish) (a cancelled
 /// request) ends the request's session with the status it has.
 #[derive(Debug)]
+#[must_use = "a request's session ends when its RequestScope is dropped: keep it for the \
+              request's whole handling and finish it with the request's outcome"]
 pub struct RequestScope {
+    /// The request's context; its scope holds the request's session.
     cx: Context,
-    session: Option<Arc<SessionState>>,
-    manager: Option<SessionManager>,
+    /// The request has a session of its own, not ended yet.
+    open: bool,
 }
 
 impl SessionManager {
@@ -92,24 +84,23 @@ impl SessionManager {
         let session = (shared.tracking.mode == SessionMode::Request).then(|| self.new_request());
         let stamp = match (&joined, &session) {
             (Some(id), _) => Some(StringValue::from(id.shared())),
-            (None, Some(s)) if shared.tracking.request_ids && !s.discarded => Some(s.value.clone()),
+            (None, Some(s)) if shared.tracking.request_ids && !s.discarded => {
+                Some(StringValue::from(s.id().shared()))
+            }
             _ => None,
         };
+        let open = session.is_some();
         let cx = if joined.is_none() && session.is_none() {
             Context::current()
         } else {
             Scope {
                 stamp,
                 joined,
-                request: session.clone(),
+                request: session.map(RequestRef::Own),
             }
             .attach_to(&Context::current())
         };
-        RequestScope {
-            cx,
-            manager: session.as_ref().map(|_| self.clone()),
-            session,
-        }
+        RequestScope { cx, open }
     }
 
     /// In request mode with no request seen (the layer is missing), says so.
@@ -127,21 +118,30 @@ impl SessionManager {
         }
     }
 
-    /// A new request session: no lock, no process-wide state touched.
-    fn new_request(&self) -> Arc<SessionState> {
+    /// A new request session: no lock, no process-wide state touched. Its id
+    /// is made now only when something needs it now (callbacks see it, or ids
+    /// are stamped); otherwise at its first read, if any.
+    fn new_request(&self) -> RequestSession {
         let shared = &self.shared;
-        let mut candidate = SessionCandidate {
-            id: shared.new_id(),
-            previous_id: None,
-            started_at: shared.now(),
-            user: None,
-            user_set: false,
-            attributes: Vec::new(),
-        };
+        let host = Arc::downgrade(shared) as Weak<dyn RequestHost>;
+        let started_at = shared.now();
         let callbacks = shared.callbacks.load();
-        let keep = callbacks.is_empty() || run_on_session(&callbacks, &mut candidate);
-        let session = Arc::new(SessionState::new(candidate, Kind::Request, !keep));
-        if keep {
+        let session = if callbacks.is_empty() {
+            let id = shared.tracking.request_ids.then(|| shared.new_id());
+            RequestSession::new(host, id, started_at, None, false)
+        } else {
+            let mut candidate = SessionCandidate {
+                id: shared.new_id(),
+                previous_id: None,
+                started_at,
+                user: None,
+                user_set: false,
+                attributes: Vec::new(),
+            };
+            let keep = run_on_session(&callbacks, &mut candidate);
+            RequestSession::new(host, Some(candidate.id), started_at, candidate.user, !keep)
+        };
+        if !session.discarded {
             if let Some(counter) = &shared.counter {
                 counter.started();
             }
@@ -159,14 +159,26 @@ impl RequestScope {
 
     /// A snapshot of the request's own session (request mode).
     pub fn session(&self) -> Option<Session> {
-        self.session.as_ref().map(|s| s.snapshot(false))
+        self.own().map(RequestSession::snapshot)
+    }
+
+    /// The request's own session, while it has not ended.
+    fn own(&self) -> Option<&RequestSession> {
+        self.open.then(|| Scope::request_of(&self.cx)).flatten()
+    }
+
+    fn end(&mut self, outcome: RequestOutcome) {
+        if let Some(session) = self.own() {
+            session.end(outcome);
+        }
+        self.open = false;
     }
 
     /// `true` when the request has no session of ours and joined none (app or
     /// manual mode, nothing in its baggage): there is nothing to attach.
     #[cfg(feature = "tower")]
     pub(crate) fn is_inert(&self) -> bool {
-        self.session.is_none() && Scope::of(&self.cx).is_none()
+        !self.open && Scope::of(&self.cx).is_none()
     }
 
     /// The caller's session this request joined, if any.
@@ -177,27 +189,6 @@ impl RequestScope {
     /// Ends the request's session with `outcome` (reason `request`).
     pub fn finish(mut self, outcome: RequestOutcome) {
         self.end(outcome);
-    }
-
-    fn end(&mut self, outcome: RequestOutcome) {
-        let (Some(session), Some(manager)) = (self.session.take(), self.manager.take()) else {
-            return;
-        };
-        match outcome {
-            RequestOutcome::Answered => {}
-            RequestOutcome::Failed => session.mark_errored(),
-            RequestOutcome::Panicked => {
-                session.mark_panicked();
-            }
-        }
-        let (status, _, _) = session.close();
-        if session.discarded {
-            return;
-        }
-        let shared = &manager.shared;
-        if let Some(counter) = &shared.counter {
-            counter.ended(status, session.started_at(), shared.now());
-        }
     }
 }
 

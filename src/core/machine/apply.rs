@@ -45,7 +45,7 @@ impl Shared {
                     lost,
                 } => {
                     if lost {
-                        session.raise_to(SessionStatus::Abnormal);
+                        session.counts.raise_to(SessionStatus::Abnormal);
                     }
                     st.crash_counted |= reason == EndReason::Crash;
                     let at = match when {
@@ -74,13 +74,13 @@ impl Shared {
                 Effect::UserSet { session, user } => session.detail().user = user,
                 Effect::Count { session, unhandled } => {
                     if unhandled {
-                        session.count_unhandled();
+                        session.counts.count_unhandled();
                     } else {
-                        session.count_handled();
+                        session.counts.count_handled();
                     }
                 }
                 Effect::Crashed { session } => {
-                    st.crash_counted |= session.mark_panicked();
+                    st.crash_counted |= session.counts.mark_panicked();
                 }
                 Effect::Save => save = true,
             }
@@ -126,7 +126,7 @@ impl Shared {
         resend: bool,
     ) {
         let at = at.max(s.started_at());
-        let (status, handled, unhandled) = s.close();
+        let (status, handled, unhandled) = s.counts.close();
         let end_attributes = vec![
             s.id_attribute(),
             KeyValue::new(attr::STATUS, status.as_str()),

@@ -270,7 +270,6 @@ mod loom_tests {
     use super::*;
     use crate::core::callbacks::SessionCandidate;
     use crate::core::rules::Actor;
-    use crate::core::session::Kind;
     use crate::core::stamp::Lookup;
     use crate::model::session::{SessionId, SessionMode};
     use std::time::UNIX_EPOCH;
@@ -295,7 +294,6 @@ mod loom_tests {
                 user_set: false,
                 attributes: Vec::new(),
             },
-            Kind::App,
             false,
         ))
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::callbacks::{run_on_session, SessionCandidate};
 use crate::core::rules::{self, Actor, Event, Purpose, Reply};
-use crate::core::session::{Kind, SessionState};
+use crate::core::session::SessionState;
 use crate::model::clock::TimeJump;
 use crate::model::session::User;
 
@@ -196,7 +196,7 @@ impl Shared {
         }
         let user: Option<User> = c.user.clone();
         Event::Commit {
-            session: Arc::new(SessionState::new(c, Kind::App, !candidate.keep)),
+            session: Arc::new(SessionState::new(c, !candidate.keep)),
             user,
             purpose,
         }

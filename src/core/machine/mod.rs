@@ -326,6 +326,18 @@ impl Shared {
     }
 }
 
+impl crate::core::request::RequestHost for Shared {
+    fn new_id(&self) -> SessionId {
+        Shared::new_id(self)
+    }
+    fn now(&self) -> SystemTime {
+        Shared::now(self)
+    }
+    fn counter(&self) -> Option<&dyn SessionCounter> {
+        self.counter.as_deref()
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         crate::core::sinks::report_unsent(&self.sinks);

@@ -35,7 +35,7 @@ impl Shared {
         last_activity: SystemTime,
         paused: bool,
     ) -> SavedSession {
-        let (handled, unhandled) = s.counts();
+        let (handled, unhandled) = s.counts.counts();
         SavedSession {
             id: s.id.clone(),
             previous_id: s.previous_id.clone(),
@@ -43,10 +43,10 @@ impl Shared {
             last_activity: last_activity.max(started_at),
             handled,
             unhandled,
-            status: s.status_with(handled, unhandled),
+            status: s.counts.status_with(handled, unhandled),
             state: SavedState::Active,
             paused,
-            panicked: s.panicked(),
+            panicked: s.counts.panicked(),
             user: s.detail().user.clone(),
         }
     }
