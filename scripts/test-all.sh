@@ -16,6 +16,10 @@ export ROTEL_BIN PHOENIX_BIN NGINX_BIN
 cargo build --examples
 # The memory test measures the quickstart as users ship it (a release build).
 cargo build --release --example quickstart
+# tests/release_builds.rs runs a program built with fat LTO, identical-code
+# folding and panic = "abort" (tests/probe, its own build in .tools/).
+PROBE_BIN="$(bash scripts/build-probe.sh)"
+export PROBE_BIN
 cargo test --all-targets
 cargo test --doc
 # The core's races under loom (every interleaving, its own build in .tools/).

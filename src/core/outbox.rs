@@ -47,8 +47,8 @@ pub(crate) const OUTBOX_LIMIT: usize = 8192;
 pub(crate) const VERB_WAIT: Duration = Duration::from_secs(5);
 
 thread_local! {
-    /// Set while this thread delivers effects.
-    static DELIVERING: Cell<bool> = const { Cell::new(false) };
+    /// The outbox this thread delivers effects of (its address), or 0.
+    static DELIVERING: Cell<usize> = const { Cell::new(0) };
 }
 
 #[derive(Default)]
@@ -143,7 +143,7 @@ impl Outbox {
         if self.done.load(Ordering::Acquire) >= seq {
             return true;
         }
-        if DELIVERING.with(Cell::get) {
+        if DELIVERING.with(Cell::get) != 0 {
             // A sink or observer called a verb: its effects go out after it returns.
             return false;
         }
@@ -183,7 +183,7 @@ impl Outbox {
     /// Called with `busy` set by this thread: delivers until the queue is empty,
     /// then clears `busy` (under the queue lock, so nothing is left behind).
     fn deliver_all(&self, sinks: &Sinks) {
-        DELIVERING.with(|d| d.set(true));
+        DELIVERING.with(|d| d.set(self.address()));
         let mut q = self.queue();
         loop {
             let Some((seq, effect)) = q.items.pop_front() else {
@@ -199,7 +199,24 @@ impl Outbox {
             self.done.fetch_max(seq, Ordering::Release);
             self.progressed.notify_all();
         }
-        DELIVERING.with(|d| d.set(false));
+        DELIVERING.with(|d| d.set(0));
+    }
+
+    fn address(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// For the panic hook of a build whose panics abort, on a thread that is
+    /// delivering this outbox (an observer or a sink panicked): that delivery
+    /// never finishes (the process goes down once the hook returns), so it
+    /// gives delivery up and another thread can deliver the crash.
+    pub(crate) fn give_up_delivery_here(&self) {
+        if DELIVERING.with(Cell::get) != self.address() {
+            return;
+        }
+        DELIVERING.with(|d| d.set(0));
+        self.queue().busy = false;
+        self.progressed.notify_all();
     }
 
     fn deliver(&self, seq: u64, item: Item, sinks: &Sinks) {

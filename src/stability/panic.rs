@@ -114,6 +114,11 @@ fn record(_info: &PanicHookInfo<'_>) {
         return;
     };
     let fatal = cfg!(panic = "abort") || std::thread::current().name() == Some("main");
+    if cfg!(panic = "abort") {
+        // A panic of an observer or sink we were delivering to: this thread
+        // never returns to that delivery, the crash helper takes over.
+        shared.outbox.give_up_delivery_here();
+    }
     let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
     // Of the panicking thread, which is not unwinding yet (the hook runs first).
     let actor = crate::core::rules::Actor {
