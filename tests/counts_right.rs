@@ -364,6 +364,132 @@ fn a_tracing_error_counts_with_the_logs_exporter_off() {
     drop(guard);
 }
 
+/// Every combination of error sources and exported signals: two
+/// `tracing::error!` in one span count twice when ERROR logs are a source
+/// (the span's Error status, if spans are a source too, does not count
+/// again), once when only failed spans are, whether traces and logs go to a
+/// pipeline or nowhere.
+#[test]
+fn the_same_errors_count_the_same_whatever_is_exported() {
+    use opentelemetry_sdk::logs::InMemoryLogExporter;
+    use opentelemetry_sdk::trace::InMemorySpanExporter;
+    use otel_session::config::ExporterKind;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _turn = turn();
+    let sources = [
+        (
+            "logs",
+            ErrorSources {
+                logs: true,
+                spans: false,
+            },
+            2,
+        ),
+        (
+            "spans",
+            ErrorSources {
+                logs: false,
+                spans: true,
+            },
+            1,
+        ),
+        (
+            "logs,spans",
+            ErrorSources {
+                logs: true,
+                spans: true,
+            },
+            2,
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (name, errors, expected) in sources {
+        for traces in [false, true] {
+            for logs in [false, true] {
+                let mut builder = otel_session::Builder::from_env()
+                    .configure(|c| {
+                        c.traces_exporter = ExporterKind::None;
+                        c.logs_exporter = ExporterKind::None;
+                        c.metrics_exporter = ExporterKind::None;
+                        c.error_sources = errors;
+                    })
+                    .with_service_version("1.0.0");
+                let spans = InMemorySpanExporter::default();
+                let records = InMemoryLogExporter::default();
+                if traces {
+                    builder = builder.with_span_processor(SimpleSpanProcessor::new(spans.clone()));
+                }
+                if logs {
+                    builder = builder.with_log_processor(SimpleLogProcessor::new(records.clone()));
+                }
+                let guard = builder.init().expect("init");
+                let subscriber = tracing_subscriber::registry()
+                    .with(guard.tracing_layer())
+                    .with(guard.log_layer());
+                tracing::subscriber::with_default(subscriber, || {
+                    tracing::info_span!("request").in_scope(|| {
+                        tracing::error!("first");
+                        tracing::error!("second");
+                    });
+                });
+                let session = guard.sessions().current_session().expect("a session");
+                let case = format!("sources {name}, traces {traces}, logs {logs}");
+                // The pipelines really were there (or not).
+                let exported_span = spans
+                    .get_finished_spans()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|s| s.name == "request");
+                let exported_logs = records.get_emitted_logs().unwrap_or_default().len();
+                assert_eq!(exported_span, traces, "{case}: span exported");
+                assert_eq!(exported_logs >= 2, logs, "{case}: records exported");
+                seen.push((case, session.handled_errors(), expected));
+                drop(guard);
+            }
+        }
+    }
+    let wrong: Vec<_> = seen.iter().filter(|(_, got, want)| got != want).collect();
+    assert!(
+        wrong.is_empty(),
+        "counted differently: {wrong:?} (all: {seen:?})"
+    );
+}
+
+/// In request mode the same holds for a request's session: with logs off, an
+/// ERROR event in a handler still makes its request `errored`.
+#[cfg(feature = "tower")]
+#[test]
+fn a_tracing_error_in_a_request_counts_with_the_logs_exporter_off() {
+    use opentelemetry_sdk::trace::InMemorySpanExporter;
+    use otel_session::config::ExporterKind;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _turn = turn();
+    let guard = otel_session::Builder::from_env()
+        .configure(|c| {
+            c.traces_exporter = ExporterKind::None;
+            c.logs_exporter = ExporterKind::None;
+            c.metrics_exporter = ExporterKind::None;
+            c.mode = SessionMode::Request;
+        })
+        .with_service_version("1.0.0")
+        .with_span_processor(SimpleSpanProcessor::new(InMemorySpanExporter::default()))
+        .init()
+        .expect("init");
+    let subscriber = tracing_subscriber::registry()
+        .with(guard.tracing_layer())
+        .with(guard.log_layer());
+    let request = guard.sessions().begin_request([]);
+    tracing::subscriber::with_default(subscriber, || {
+        let _in_request = request.context().clone().attach();
+        tracing::info_span!("handler").in_scope(|| tracing::error!("failed"));
+    });
+    let session = request.session().expect("the request's session");
+    assert_eq!(session.handled_errors(), 1, "the request counted its error");
+    assert_eq!(session.status(), otel_session::SessionStatus::Errored);
+    request.finish(otel_session::RequestOutcome::Answered);
+    drop(guard);
+}
+
 // 7. Smaller, same class.
 
 #[derive(Debug, Default)]

@@ -246,6 +246,7 @@ impl Guard {
             ErrorCounter {
                 sessions: self.sessions.clone(),
                 counting,
+                dispatch: std::sync::OnceLock::new(),
             }
             .with_filter(layer_filter(&self.layers.directives))
         })

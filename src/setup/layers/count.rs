@@ -18,7 +18,10 @@
 //! Otherwise the processors count, as always.
 
 use opentelemetry::trace::{SpanId, TraceContextExt as _};
-use tracing::{Event, Level, Subscriber};
+use std::sync::OnceLock;
+
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -60,12 +63,21 @@ struct FailureCounted;
 pub(crate) struct ErrorCounter {
     pub(crate) sessions: SessionManager,
     pub(crate) counting: Counting,
+    /// The subscriber this layer is part of, to find the OpenTelemetry span
+    /// of an event's `tracing` span: inside `on_event` the thread's default
+    /// dispatcher is not reachable (`tracing::dispatcher::get_default` hands
+    /// out a no-op one while an event is being dispatched).
+    pub(crate) dispatch: OnceLock<WeakDispatch>,
 }
 
 impl<S> Layer<S> for ErrorCounter
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if *event.metadata().level() != Level::ERROR
             || opentelemetry::Context::is_current_telemetry_suppressed()
@@ -75,7 +87,8 @@ where
         match self.counting {
             Counting::Events { note_spans } => {
                 let span = if note_spans {
-                    ctx.event_span(event).and_then(|s| otel_span_id(&s.id()))
+                    ctx.event_span(event)
+                        .and_then(|s| self.otel_span_id(&s.id()))
                 } else {
                     None
                 };
@@ -95,11 +108,13 @@ where
     }
 }
 
-/// The OpenTelemetry span id of a `tracing` span the guard's span layer made.
-fn otel_span_id(id: &tracing::span::Id) -> Option<SpanId> {
-    tracing::dispatcher::get_default(|dispatch| {
-        tracing_opentelemetry::get_otel_context(id, dispatch)
+impl ErrorCounter {
+    /// The OpenTelemetry span id of a `tracing` span the guard's span layer
+    /// made (none without one in this subscriber).
+    fn otel_span_id(&self, id: &tracing::span::Id) -> Option<SpanId> {
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        tracing_opentelemetry::get_otel_context(id, &dispatch)
             .map(|cx| cx.span().span_context().span_id())
             .filter(|s| *s != SpanId::INVALID)
-    })
+    }
 }
