@@ -85,6 +85,7 @@ pub use model::id::{session_sampled, session_trace_id, IdGenerator, UuidV4Genera
 pub use model::session::{
     EndReason, ErrorSources, Session, SessionId, SessionMode, SessionStatus, User,
 };
+pub use processors::exporter::SessionSpanExporter;
 pub use processors::log::{SessionLogEnricher, SessionLogProcessor};
 pub use processors::span::{SessionSpanEnricher, SessionSpanProcessor};
 pub use setup::builder::{init, Builder, DEFAULT_SHUTDOWN_TIMEOUT};

@@ -676,8 +676,10 @@ fn run(app: bool, ops: &[Op], case: u64) -> Result<(), TestCaseError> {
             previous: e.previous.map(|p| ids[p].clone()),
         })
         .collect();
+    let dir = real.path.parent().unwrap().to_path_buf();
+    drop(real);
+    let _ = std::fs::remove_dir_all(dir);
     prop_assert_eq!(got, want, "ends after {:?}", ops);
-    let _ = std::fs::remove_dir_all(real.path.parent().unwrap());
     Ok(())
 }
 

@@ -30,4 +30,9 @@ pub enum SessionError {
     /// was being built. The current session (if any) was left as it was.
     #[error("no session was started: another start was still running its on_session callbacks or IdGenerator")]
     NotStarted,
+    /// The manager's pipeline has shut down (the guard was dropped, or the
+    /// provider its processors wrap was shut down): no session starts after
+    /// that.
+    #[error("no session was started: the session pipeline has shut down")]
+    ShutDown,
 }

@@ -297,10 +297,18 @@ impl SessionManager {
     ///
     /// # Errors
     /// [`SessionError::Reentrant`] when called from inside an `on_session`
-    /// callback (nothing changes).
+    /// callback, [`SessionError::ShutDown`] after the pipeline shut down, and
+    /// [`SessionError::NotStarted`] when another start was still building its
+    /// candidate after 2 s; in each case nothing changes.
     pub fn start_session(&self) -> Result<Session, SessionError> {
         self.refuse_reentrant("start_session")?;
-        self.shared.start().ok_or(SessionError::NotStarted)
+        self.shared.start().ok_or_else(|| {
+            if self.shared.core.lock().rules.shut {
+                SessionError::ShutDown
+            } else {
+                SessionError::NotStarted
+            }
+        })
     }
 
     /// Ends the current session (reason `manual`). Afterwards

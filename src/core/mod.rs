@@ -5,7 +5,11 @@
 //! - `machine`: the driver around the rules: the lock and its invariants
 //!   (`machine::core`), candidates, effects turned into telemetry, delivery;
 //! - `manager`: [`SessionManager`](crate::SessionManager), its builder and the verbs;
-//! - `session`: one live session (its counts, user, timeline) and the activity clock;
+//! - `session`: one live app session (its counts, user, timeline) and the activity clock;
+//! - `counts`: a session's error counts and status, lock-free (app and request
+//!   sessions alike), and which failed spans were already counted;
+//! - `request`: one request's session (request mode): light, its id made when
+//!   first read, its manager held weakly;
 //! - `callbacks`: `on_session` callbacks, observers and the re-entrancy guard;
 //! - `telemetry`: lifecycle telemetry as descriptions, and how they become spans,
 //!   log records and counts;
@@ -21,9 +25,9 @@
 //! - `error`: [`SessionError`](crate::SessionError).
 //!
 //! Within `core`, data flows one way: `rules`, `callbacks`, `telemetry`,
-//! `persist` and `sync` use only `model`; `session` uses `callbacks`,
-//! `telemetry` and `rules`; `scope`, `stamp`, `sinks`, `ledger` and `outbox`
-//! use those; `machine` uses all of them; `manager` uses `machine`; `global`
+//! `counts`, `persist` and `sync` use only `model`; `request` uses `counts`
+//! and `telemetry`; `session` uses `callbacks`, `counts`, `telemetry` and
+//! `rules`; `scope`, `stamp`, `sinks`, `ledger` and `outbox` use those; `machine` uses all of them; `manager` uses `machine`; `global`
 //! uses `manager`.
 //!
 //! May use: [`model`](crate::model). Processors, tracking, stability and setup

@@ -222,7 +222,7 @@ impl Outbox {
     fn deliver(&self, seq: u64, item: Item, sinks: &Sinks) {
         let result = catching(|| match item {
             Item::Span(span) => sinks.deliver_span(seq, span),
-            Item::Log(log) => sinks.deliver_log(log),
+            Item::Log(log) => sinks.deliver_log(seq, log),
             Item::Count(count, counter) => count.apply(&*counter),
             Item::Notify(notes, observers) => notify(&observers, notes),
             Item::Connect(sink) => sinks.connect(sink),

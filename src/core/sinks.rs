@@ -63,11 +63,6 @@ impl SinkRef {
         self.handed.load(Ordering::Acquire)
     }
 
-    /// It exports the `session` summary spans (what the ledger keeps).
-    pub(crate) fn carries_ends(&self) -> bool {
-        matches!(self.kind, SinkKind::Span(_))
-    }
-
     fn same(&self, other: &SinkRef) -> bool {
         Arc::ptr_eq(&self.handed, &other.handed)
     }
@@ -93,7 +88,8 @@ struct Registry {
     logs: Vec<SinkRef>,
     /// Held lifecycle spans with their sequence numbers.
     pending_spans: VecDeque<(u64, SpanData)>,
-    pending_logs: VecDeque<SdkLogRecord>,
+    /// Held lifecycle log events with their sequence numbers.
+    pending_logs: VecDeque<(u64, SdkLogRecord)>,
 }
 
 /// A manager's sinks and what waits for them.
@@ -193,7 +189,7 @@ impl Sinks {
     }
 
     /// Delivers a lifecycle log event.
-    pub(crate) fn deliver_log(&self, effect: LifecycleLog) {
+    pub(crate) fn deliver_log(&self, seq: u64, effect: LifecycleLog) {
         if self.discard_logs {
             return;
         }
@@ -218,7 +214,7 @@ impl Sinks {
                         );
                     }
                 }
-                r.pending_logs.push_back(record);
+                r.pending_logs.push_back((seq, record));
                 return;
             }
             r.logs.clone()
@@ -228,6 +224,7 @@ impl Sinks {
             if let SinkKind::Log(p) = &sink.kind {
                 let mut copy = record.clone();
                 p.emit(&mut copy, scope);
+                sink.handed.store(seq, Ordering::Release);
             }
         }
     }
@@ -247,14 +244,15 @@ impl Sinks {
                 }
             }
             SinkKind::Log(p) => {
-                let held: Vec<SdkLogRecord> = {
+                let held: Vec<(u64, SdkLogRecord)> = {
                     let mut r = self.registry();
                     r.logs.push(sink.clone());
                     r.pending_logs.drain(..).collect()
                 };
                 let scope = crate::core::telemetry::scope();
-                for mut record in held {
+                for (seq, mut record) in held {
                     p.emit(&mut record, scope);
+                    sink.handed.store(seq, Ordering::Release);
                 }
             }
         }
@@ -267,6 +265,11 @@ impl Sinks {
             SinkKind::Span(_) => r.spans.retain(|(_, h)| !Arc::ptr_eq(h, &sink.handed)),
             SinkKind::Log(_) => r.logs.retain(|s| !s.same(sink)),
         }
+    }
+
+    /// A span sink is connected now.
+    pub(crate) fn spans_connected(&self) -> bool {
+        !self.registry().spans.is_empty()
     }
 
     /// The sinks connected now.

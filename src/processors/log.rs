@@ -278,13 +278,20 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        // Lifecycle output queued from inside a processor goes first.
+        // Lifecycle output queued from inside a processor goes first; the
+        // flush acknowledges what `P` delivered (the ledger).
         self.manager.shared.flush();
-        self.inner.force_flush()
+        if self.link.connected() {
+            self.link.flush(&self.manager)
+        } else {
+            self.inner.force_flush()
+        }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.manager.end_for_shutdown(timeout / 2);
+        // A flush before the shutdown: the only way to learn (and acknowledge)
+        // what `P` delivered.
         let _ = self.force_flush();
         self.link.disconnect(&self.manager);
         self.inner.shutdown_with_timeout(timeout)

@@ -9,12 +9,15 @@
 //! - `errors`: errors counted from failed spans (`OTEL_SESSION_ERROR_SOURCES=spans`);
 //! - `log`: [`SessionLogProcessor`](crate::SessionLogProcessor) (wrapper) and
 //!   [`SessionLogEnricher`](crate::SessionLogEnricher) (first in line);
+//! - `exporter`: [`SessionSpanExporter`](crate::SessionSpanExporter), an
+//!   exporter that acknowledges the session ends it exported (the ledger);
 //! - `link`: a processor's connection to its manager's lifecycle (and the
 //!   acknowledgements its flushes give the delivery ledger).
 //!
 //! May use: [`model`](crate::model) and [`core`](crate::core).
 
 pub(crate) mod errors;
+pub(crate) mod exporter;
 pub(crate) mod link;
 pub(crate) mod log;
 pub(crate) mod span;

@@ -202,8 +202,11 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
         sessions = sessions.without_log_export();
     }
     let sessions = sessions.build();
-    // What the span exporter delivers acknowledges the ends persistence keeps.
-    spans_stats.acknowledge_ends_to(&sessions);
+    // What the span exporter delivers acknowledges the ends persistence keeps
+    // (and then only that: see core::ledger).
+    if span_out.is_some() {
+        spans_stats.acknowledge_ends_to(&sessions);
+    }
 
     // Your processors first, each wrapped; then the exporting one. Each arm
     // registers its concrete processor: no boxing, no extra dynamic call per

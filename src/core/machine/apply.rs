@@ -101,7 +101,7 @@ impl Shared {
                 Value::String(StringValue::from(prev.shared())),
             ));
         }
-        self.transition(s, attr::EVENT_START, s.started_at(), attributes, true);
+        let _ = self.transition(s, attr::EVENT_START, s.started_at(), attributes, true);
         if let Some(counter) = &self.counter {
             self.outbox
                 .push(Item::Count(CountEffect::Started, Arc::clone(counter)));
@@ -140,7 +140,7 @@ impl Shared {
                 i64::try_from(unhandled).unwrap_or(i64::MAX),
             ),
         ];
-        self.transition(s, attr::EVENT_END, at, end_attributes.clone(), true);
+        let log_seq = self.transition(s, attr::EVENT_END, at, end_attributes.clone(), true);
         let (user, timeline) = {
             let mut detail = s.detail();
             (detail.user.clone(), std::mem::take(&mut detail.timeline))
@@ -170,7 +170,9 @@ impl Shared {
             attributes: summary,
             events,
         }));
-        if self.store.is_some() {
+        // Kept until a sink acknowledges it; with no signal exported at all,
+        // nothing would, and nothing is lost by not keeping it.
+        if self.store.is_some() && !(self.sinks.discard_spans && self.sinks.discard_logs) {
             let mut saved = self.saved_session(s, s.started_at(), at, paused);
             saved.status = status;
             saved.handled = handled;
@@ -180,7 +182,7 @@ impl Shared {
                 reason,
                 ended_at: at,
             };
-            if !self.ledger.keep(seq, end) {
+            if !self.ledger.keep(seq, log_seq, end) {
                 crate::warn::once(
                     &self.warned_pending,
                     format_args!(
@@ -217,7 +219,7 @@ impl Shared {
 
     /// A pause or resume: the transition span alone (no log event).
     fn paused_or_resumed(&self, s: &SessionState, name: &'static str, at: SystemTime) {
-        self.transition(s, name, at, vec![s.id_attribute()], false);
+        let _ = self.transition(s, name, at, vec![s.id_attribute()], false);
     }
 
     /// One zero-duration transition span (carrying the span event of its name)
@@ -230,7 +232,7 @@ impl Shared {
         at: SystemTime,
         attributes: Vec<KeyValue>,
         log_event: bool,
-    ) {
+    ) -> Option<u64> {
         let at = at.max(s.started_at());
         let span_id = if name == attr::EVENT_END {
             session_end_span_id(&s.id)
@@ -239,15 +241,15 @@ impl Shared {
         };
         let event = Event::new(name, at, Vec::new(), 0);
         s.detail().timeline.push(event.clone());
-        if log_event {
+        let log_seq = log_event.then(|| {
             self.outbox.push(Item::Log(LifecycleLog {
                 name,
                 at,
                 trace_id: s.trace_id,
                 span_id,
                 attributes: attributes.clone(),
-            }));
-        }
+            }))
+        });
         self.outbox.push(Item::Span(LifecycleSpan {
             name,
             trace_id: s.trace_id,
@@ -258,6 +260,7 @@ impl Shared {
             attributes,
             events: vec![event],
         }));
+        log_seq
     }
 
     /// Queues observer notifications behind the lifecycle output of the same

@@ -16,7 +16,7 @@ use crate::core::outbox::Item;
 use crate::core::persist::{Saved, SavedSession, SavedState};
 use crate::core::rules::{Event, Live, Phase, Restored};
 use crate::core::session::{from_nanos, SessionState};
-use crate::core::sinks::SinkRef;
+use crate::core::sinks::{SinkKind, SinkRef};
 use crate::model::session::SessionMode;
 
 use super::core::Inner;
@@ -121,10 +121,27 @@ impl Shared {
     pub(crate) fn flush_sink(&self, sink: &SinkRef) -> OTelSdkResult {
         let through = sink.handed();
         let result = sink.force_flush();
-        if result.is_ok() && sink.carries_ends() {
-            self.ack(Ack::Through(through), true);
+        let ack = match sink.kind {
+            SinkKind::Span(_) => Some(Ack::Through(through)),
+            // The `session.end` event is the end where no span sink exports
+            // the summary.
+            SinkKind::Log(_) if self.sinks.discard_spans || !self.sinks.spans_connected() => {
+                Some(Ack::LogsThrough(through))
+            }
+            SinkKind::Log(_) => None,
+        };
+        if let (Ok(()), Some(ack)) = (&result, ack) {
+            self.ack(ack, true);
         }
         result
+    }
+
+    /// An exporter saw the `session` summaries of sessions `ended` (ids, see
+    /// `ledger::summary_ids`) accepted: their kept ends leave the file.
+    pub(crate) fn exported_ends(&self, ended: &[String]) {
+        if self.store.is_some() && !ended.is_empty() {
+            self.ack(Ack::Sessions(ended), false);
+        }
     }
 
     /// Flushes every connected sink (a crash), each acknowledging what it

@@ -66,6 +66,9 @@
 //!    leaves `Crashed`: no empty session follows a crash while the process dies.
 //! 7. **Shutdown**: with persistence the live session is suspended (the next
 //!    run continues it or reports its end); without, it ends (`shutdown`).
+//!    It is final: afterwards nothing starts (a verb called after the guard's
+//!    drop or the provider's shutdown starts no session that would never end,
+//!    and does not turn a suspended session into a lost one).
 //! 8. **Restore** (persistence, at build): a suspended session within both
 //!    limits continues (a `session.resume` unless it was paused; continuing is
 //!    activity); one past a limit ends for it, dated as rule 1; one saved
@@ -137,7 +140,7 @@ pub(crate) fn step<S: Handle>(
             let starts = st.starts_for(actor);
             match &mut st.phase {
                 Phase::Live(l) if l.session.reported() && !l.paused => touch(l, now),
-                _ if starts => out.push(build(Purpose::IfDue, false)),
+                _ if starts => out.push(build(Purpose::IfDue(actor), false)),
                 _ => {}
             }
         }
@@ -246,7 +249,7 @@ pub(crate) fn step<S: Handle>(
                         out.push(Effect::Save);
                     }
                 }
-                _ if starts => out.push(build(Purpose::IfDue, true)),
+                _ if starts => out.push(build(Purpose::IfDue(actor), true)),
                 _ => {}
             }
         }
@@ -268,7 +271,7 @@ pub(crate) fn step<S: Handle>(
                         };
                     }
                 }
-                _ if starts => out.push(build(Purpose::IfDue, true)),
+                _ if starts => out.push(build(Purpose::IfDue(actor), true)),
                 _ => {}
             }
         }
@@ -286,6 +289,12 @@ pub(crate) fn step<S: Handle>(
             Phase::Idle | Phase::Due | Phase::Crashed { .. } => {}
         },
         Event::Restore(r) => restore(st, c, r, now, out),
+    }
+    if shutting_down {
+        st.shut = true;
+    }
+    if st.shut {
+        out.retain(|e| !matches!(e, Effect::Build { .. }));
     }
     reply
 }

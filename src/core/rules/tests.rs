@@ -201,3 +201,90 @@ fn a_discarded_session_is_current_but_emits_nothing() {
     step(&mut st, &c, Event::End, t(2), &mut out);
     assert!(out.iter().all(|e| matches!(e, Effect::Save)), "{out:?}");
 }
+
+#[test]
+fn after_a_shutdown_nothing_starts() {
+    for persist in [false, true] {
+        let c = Config {
+            persist,
+            ..cfg(SessionMode::App)
+        };
+        let mut st = State::default();
+        run(&mut st, &c, Event::Boot, t(0), "a");
+        run(&mut st, &c, Event::Shutdown, t(1), "x");
+        let verbs = [
+            Event::Start,
+            Event::Resume,
+            Event::Foreground,
+            Event::Activity(MAIN),
+            Event::Error {
+                unhandled: true,
+                actor: MAIN,
+            },
+            Event::Crash {
+                fatal: false,
+                actor: MAIN,
+            },
+        ];
+        for verb in verbs {
+            let out = run(&mut st, &c, verb.clone(), t(2), "late");
+            assert!(
+                out.iter()
+                    .all(|e| !matches!(e, Effect::Build { .. } | Effect::Started { .. })),
+                "{verb:?} after shutdown (persist {persist}): {out:?}"
+            );
+            assert!(st.live().is_none());
+            // A suspended session stays suspended (not ended as `shutdown`
+            // by a replacement, then reported `lost` by the next run).
+            assert_eq!(matches!(st.phase, Phase::Suspended(_)), persist);
+        }
+    }
+}
+
+#[test]
+fn a_start_asked_for_before_a_fatal_crash_of_another_thread_is_not_committed() {
+    let c = cfg(SessionMode::App);
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    let worker = Actor {
+        thread: 2,
+        unwinding: false,
+    };
+    // The worker's telemetry after a timeout asks for a candidate...
+    let mut out = Vec::new();
+    step(&mut st, &c, Event::Activity(worker), t(20), &mut out);
+    let Some(Effect::Build { purpose, .. }) =
+        out.iter().find(|e| matches!(e, Effect::Build { .. }))
+    else {
+        panic!("a start was asked for: {out:?}");
+    };
+    let purpose = *purpose;
+    // ...meanwhile the main thread's panic starts a session, counts its crash
+    // there and ends it: the process is going down.
+    run(
+        &mut st,
+        &c,
+        Event::Crash {
+            fatal: true,
+            actor: MAIN,
+        },
+        t(20),
+        "crashed",
+    );
+    assert!(matches!(st.phase, Phase::Crashed { .. }));
+    // The worker's candidate arrives late: no empty session while dying.
+    let mut out = Vec::new();
+    let reply = step(
+        &mut st,
+        &c,
+        Event::Commit {
+            session: H(SessionId::from("late"), true),
+            user: None,
+            purpose,
+        },
+        t(20),
+        &mut out,
+    );
+    assert!(!reply.done);
+    assert!(matches!(st.phase, Phase::Crashed { .. }), "{:?}", st.phase);
+}

@@ -57,6 +57,10 @@ pub(crate) struct State<S> {
     pub(crate) user: Option<User>,
     /// When the app went to the background (cleared by `foreground()`).
     pub(crate) background_since: Option<SystemTime>,
+    /// The pipeline shut down: nothing starts any more (a verb after the
+    /// guard's drop or the provider's shutdown must not start a session that
+    /// would never end, or turn a suspended one into a lost one).
+    pub(crate) shut: bool,
 }
 
 impl<S> Default for State<S> {
@@ -66,6 +70,7 @@ impl<S> Default for State<S> {
             last_reported: None,
             user: None,
             background_since: None,
+            shut: false,
         }
     }
 }
@@ -126,18 +131,21 @@ pub(crate) enum Purpose {
     /// `resume_session()`, `foreground()`, the app session at build: only if
     /// there is no session.
     IfNone,
-    /// Activity in `Due` (or of the thread that crashed): only if no session
-    /// is current then and none was ended on purpose in between.
-    IfDue,
+    /// Activity of this actor in `Due` (or of the thread that crashed, going
+    /// on): only if, when it commits, that actor's activity would still start
+    /// a session (no session current, none ended on purpose in between, and no
+    /// fatal crash of another thread since).
+    IfDue(Actor),
 }
 
 impl Purpose {
     /// Whether a candidate for this purpose is still wanted in `st`.
     pub(crate) fn wanted<S: Handle>(self, st: &State<S>) -> bool {
         match self {
+            _ if st.shut => false,
             Purpose::Replace => true,
             Purpose::IfNone => st.live().is_none(),
-            Purpose::IfDue => st.start_due() || st.crashed_thread().is_some(),
+            Purpose::IfDue(actor) => st.starts_for(actor),
         }
     }
 }

@@ -40,29 +40,15 @@ impl DeliveryStats {
     /// to `sessions` (the pipeline `init()` builds: its exporter sees what the
     /// collector accepted).
     pub(crate) fn acknowledge_ends_to(&self, sessions: &crate::SessionManager) {
-        let _ = self.ends.set(Arc::downgrade(&sessions.shared));
+        if self.ends.set(Arc::downgrade(&sessions.shared)).is_ok() {
+            sessions.shared.ledger.acknowledged_by_export();
+        }
     }
 
     /// A batch of spans the collector accepted.
     pub(crate) fn exported_spans(&self, spans: &[opentelemetry_sdk::trace::SpanData]) {
-        let Some(shared) = self.ends.get().and_then(std::sync::Weak::upgrade) else {
-            return;
-        };
-        let ended: Vec<String> = spans
-            .iter()
-            .filter(|s| {
-                s.name == crate::model::attr::SUMMARY_SPAN
-                    && s.instrumentation_scope.name() == crate::model::attr::SCOPE_NAME
-            })
-            .filter_map(|s| {
-                s.attributes
-                    .iter()
-                    .find(|kv| kv.key.as_str() == crate::model::attr::SESSION_ID)
-                    .map(|kv| kv.value.as_str().into_owned())
-            })
-            .collect();
-        if !ended.is_empty() {
-            shared.ack(crate::core::ledger::Ack::Sessions(&ended), false);
+        if let Some(shared) = self.ends.get().and_then(std::sync::Weak::upgrade) {
+            shared.exported_ends(&crate::core::ledger::summary_ids(spans));
         }
     }
 
