@@ -13,15 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{pipeline, sid, span_attr, LogRecorder, Pipeline, SpanRecorder};
+use common::{pipeline, released, sid, span_attr, LogRecorder, Pipeline, SpanRecorder};
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{
     Span as _, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry_sdk::logs::{SdkLoggerProvider, SimpleLogProcessor};
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, SdkTracer, SdkTracerProvider, SimpleSpanProcessor, SpanData,
-};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SimpleSpanProcessor, SpanData};
 use otel_session::{
     Clock, ErrorSources, IdGenerator, ManualClock, SessionId, SessionManager, SessionMode,
 };
@@ -257,211 +255,7 @@ fn background_telemetry_after_a_timeout_starts_no_session_and_foreground_does() 
     );
 }
 
-// 5. An end is delivered once: confirmed by the sink that exported it.
-
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "otel-session-counts-{name}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A run with persistence and a wrapped batch processor of the user's, shut
-/// down without a `force_flush`; what it exported.
-fn persisted_run(path: &Path, end: bool) -> Vec<SpanData> {
-    let recorder = SpanRecorder::default();
-    let sessions = SessionManager::builder().with_persistence(path).build();
-    let tp = SdkTracerProvider::builder()
-        .with_span_processor(
-            sessions.span_processor(BatchSpanProcessor::builder(recorder.clone()).build()),
-        )
-        .build();
-    tp.tracer("app").in_span("work", |_| {});
-    if end {
-        sessions.end_session();
-    }
-    tp.shutdown().unwrap();
-    drop(tp);
-    drop(sessions);
-    released(path);
-    recorder.get_finished_spans().unwrap()
-}
-
-/// Waits until no process holds the file (the dropped manager's lock).
-fn released(path: &Path) {
-    let lock = path.with_file_name(format!(
-        "{}.lock",
-        path.file_name().unwrap().to_string_lossy()
-    ));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let f = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
-        if f.try_lock().is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("the file stayed locked");
-}
-
-#[test]
-fn an_end_exported_through_a_wrapped_batch_processor_is_not_sent_again_on_restart() {
-    let path = dir("once").join("session.json");
-    let mut all = persisted_run(&path, true);
-    all.extend(persisted_run(&path, false));
-    all.extend(persisted_run(&path, false));
-    let first_end: Vec<_> = all
-        .iter()
-        .filter(|s| s.name == "session.end")
-        .map(|s| span_attr(s, "session.id").unwrap())
-        .collect();
-    let mut unique = first_end.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(
-        first_end.len(),
-        1,
-        "the ended session, once (the later runs suspend theirs): {first_end:?}"
-    );
-    assert_eq!(
-        first_end.len(),
-        unique.len(),
-        "each end once: {first_end:?}"
-    );
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Down;
-
-impl opentelemetry_sdk::trace::SpanExporter for Down {
-    async fn export(&self, _: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
-        Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
-            "collector down".into(),
-        ))
-    }
-}
-
-/// A run whose exporter (wrapped by `span_exporter`) is down or up; the
-/// summaries it exported, by session id.
-fn run_with_exporter(path: &Path, end: bool, down: bool) -> (Vec<String>, Option<String>) {
-    let recorder = SpanRecorder::default();
-    let sessions = SessionManager::builder().with_persistence(path).build();
-    let id = sessions.current_session().map(|s| s.id().to_string());
-    if down {
-        let p = sessions.span_processor(SimpleSpanProcessor::new(sessions.span_exporter(Down)));
-        finish_run(path, sessions, p, end, &recorder, id)
-    } else {
-        let exporter = sessions.span_exporter(recorder.clone());
-        let p = sessions.span_processor(SimpleSpanProcessor::new(exporter));
-        finish_run(path, sessions, p, end, &recorder, id)
-    }
-}
-
-fn finish_run(
-    path: &Path,
-    sessions: SessionManager,
-    processor: impl opentelemetry_sdk::trace::SpanProcessor + 'static,
-    end: bool,
-    recorder: &SpanRecorder,
-    id: Option<String>,
-) -> (Vec<String>, Option<String>) {
-    let tp = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .build();
-    tp.tracer("app").in_span("work", |_| {});
-    if end {
-        sessions.end_session();
-    }
-    tp.shutdown().unwrap();
-    drop(tp);
-    drop(sessions);
-    released(path);
-    let summaries = recorder
-        .get_finished_spans()
-        .unwrap()
-        .iter()
-        .filter(|s| s.name == "session")
-        .filter_map(|s| span_attr(s, "session.id"))
-        .collect();
-    (summaries, id)
-}
-
-/// With an exporter that acknowledges (`span_exporter`), a flush's `Ok`
-/// confirms nothing: `SimpleSpanProcessor` flushes `Ok` after a failed export,
-/// so a flush-confirmed end would be lost; this one is sent again by the next
-/// start, and then never again.
-#[test]
-fn an_end_the_exporter_could_not_deliver_is_sent_by_the_next_start_and_only_then() {
-    let path = dir("exporter").join("session.json");
-    let (sent, ended) = run_with_exporter(&path, true, true);
-    assert!(sent.is_empty(), "nothing reached a collector that is down");
-    let ended = ended.expect("a session");
-    let (second, _) = run_with_exporter(&path, false, false);
-    assert_eq!(
-        second.iter().filter(|id| **id == ended).count(),
-        1,
-        "the undelivered end is sent by the next start: {second:?}"
-    );
-    let (third, _) = run_with_exporter(&path, false, false);
-    assert!(
-        !third.contains(&ended),
-        "and not again once exported: {third:?}"
-    );
-}
-
-/// With only a log pipeline (no span sink ever connects), the `session.end`
-/// event is the end: a successful flush of the log sink confirms it, so it is
-/// not sent again by every start (it was, before: only span sinks confirmed).
-#[test]
-fn with_only_logs_exported_a_delivered_end_is_not_sent_again() {
-    use opentelemetry_sdk::logs::BatchLogProcessor;
-    let path = dir("logs-only").join("session.json");
-    let mut ended = None;
-    let mut events = Vec::new();
-    for run in 0..3 {
-        let recorder = LogRecorder::default();
-        let sessions = SessionManager::builder().with_persistence(&path).build();
-        let lp = SdkLoggerProvider::builder()
-            .with_log_processor(
-                sessions.log_processor(BatchLogProcessor::builder(recorder.clone()).build()),
-            )
-            .build();
-        if run == 0 {
-            ended = sessions.current_session().map(|s| s.id().to_string());
-            sessions.end_session();
-        }
-        lp.shutdown().unwrap();
-        drop(lp);
-        drop(sessions);
-        released(&path);
-        events.extend(
-            recorder
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(r, _)| r.event_name() == Some("session.end"))
-                .filter_map(|(r, _)| {
-                    r.attributes_iter()
-                        .find(|(k, _)| k.as_str() == "session.id")
-                        .map(|(_, v)| format!("{v:?}"))
-                })
-                .collect::<Vec<_>>(),
-        );
-    }
-    let ended = ended.expect("a session");
-    assert_eq!(
-        events.iter().filter(|v| v.contains(&ended)).count(),
-        1,
-        "one session.end for {ended}: {events:?}"
-    );
-}
+// 5. (An end is delivered once: tests/delivered_once.rs.)
 
 // 6. Counting never depends on which signals are exported.
 
@@ -729,6 +523,20 @@ fn after_a_fatal_panic_no_empty_session_follows() {
         .join();
     assert!(joined.is_err());
     assert!(p.sessions.current_session().is_none(), "ended by the crash");
+    let crash_end: Vec<_> = ends(&p)
+        .iter()
+        .map(|s| {
+            (
+                span_attr(s, "otel_session.status"),
+                span_attr(s, "otel_session.end_reason"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        crash_end,
+        [(Some("crashed".into()), Some("crash".into()))],
+        "the crash reached the exporter"
+    );
     // Telemetry while the process goes down (drops, other threads).
     p.tracer().in_span("unwinding", |_| {});
     assert!(
@@ -741,6 +549,10 @@ fn after_a_fatal_panic_no_empty_session_follows() {
             .with_mode(SessionMode::Manual)
             .build(),
     );
+}
+
+fn dir(name: &str) -> PathBuf {
+    common::temp_dir(&format!("counts-{name}"))
 }
 
 fn with_file(path: &Path, clock: &Arc<ManualClock>) -> Pipeline {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{span_attr, SpanRecorder};
+use common::{released, span_attr, SpanRecorder};
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
@@ -22,13 +22,7 @@ use otel_session::{Clock as _, ManualClock, SessionManager};
 const IDLE: Duration = Duration::from_secs(15 * 60);
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "otel-session-persist-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir(&format!("persist-{name}"))
 }
 
 fn t0() -> SystemTime {
@@ -153,25 +147,6 @@ fn a_suspended_session_past_its_timeout_is_ended_at_its_last_activity() {
     let new = b.sessions.current_session().unwrap();
     assert_ne!(new.id().as_str(), first);
     assert_eq!(new.previous_id().map(|p| p.as_str()), Some(first.as_str()));
-}
-
-/// Waits (up to 5 s) until no manager holds `path`'s lock: a dropped manager's
-/// state is freed by the last thread that held it, which may be the timer
-/// thread finishing a save.
-fn released(path: &Path) {
-    let mut name = path.file_name().unwrap().to_os_string();
-    name.push(".lock");
-    let lock = std::fs::File::open(path.with_file_name(name)).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while lock.try_lock().is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} stays locked",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    lock.unlock().unwrap();
 }
 
 /// The file as a running process leaves it (copied aside: this process keeps

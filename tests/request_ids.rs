@@ -36,8 +36,17 @@ fn requests(ids: &CountingIds) -> otel_session::SessionManagerBuilder {
 
 #[test]
 fn a_request_nobody_asks_about_draws_no_id_and_a_read_one_keeps_its_id() {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     let ids = CountingIds::default();
-    let sessions = requests(&ids).build();
+    let metrics = InMemoryMetricExporter::default();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let sessions = requests(&ids)
+        .with_meter(meter_provider.meter("otel-session"))
+        .build();
     for _ in 0..100 {
         let request = sessions.begin_request([]);
         let _in = request.context().clone().attach();
@@ -46,6 +55,27 @@ fn a_request_nobody_asks_about_draws_no_id_and_a_read_one_keeps_its_id() {
         request.finish(RequestOutcome::Answered);
     }
     assert_eq!(ids.made(), 0, "no id drawn for requests nobody read");
+    // Their errors counted all the same: 100 `errored` requests.
+    meter_provider.force_flush().unwrap();
+    let errored: u64 = metrics
+        .get_finished_metrics()
+        .unwrap()
+        .last()
+        .into_iter()
+        .flat_map(|rm| rm.scope_metrics())
+        .flat_map(|sm| sm.metrics())
+        .filter(|m| m.name() == "otel_session.ended")
+        .filter_map(|m| match m.data() {
+            AggregatedMetrics::U64(MetricData::Sum(s)) => Some(
+                s.data_points()
+                    .filter(|dp| dp.attributes().any(|kv| kv.value.as_str() == "errored"))
+                    .map(|dp| dp.value())
+                    .sum::<u64>(),
+            ),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(errored, 100, "each request's error made it errored");
 
     let request = sessions.begin_request([]);
     let first = request.session().expect("a request session").id().clone();

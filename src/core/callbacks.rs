@@ -296,7 +296,8 @@ thread_local! {
 /// user's clock or id generator: telemetry is not stamped.
 #[inline]
 pub(crate) fn in_hook() -> bool {
-    IN_HOOK.with(|h| h.get() != 0)
+    // `try_with`: a span may start from a thread-local's destructor.
+    IN_HOOK.try_with(|h| h.get() != 0).unwrap_or(false)
 }
 
 /// `true` while this thread runs an `on_session` callback.

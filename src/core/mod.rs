@@ -24,11 +24,13 @@
 //! - `global`: the global manager and the crate-root verbs;
 //! - `error`: [`SessionError`](crate::SessionError).
 //!
-//! Within `core`, data flows one way: `rules`, `callbacks`, `telemetry`,
-//! `counts`, `persist` and `sync` use only `model`; `request` uses `counts`
-//! and `telemetry`; `session` uses `callbacks`, `counts`, `telemetry` and
-//! `rules`; `scope`, `stamp`, `sinks`, `ledger` and `outbox` use those; `machine` uses all of them; `manager` uses `machine`; `global`
-//! uses `manager`.
+//! Within `core`, data flows one way: `error`, `rules`, `callbacks`,
+//! `telemetry`, `counts`, `persist` and `sync` use only `model`; `timer` uses
+//! `callbacks`; `request` uses `counts` and `telemetry`; `session` uses
+//! `callbacks`, `counts`, `persist`, `telemetry` and `rules`; `scope`,
+//! `stamp`, `sinks`, `ledger` and `outbox` use those; `machine` uses all of
+//! them; `manager` uses `machine`; `global` uses `manager`
+//! (`tests/layout.rs` checks that no cycle forms).
 //!
 //! May use: [`model`](crate::model). Processors, tracking, stability and setup
 //! build on this module; it does not know them.

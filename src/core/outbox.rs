@@ -210,13 +210,29 @@ impl Outbox {
     /// delivering this outbox (an observer or a sink panicked): that delivery
     /// never finishes (the process goes down once the hook returns), so it
     /// gives delivery up and another thread can deliver the crash.
+    ///
+    /// The panic hook waits for no lock: the queue's is only ever held for a
+    /// push or a pop, so it is tried a bounded number of times (if it stays
+    /// taken, the crash flush waits for delivery as it would have).
     pub(crate) fn give_up_delivery_here(&self) {
-        if DELIVERING.with(Cell::get) != self.address() {
+        if DELIVERING.try_with(Cell::get).unwrap_or(0) != self.address() {
             return;
         }
-        DELIVERING.with(|d| d.set(0));
-        self.queue().busy = false;
-        self.progressed.notify_all();
+        for _ in 0..10_000 {
+            let mut queue = match self.queue.try_lock() {
+                Ok(q) => q,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::yield_now();
+                    continue;
+                }
+            };
+            let _ = DELIVERING.try_with(|d| d.set(0));
+            queue.busy = false;
+            drop(queue);
+            self.progressed.notify_all();
+            return;
+        }
     }
 
     fn deliver(&self, seq: u64, item: Item, sinks: &Sinks) {

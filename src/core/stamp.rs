@@ -17,7 +17,9 @@
 //!    cell. The hot path is then one thread-local read and one plain atomic
 //!    load. Ids past the budget load the cell each time.
 //!
-//! Ordering (checked with loom, `tests/loom_stamp.rs`): the writer stores the
+//! Ordering (checked with loom by `scripts/loom.sh`, the `loom_tests` in
+//! `core::machine::core`; under loom the cell is a mutex, so loom checks the
+//! generation protocol around it, not arc-swap's own ordering): the writer stores the
 //! cell, then bumps the generation (release); a reader loads the generation
 //! (acquire), then the cell. A reader that saw the new generation sees the new
 //! cell; one that saw an older generation caches under that generation, which

@@ -199,3 +199,30 @@ pub fn log_attr(log: &LogDataWithResource, key: &str) -> Option<String> {
 pub fn sid(span: &SpanData) -> Option<String> {
     span_attr(span, "session.id")
 }
+
+/// A fresh directory for one test's session file (`name` and this process
+/// make it unique; what an earlier run left is removed).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("otel-session-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Waits (up to 5 s) until no manager holds the session file at `path` (a
+/// dropped manager's advisory lock is released on its way out).
+pub fn released(path: &std::path::Path) {
+    let lock = path.with_file_name(format!(
+        "{}.lock",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match std::fs::OpenOptions::new().write(true).open(&lock) {
+            Ok(f) if f.try_lock().is_ok() => return,
+            Err(_) => return,
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    panic!("{} stayed locked", path.display());
+}

@@ -1,0 +1,189 @@
+//! Issue 11, "Wrong today" 5: an end is delivered exactly once — confirmed by
+//! the sink that exported it, resent only if none did, a flush confirming only
+//! what it can vouch for.
+
+mod common;
+
+use std::path::Path;
+
+use common::{released, span_attr, temp_dir as dir, LogRecorder, SpanRecorder};
+use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor, SpanData,
+};
+use otel_session::SessionManager;
+
+/// A run with persistence and a wrapped batch processor of the user's, shut
+/// down without a `force_flush`; what it exported.
+fn persisted_run(path: &Path, end: bool) -> Vec<SpanData> {
+    let recorder = SpanRecorder::default();
+    let sessions = SessionManager::builder().with_persistence(path).build();
+    let processor = sessions.span_processor(BatchSpanProcessor::builder(recorder.clone()).build());
+    one_run(path, sessions, processor, end);
+    recorder.get_finished_spans().unwrap()
+}
+
+/// A span of the application's, then (`end`) an end, then the provider shut
+/// down (no `force_flush`) and the manager gone.
+fn one_run(
+    path: &Path,
+    sessions: SessionManager,
+    processor: impl opentelemetry_sdk::trace::SpanProcessor + 'static,
+    end: bool,
+) {
+    let tp = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build();
+    tp.tracer("app").in_span("work", |_| {});
+    if end {
+        sessions.end_session();
+    }
+    tp.shutdown().unwrap();
+    drop(tp);
+    drop(sessions);
+    released(path);
+}
+
+#[test]
+fn an_end_exported_through_a_wrapped_batch_processor_is_not_sent_again_on_restart() {
+    let path = dir("once").join("session.json");
+    let mut all = persisted_run(&path, true);
+    all.extend(persisted_run(&path, false));
+    all.extend(persisted_run(&path, false));
+    let first_end: Vec<_> = all
+        .iter()
+        .filter(|s| s.name == "session.end")
+        .map(|s| span_attr(s, "session.id").unwrap())
+        .collect();
+    let mut unique = first_end.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        first_end.len(),
+        1,
+        "the ended session, once (the later runs suspend theirs): {first_end:?}"
+    );
+    assert_eq!(
+        first_end.len(),
+        unique.len(),
+        "each end once: {first_end:?}"
+    );
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Down;
+
+impl opentelemetry_sdk::trace::SpanExporter for Down {
+    async fn export(&self, _: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+            "collector down".into(),
+        ))
+    }
+}
+
+/// A run whose exporter (wrapped by `span_exporter`) is down or up; the
+/// summaries it exported, by session id.
+fn run_with_exporter(path: &Path, end: bool, down: bool) -> (Vec<String>, Option<String>) {
+    let recorder = SpanRecorder::default();
+    let sessions = SessionManager::builder().with_persistence(path).build();
+    let id = sessions.current_session().map(|s| s.id().to_string());
+    if down {
+        let p = sessions.span_processor(SimpleSpanProcessor::new(sessions.span_exporter(Down)));
+        finish_run(path, sessions, p, end, &recorder, id)
+    } else {
+        let exporter = sessions.span_exporter(recorder.clone());
+        let p = sessions.span_processor(SimpleSpanProcessor::new(exporter));
+        finish_run(path, sessions, p, end, &recorder, id)
+    }
+}
+
+fn finish_run(
+    path: &Path,
+    sessions: SessionManager,
+    processor: impl opentelemetry_sdk::trace::SpanProcessor + 'static,
+    end: bool,
+    recorder: &SpanRecorder,
+    id: Option<String>,
+) -> (Vec<String>, Option<String>) {
+    one_run(path, sessions, processor, end);
+    let summaries = recorder
+        .get_finished_spans()
+        .unwrap()
+        .iter()
+        .filter(|s| s.name == "session")
+        .filter_map(|s| span_attr(s, "session.id"))
+        .collect();
+    (summaries, id)
+}
+
+/// With an exporter that acknowledges (`span_exporter`), a flush's `Ok`
+/// confirms nothing: `SimpleSpanProcessor` flushes `Ok` after a failed export,
+/// so a flush-confirmed end would be lost; this one is sent again by the next
+/// start, and then never again.
+#[test]
+fn an_end_the_exporter_could_not_deliver_is_sent_by_the_next_start_and_only_then() {
+    let path = dir("exporter").join("session.json");
+    let (sent, ended) = run_with_exporter(&path, true, true);
+    assert!(sent.is_empty(), "nothing reached a collector that is down");
+    let ended = ended.expect("a session");
+    let (second, _) = run_with_exporter(&path, false, false);
+    assert_eq!(
+        second.iter().filter(|id| **id == ended).count(),
+        1,
+        "the undelivered end is sent by the next start: {second:?}"
+    );
+    let (third, _) = run_with_exporter(&path, false, false);
+    assert!(
+        !third.contains(&ended),
+        "and not again once exported: {third:?}"
+    );
+}
+
+/// With only a log pipeline (no span sink ever connects), the `session.end`
+/// event is the end: a successful flush of the log sink confirms it, so it is
+/// not sent again by every start (it was, before: only span sinks confirmed).
+#[test]
+fn with_only_logs_exported_a_delivered_end_is_not_sent_again() {
+    use opentelemetry_sdk::logs::BatchLogProcessor;
+    let path = dir("logs-only").join("session.json");
+    let mut ended = None;
+    let mut events = Vec::new();
+    for run in 0..3 {
+        let recorder = LogRecorder::default();
+        let sessions = SessionManager::builder().with_persistence(&path).build();
+        let lp = SdkLoggerProvider::builder()
+            .with_log_processor(
+                sessions.log_processor(BatchLogProcessor::builder(recorder.clone()).build()),
+            )
+            .build();
+        if run == 0 {
+            ended = sessions.current_session().map(|s| s.id().to_string());
+            sessions.end_session();
+        }
+        lp.shutdown().unwrap();
+        drop(lp);
+        drop(sessions);
+        released(&path);
+        events.extend(
+            recorder
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(r, _)| r.event_name() == Some("session.end"))
+                .filter_map(|(r, _)| {
+                    r.attributes_iter()
+                        .find(|(k, _)| k.as_str() == "session.id")
+                        .map(|(_, v)| format!("{v:?}"))
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let ended = ended.expect("a session");
+    assert_eq!(
+        events.iter().filter(|v| v.contains(&ended)).count(),
+        1,
+        "one session.end for {ended}: {events:?}"
+    );
+}
