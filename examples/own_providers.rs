@@ -29,7 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_resource(resource.clone())
         .with_span_processor(
             sessions.span_processor(
-                BatchSpanProcessor::builder(exporters.span_exporter()?)
+                // span_exporter: what it exports confirms the session ends
+                // persistence keeps (each end delivered once; see "Exits and
+                // persistence")
+                BatchSpanProcessor::builder(sessions.span_exporter(exporters.span_exporter()?))
                     .with_batch_config(span_batch_config())
                     .build(),
             ),
