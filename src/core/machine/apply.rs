@@ -22,6 +22,26 @@ use crate::model::session::{EndReason, SessionStatus, User};
 use super::core::{Inner, RulesEffect};
 use super::Shared;
 
+thread_local! {
+    /// This thread's crash was its session's first (or ended it): set while
+    /// the crashing thread applies its own crash's effects, taken by its
+    /// crash verb. Per thread, so that two threads panicking at once each
+    /// learn about their own crash (a shared flag let one take the other's).
+    static CRASH_COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn note_crash_counted() {
+    let _ = CRASH_COUNTED.try_with(|c| c.set(true));
+}
+
+/// Whether this thread's last crash was its session's first or ended it
+/// (and forgets it).
+pub(super) fn take_crash_counted() -> bool {
+    CRASH_COUNTED
+        .try_with(|c| c.replace(false))
+        .unwrap_or(false)
+}
+
 impl Shared {
     /// Describes `effects` (dated `at` where the rules said "now"); the build
     /// they ask for, if any.
@@ -47,7 +67,9 @@ impl Shared {
                     if lost {
                         session.counts.raise_to(SessionStatus::Abnormal);
                     }
-                    st.crash_counted |= reason == EndReason::Crash;
+                    if reason == EndReason::Crash {
+                        note_crash_counted();
+                    }
                     let at = match when {
                         When::Now => at,
                         When::At(t) => t,
@@ -80,7 +102,9 @@ impl Shared {
                     }
                 }
                 Effect::Crashed { session } => {
-                    st.crash_counted |= session.counts.mark_panicked();
+                    if session.counts.mark_panicked() {
+                        note_crash_counted();
+                    }
                 }
                 Effect::Save => save = true,
             }

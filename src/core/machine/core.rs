@@ -52,9 +52,6 @@ pub(crate) struct Inner {
     pub(crate) user_version: u64,
     /// The live session the activity atomics are armed for.
     armed: Option<Arc<SessionState>>,
-    /// The last crash was its session's first (or ended it): set by the
-    /// driver's effects, taken by the crash verb.
-    pub(crate) crash_counted: bool,
 }
 
 /// The outcome of asking to build a candidate.
@@ -90,7 +87,6 @@ impl Core {
                 start_requested_by: rules::Actor::default(),
                 user_version: 0,
                 armed: None,
-                crash_counted: false,
             }),
             built: Condvar::new(),
             stamp: Stamp::new(manager),

@@ -74,7 +74,8 @@ impl Shared {
     /// `true` if it was the first of the session it counted toward, or ended
     /// that session (then what it produced is worth flushing).
     pub(crate) fn crash(&self, fatal: bool, actor: Actor) -> bool {
+        let _ = super::apply::take_crash_counted();
         self.drive(Event::Crash { fatal, actor }, Site::Safe);
-        std::mem::take(&mut self.core.lock().crash_counted)
+        super::apply::take_crash_counted()
     }
 }
