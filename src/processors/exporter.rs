@@ -1,6 +1,7 @@
 //! [`SessionSpanExporter`]: your span exporter, telling the delivery ledger
 //! which session ends it exported.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -8,6 +9,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
 use crate::core::ledger::summary_ids;
+use crate::core::machine::Shared;
 use crate::core::manager::SessionManager;
 
 /// Wraps your exporting [`SpanExporter`] so that, with persistence, a session
@@ -35,7 +37,8 @@ use crate::core::manager::SessionManager;
 #[derive(Debug)]
 pub struct SessionSpanExporter<E> {
     inner: E,
-    manager: SessionManager,
+    /// Weak: the manager's sinks hold the processor that holds this exporter.
+    manager: Weak<Shared>,
 }
 
 impl SessionManager {
@@ -45,7 +48,7 @@ impl SessionManager {
         self.shared.ledger.acknowledged_by_export();
         SessionSpanExporter {
             inner,
-            manager: self.clone(),
+            manager: Arc::downgrade(&self.shared),
         }
     }
 }
@@ -56,8 +59,8 @@ impl<E: SpanExporter> SpanExporter for SessionSpanExporter<E> {
         // allocated for a batch without a session end).
         let ended = summary_ids(&batch);
         let result = self.inner.export(batch).await;
-        if result.is_ok() {
-            self.manager.shared.exported_ends(&ended);
+        if let (Ok(()), Some(shared)) = (&result, self.manager.upgrade()) {
+            shared.exported_ends(&ended);
         }
         result
     }

@@ -202,11 +202,6 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
         sessions = sessions.without_log_export();
     }
     let sessions = sessions.build();
-    // What the span exporter delivers acknowledges the ends persistence keeps
-    // (and then only that: see core::ledger).
-    if span_out.is_some() {
-        spans_stats.acknowledge_ends_to(&sessions);
-    }
 
     // Your processors first, each wrapped; then the exporting one. Each arm
     // registers its concrete processor: no boxing, no extra dynamic call per
@@ -232,11 +227,13 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
         }
         match span_out {
             Some(Out::Console) => {
+                // span_exporter: what it exports acknowledges the ends
+                // persistence keeps (and then only that: see core::ledger).
                 builder.with_span_processor(sessions.span_processor(Handed::new(
-                    SimpleSpanProcessor::new(Counted::new(
+                    SimpleSpanProcessor::new(sessions.span_exporter(Counted::new(
                         ConsoleSpanExporter,
                         Arc::clone(&spans_stats),
-                    )),
+                    ))),
                     Arc::clone(&spans_handed),
                 )))
             }
@@ -245,7 +242,7 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
                 spans_stats.watch_drops(Arc::clone(&spans_handed), batch.capacity());
                 builder.with_span_processor(
                     sessions.span_processor(Handed::new(
-                        BatchSpanProcessor::builder(exporter)
+                        BatchSpanProcessor::builder(sessions.span_exporter(exporter))
                             .with_batch_config(batch.span_config())
                             .build(),
                         Arc::clone(&spans_handed),

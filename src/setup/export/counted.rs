@@ -204,10 +204,6 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
             .run("spans", n, || self.inner.export(batch.clone()))
             .await;
         self.stats.check_drops("span");
-        if result.is_ok() {
-            // Session ends persistence keeps for the next run are delivered.
-            self.stats.exported_spans(&batch);
-        }
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

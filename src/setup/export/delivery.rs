@@ -30,28 +30,9 @@ pub struct DeliveryStats {
     /// outstanding than that means its queue dropped some.
     watch: std::sync::OnceLock<(Arc<HandedCounter>, u64)>,
     warned_drop: AtomicBool,
-    /// The session manager whose kept ends these exports acknowledge (the
-    /// delivery ledger: an end leaves the session file once exported).
-    ends: std::sync::OnceLock<std::sync::Weak<crate::core::machine::Shared>>,
 }
 
 impl DeliveryStats {
-    /// Exported `session` summary spans acknowledge their sessions' kept ends
-    /// to `sessions` (the pipeline `init()` builds: its exporter sees what the
-    /// collector accepted).
-    pub(crate) fn acknowledge_ends_to(&self, sessions: &crate::SessionManager) {
-        if self.ends.set(Arc::downgrade(&sessions.shared)).is_ok() {
-            sessions.shared.ledger.acknowledged_by_export();
-        }
-    }
-
-    /// A batch of spans the collector accepted.
-    pub(crate) fn exported_spans(&self, spans: &[opentelemetry_sdk::trace::SpanData]) {
-        if let Some(shared) = self.ends.get().and_then(std::sync::Weak::upgrade) {
-            shared.exported_ends(&crate::core::ledger::summary_ids(spans));
-        }
-    }
-
     /// Warns (once) as soon as more items are outstanding than the processor
     /// can hold (queue plus one export batch): the queue is dropping them.
     pub fn watch_drops(&self, handed: Arc<HandedCounter>, capacity: u64) {
