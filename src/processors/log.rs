@@ -294,7 +294,10 @@ impl<P: LogProcessor + 'static> LogProcessor for SessionLogProcessor<P> {
         // what `P` delivered.
         let _ = self.force_flush();
         self.link.disconnect(&self.manager);
-        self.inner.shutdown_with_timeout(timeout)
+        let result = self.inner.shutdown_with_timeout(timeout);
+        // What `P`'s exporter acknowledged while shutting down is saved now.
+        self.manager.shared.flush();
+        result
     }
 
     fn event_enabled(&self, level: Severity, target: &str, name: Option<&str>) -> bool {

@@ -117,7 +117,10 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
         // what `P` delivered.
         let _ = self.force_flush();
         self.link.disconnect(&self.manager);
-        self.inner.shutdown_with_timeout(timeout)
+        let result = self.inner.shutdown_with_timeout(timeout);
+        // What `P`'s exporter acknowledged while shutting down is saved now.
+        self.manager.shared.flush();
+        result
     }
 
     fn set_resource(&mut self, resource: &Resource) {

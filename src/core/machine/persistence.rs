@@ -133,6 +133,10 @@ impl Shared {
         if let (Ok(()), Some(ack)) = (&result, ack) {
             self.ack(ack, true);
         }
+        // An exporter that acknowledged during the flush (on its export
+        // thread) left the save queued for the timer thread: deliver it now,
+        // before a process that exits after its shutdown goes.
+        self.flush();
         result
     }
 
