@@ -46,6 +46,12 @@ fn in_tokio_current_thread() {
     });
 }
 
+/// A main-thread panic the crash report's backtrace names.
+#[inline(never)]
+fn give_up_on_main() {
+    panic!("main thread gives up");
+}
+
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
     if scenario == "tokio-current-thread" {
@@ -168,7 +174,7 @@ fn main() {
             let a = otel_session::current_session().expect("a session");
             println!("A={}", a.id());
             tracing::info_span!("before-crash").in_scope(|| tracing::info!("about to fail"));
-            panic!("main thread gives up");
+            tracing::info_span!("doomed").in_scope(give_up_on_main);
         }
         // A panic on the main thread that the app catches (an event loop that
         // survives a bad frame): the session ends (crash), the next activity
@@ -201,6 +207,12 @@ fn main() {
             let sessions = otel_session::global_manager().expect("manager");
             for fail in [false, true, false] {
                 let request = sessions.begin_request([]);
+                if fail {
+                    println!(
+                        "FAILED_REQUEST={}",
+                        request.session().expect("a session").id()
+                    );
+                }
                 let cx = request.context().clone();
                 let outcome = std::thread::spawn(move || {
                     let _in = cx.attach();

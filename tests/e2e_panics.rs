@@ -1,7 +1,9 @@
 //! Panics end to end through the real collector (rotel): a main-thread panic
 //! delivers a `crashed` end (reason `crash`) and the app's own hook still runs;
 //! caught worker panics leave the session running, crashed once; a panic inside
-//! a request marks only that request's session.
+//! a request marks only that request's session. Every panic is also one
+//! exception record (FATAL when the process goes down, else ERROR) with its
+//! session, location, thread, backtrace and span.
 
 mod support;
 
@@ -15,6 +17,14 @@ fn summary<'a>(got: &'a Received, sid: &str) -> Option<&'a support::GotSpan> {
     got.spans
         .iter()
         .find(|s| s.scope == "otel-session" && s.name == "session" && s.sid() == Some(sid))
+}
+
+/// The exception records (panics) that arrived.
+fn exceptions(got: &Received) -> Vec<&support::GotLog> {
+    got.logs
+        .iter()
+        .filter(|l| l.scope == "otel-session" && l.event_name == "exception")
+        .collect()
 }
 
 fn ended(got: &Received, status: &str) -> f64 {
@@ -59,6 +69,43 @@ fn a_main_thread_panic_delivers_a_crashed_end_and_the_apps_hook_runs() {
         "telemetry before it too"
     );
     assert_eq!(ended(&got, "crashed"), 1.0, "the crash is in the metrics");
+
+    // The crash report: one FATAL exception record, delivered before the
+    // process died, naming the function, the place and the span.
+    drop(got);
+    let got = receiver.wait_for(Duration::from_secs(10), |r| {
+        !exceptions(r).is_empty() && r.spans.iter().any(|s| s.name == "doomed")
+    });
+    let records = exceptions(&got);
+    assert_eq!(records.len(), 1, "one record per panic");
+    let r = records[0];
+    assert_eq!(r.severity, 21, "FATAL: the process goes down");
+    assert_eq!(r.sid(), Some(a.as_str()));
+    assert_eq!(r.attrs["exception.type"], "panic");
+    assert_eq!(r.attrs["exception.message"], "main thread gives up");
+    assert_eq!(r.body, "main thread gives up");
+    assert!(r.attrs["code.file.path"].ends_with("e2e_child.rs"));
+    assert!(r.attrs["code.line.number"].parse::<u32>().unwrap() > 0);
+    assert_eq!(r.attrs["thread.name"], "main");
+    assert!(
+        r.attrs["exception.stacktrace"].contains("give_up_on_main"),
+        "{}",
+        r.attrs["exception.stacktrace"]
+    );
+    let doomed = got.spans.iter().find(|s| s.name == "doomed").unwrap();
+    assert_eq!(
+        r.trace_id, doomed.trace_id,
+        "in the trace of the span it hit"
+    );
+    assert_eq!(r.span_id, doomed.span_id);
+    assert_eq!(doomed.status_code, 2, "that span failed");
+    let s = summary(&got, &a).unwrap();
+    let (_, event) = s
+        .event_attrs
+        .iter()
+        .find(|(name, _)| name == "exception")
+        .expect("the summary's exception event (trace-only backends)");
+    assert_eq!(event["exception.message"], "main thread gives up");
 }
 
 #[test]
@@ -80,11 +127,26 @@ fn caught_worker_panics_leave_the_session_running_crashed_once() {
         "the app's hook ran for both"
     );
     let a = run.get("A").unwrap();
-    let got = receiver.wait_for(Duration::from_secs(10), |r| summary(r, &a).is_some());
+    let got = receiver.wait_for(Duration::from_secs(10), |r| {
+        summary(r, &a).is_some() && exceptions(r).len() >= 2
+    });
     let s = summary(&got, &a).expect("summary");
     assert_eq!(s.attrs["otel_session.status"], "crashed");
     assert_eq!(s.attrs["otel_session.end_reason"], "shutdown");
     assert_eq!(s.attrs["otel_session.errors.unhandled"], "1");
+    // Each panic reported, as an ERROR (the process goes on), in the session.
+    let records = exceptions(&got);
+    assert_eq!(records.len(), 2);
+    let mut messages: Vec<&str> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r.severity, 17, "ERROR");
+            assert_eq!(r.sid(), Some(a.as_str()));
+            r.attrs["exception.message"].as_str()
+        })
+        .collect();
+    messages.sort();
+    assert_eq!(messages, ["worker 0 failed", "worker 1 failed"]);
 }
 
 #[test]
@@ -113,6 +175,16 @@ fn a_panic_inside_a_request_marks_only_that_request() {
     assert!(
         !got.spans.iter().any(|s| s.scope == "otel-session"),
         "no lifecycle: nothing ended for a crash"
+    );
+    drop(got);
+    let got = receiver.wait_for(Duration::from_secs(10), |r| !exceptions(r).is_empty());
+    let records = exceptions(&got);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].severity, 17, "ERROR: the server goes on");
+    assert_eq!(
+        records[0].sid(),
+        run.get("FAILED_REQUEST").as_deref(),
+        "the request's own session"
     );
 }
 

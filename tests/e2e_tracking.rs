@@ -296,4 +296,33 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
     let ids: std::collections::HashSet<_> = hellos.iter().filter_map(|l| l.sid()).collect();
     assert_eq!(ids.len(), 13, "one id per request");
     assert!(ids.contains("browser-7"));
+
+    // Each panicking handler: one ERROR exception record with its request's
+    // session, in the trace of its request span, which failed.
+    drop(got);
+    let got = receiver.wait_for(Duration::from_secs(10), |r| {
+        r.logs
+            .iter()
+            .filter(|l| l.event_name == "exception")
+            .count()
+            >= 6
+    });
+    let records: Vec<_> = got
+        .logs
+        .iter()
+        .filter(|l| l.event_name == "exception")
+        .collect();
+    assert_eq!(records.len(), 6, "one per panic");
+    for r in records {
+        assert_eq!(r.severity, 17, "ERROR: the server goes on");
+        let span = got
+            .spans
+            .iter()
+            .find(|s| s.name == "request" && s.trace_id == r.trace_id)
+            .expect("the record is in its request's trace");
+        assert_eq!(r.sid(), span.sid(), "the request's session");
+        assert!(r.sid().is_some());
+        assert_eq!(span.status_code, 2, "the request span failed");
+        assert_eq!(r.attrs["exception.message"], "a bug in the handler");
+    }
 }

@@ -183,6 +183,11 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// How crashes and hangs are reported (set by `stability::crash`).
+    pub(crate) fn crash_settings(&mut self) -> &mut crate::core::machine::CrashSettings {
+        &mut self.tracking.crash
+    }
+
     /// Records the stability metrics through `counter`.
     pub(crate) fn with_counter(mut self, counter: Arc<dyn SessionCounter>) -> Self {
         self.counter = Some(counter);

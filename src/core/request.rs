@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use crate::core::counts::Counts;
 use crate::core::telemetry::SessionCounter;
+use crate::model::exception::{CrashSettings, Exception};
 use crate::model::id::{IdGenerator, UuidV4Generator};
 use crate::model::session::{Session, SessionId, SessionStatus, User};
 
@@ -27,6 +28,10 @@ pub(crate) trait RequestHost: Send + Sync {
     fn now(&self) -> SystemTime;
     /// The stability metrics, if any.
     fn counter(&self) -> Option<&dyn SessionCounter>;
+    /// Sends a crash report of a request (carrying `id`, if given).
+    fn report(&self, e: &Exception, id: Option<&SessionId>);
+    /// How crashes are reported.
+    fn crash_settings(&self) -> CrashSettings;
 }
 
 /// One request's session.
@@ -89,6 +94,19 @@ impl RequestSession {
             Some(host) => host.new_id(),
             None => UuidV4Generator.new_session_id(),
         })
+    }
+
+    /// Sends a crash report of this request to its manager, carrying `id`
+    /// (the id its telemetry is stamped with, if any).
+    pub(crate) fn report(&self, e: &Exception, id: Option<&SessionId>) {
+        if let Some(host) = self.host.upgrade() {
+            host.report(e, id);
+        }
+    }
+
+    /// How its manager reports crashes (`None`: the manager is gone).
+    pub(crate) fn crash_settings(&self) -> Option<CrashSettings> {
+        self.host.upgrade().map(|host| host.crash_settings())
     }
 
     /// Its id if one was made (an id nobody has read cannot be carried by

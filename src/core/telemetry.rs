@@ -109,7 +109,8 @@ impl LifecycleSpan {
     }
 }
 
-/// A semantic-convention log event to export, linked to its transition span.
+/// A semantic-convention log event to export, linked to its transition span
+/// (or, for a crash report, to the span the crash happened in).
 #[derive(Debug)]
 pub(crate) struct LifecycleLog {
     pub(crate) name: &'static str,
@@ -117,6 +118,30 @@ pub(crate) struct LifecycleLog {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) attributes: Vec<KeyValue>,
+    /// INFO for lifecycle events; ERROR or FATAL for crash reports.
+    pub(crate) severity: Severity,
+    pub(crate) body: Option<String>,
+}
+
+impl LifecycleLog {
+    /// A lifecycle event (INFO, no body).
+    pub(crate) fn event(
+        name: &'static str,
+        at: SystemTime,
+        trace_id: TraceId,
+        span_id: SpanId,
+        attributes: Vec<KeyValue>,
+    ) -> Self {
+        LifecycleLog {
+            name,
+            at,
+            trace_id,
+            span_id,
+            attributes,
+            severity: Severity::Info,
+            body: None,
+        }
+    }
 }
 
 /// A span attribute value as a log attribute value.
@@ -152,9 +177,14 @@ impl LifecycleLog {
         record.set_event_name(self.name);
         record.set_timestamp(self.at);
         record.set_observed_timestamp(self.at);
-        record.set_severity_number(Severity::Info);
-        record.set_severity_text("INFO");
-        record.set_trace_context(self.trace_id, self.span_id, Some(TraceFlags::SAMPLED));
+        record.set_severity_number(self.severity);
+        record.set_severity_text(self.severity.name());
+        if let Some(body) = self.body {
+            record.set_body(AnyValue::String(body.into()));
+        }
+        if self.trace_id != TraceId::INVALID {
+            record.set_trace_context(self.trace_id, self.span_id, Some(TraceFlags::SAMPLED));
+        }
         for kv in self.attributes {
             record.add_attribute(kv.key, to_any(kv.value));
         }

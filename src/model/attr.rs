@@ -47,3 +47,45 @@ pub const EVENT_FOREGROUND: &str = "otel_session.foreground";
 
 /// Instrumentation scope name of the telemetry this crate emits itself.
 pub const SCOPE_NAME: &str = "otel-session";
+
+/// `exception.type`: `panic` for a panic, the signal's name for a native crash.
+pub const EXCEPTION_TYPE: &str = "exception.type";
+/// `exception.message`
+pub const EXCEPTION_MESSAGE: &str = "exception.message";
+/// `exception.stacktrace`: the panicking thread's backtrace.
+pub const EXCEPTION_STACKTRACE: &str = "exception.stacktrace";
+/// `code.file.path`: where the panic happened.
+pub const CODE_FILE_PATH: &str = "code.file.path";
+/// `code.line.number`
+pub const CODE_LINE_NUMBER: &str = "code.line.number";
+/// `code.column.number`
+pub const CODE_COLUMN_NUMBER: &str = "code.column.number";
+/// `thread.name`
+pub const THREAD_NAME: &str = "thread.name";
+/// `thread.id`
+pub const THREAD_ID: &str = "thread.id";
+/// Log event and span event name of a panic (exceptions in logs / on spans).
+pub const EVENT_EXCEPTION: &str = "exception";
+/// Log event name of a native crash, reported by the next start
+/// (the semantic conventions' `app.crash`).
+pub const EVENT_APP_CRASH: &str = "app.crash";
+/// `otel_session.crash.signal`: the number of the signal a process died of.
+pub const CRASH_SIGNAL: &str = "otel_session.crash.signal";
+/// `otel_session.crash.fault_address`: the faulting address, hexadecimal.
+pub const CRASH_FAULT_ADDRESS: &str = "otel_session.crash.fault_address";
+/// `service.instance.id` of the instance that died (on `app.crash`).
+pub const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+/// `service.version` of the instance that died (on `app.crash`).
+pub const SERVICE_VERSION: &str = "service.version";
+/// `process.pid` of the instance that died (on `app.crash`).
+pub const PROCESS_PID: &str = "process.pid";
+/// `otel_session.hangs`: hangs seen in the session (summary, end event).
+pub const HANGS: &str = "otel_session.hangs";
+/// Log event name of a hang (the semantic conventions' `app.jank`).
+pub const EVENT_APP_JANK: &str = "app.jank";
+/// `app.jank.type`: `frozen` for a hang.
+pub const APP_JANK_TYPE: &str = "app.jank.type";
+/// `app.jank.threshold_ms`: the hang threshold in milliseconds.
+pub const APP_JANK_THRESHOLD_MS: &str = "app.jank.threshold_ms";
+/// `otel_session.hang.duration_ms`: how long the hang lasted.
+pub const HANG_DURATION_MS: &str = "otel_session.hang.duration_ms";

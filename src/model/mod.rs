@@ -5,6 +5,7 @@
 //!   [`User`](session::User);
 //! - [`id`]: session id generation and the id → lifecycle trace mapping;
 //! - [`clock`]: the injectable time source;
+//! - `exception`: a crash report's data (panics, native crashes);
 //! - [`attr`]: every attribute, event and span name this crate writes.
 //!
 //! May use: the standard library and `opentelemetry` types only. Nothing here
@@ -12,5 +13,6 @@
 
 pub mod attr;
 pub(crate) mod clock;
+pub(crate) mod exception;
 pub(crate) mod id;
 pub(crate) mod session;

@@ -36,6 +36,14 @@ pub const ENV_PERSIST_PATH: &str = "OTEL_SESSION_PERSIST_PATH";
 pub const ENV_PROPAGATE: &str = "OTEL_SESSION_PROPAGATE";
 /// `OTEL_SESSION_REQUEST_IDS`
 pub const ENV_REQUEST_IDS: &str = "OTEL_SESSION_REQUEST_IDS";
+/// `OTEL_SESSION_CRASH_BACKTRACE`
+pub const ENV_CRASH_BACKTRACE: &str = "OTEL_SESSION_CRASH_BACKTRACE";
+/// `OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN` (`logs` or `logs/dup`)
+pub const ENV_EXCEPTION_SIGNAL: &str = "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN";
+/// `OTEL_SESSION_HANG_THRESHOLD`
+pub const ENV_HANG_THRESHOLD: &str = "OTEL_SESSION_HANG_THRESHOLD";
+/// `OTEL_SESSION_NATIVE_CRASHES`
+pub const ENV_NATIVE_CRASHES: &str = "OTEL_SESSION_NATIVE_CRASHES";
 /// `OTEL_SDK_DISABLED`
 pub const ENV_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 /// `OTEL_TRACES_EXPORTER`
@@ -107,6 +115,17 @@ pub struct SessionConfig {
     pub propagate: bool,
     /// `OTEL_SESSION_REQUEST_IDS` (default false).
     pub request_ids: bool,
+    /// `OTEL_SESSION_CRASH_BACKTRACE` (default true): a panic's record carries
+    /// its backtrace.
+    pub crash_backtrace: bool,
+    /// `OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=logs/dup` (default `logs`): the
+    /// span a panic happened in also gets an `exception` event.
+    pub exception_span_events: bool,
+    /// `OTEL_SESSION_HANG_THRESHOLD` (default 5 s; `None` = hangs not watched).
+    pub hang_threshold: Option<Duration>,
+    /// `OTEL_SESSION_NATIVE_CRASHES` (default true; acts with persistence):
+    /// fatal signals leave a marker the next start reports.
+    pub native_crashes: bool,
     /// `OTEL_SDK_DISABLED` (default false): nothing is exported.
     pub sdk_disabled: bool,
     /// `OTEL_TRACES_EXPORTER` (default `otlp`).
@@ -129,6 +148,10 @@ impl Default for SessionConfig {
             persist_path: None,
             propagate: false,
             request_ids: false,
+            crash_backtrace: true,
+            exception_span_events: false,
+            hang_threshold: Some(Duration::from_secs(5)),
+            native_crashes: true,
             sdk_disabled: false,
             traces_exporter: ExporterKind::Otlp,
             logs_exporter: ExporterKind::Otlp,
@@ -425,6 +448,19 @@ impl SessionConfig {
         let persist_path = r.get(ENV_PERSIST_PATH).map(PathBuf::from);
         let propagate = r.bool(ENV_PROPAGATE, d.propagate);
         let request_ids = r.bool(ENV_REQUEST_IDS, d.request_ids);
+        let crash_backtrace = r.bool(ENV_CRASH_BACKTRACE, d.crash_backtrace);
+        let exception_span_events = r.parse(
+            ENV_EXCEPTION_SIGNAL,
+            d.exception_span_events,
+            |_| "logs".into(),
+            |raw| match raw.trim().to_ascii_lowercase().as_str() {
+                "logs" => Ok(false),
+                "logs/dup" => Ok(true),
+                _ => Err("expected logs or logs/dup".into()),
+            },
+        );
+        let hang_threshold = r.duration(ENV_HANG_THRESHOLD, d.hang_threshold, true);
+        let native_crashes = r.bool(ENV_NATIVE_CRASHES, d.native_crashes);
         let sdk_disabled = r.bool(ENV_SDK_DISABLED, d.sdk_disabled);
         let traces_exporter = r.exporter(ENV_TRACES_EXPORTER);
         let logs_exporter = r.exporter(ENV_LOGS_EXPORTER);
@@ -439,6 +475,10 @@ impl SessionConfig {
             persist_path,
             propagate,
             request_ids,
+            crash_backtrace,
+            exception_span_events,
+            hang_threshold,
+            native_crashes,
             sdk_disabled,
             traces_exporter,
             logs_exporter,

@@ -94,7 +94,11 @@ fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionMan
         .with_propagation(config.propagate)
         .with_request_ids(config.request_ids)
         .with_error_sources(config.error_sources)
-        .with_sample_ratio(config.sample_ratio);
+        .with_sample_ratio(config.sample_ratio)
+        .with_crash_backtraces(config.crash_backtrace)
+        .with_exception_span_events(config.exception_span_events)
+        .with_hang_threshold(config.hang_threshold)
+        .with_native_crashes(config.native_crashes);
     // Opened at build, by the mode the code leaves (request mode persists
     // nothing, and `build()` says so).
     if let Some(path) = &config.persist_path {

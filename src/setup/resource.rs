@@ -26,8 +26,7 @@ use opentelemetry_sdk::Resource;
 
 /// `service.name`
 pub const SERVICE_NAME: &str = "service.name";
-/// `service.version`
-pub const SERVICE_VERSION: &str = "service.version";
+pub use crate::model::attr::SERVICE_VERSION;
 /// `deployment.environment.name`
 pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
 /// `os.type`

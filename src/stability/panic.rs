@@ -38,7 +38,9 @@ use opentelemetry::Context;
 
 use crate::core::machine::Shared;
 use crate::core::manager::SessionManager;
-use crate::core::scope::Scope;
+use crate::core::request::RequestSession;
+use crate::core::scope::{Scope, SessionContextExt as _};
+use crate::stability::crash::report::Captured;
 
 /// How long a panic may wait for the telemetry before it to be handed over.
 pub const PANIC_FLUSH_LIMIT: Duration = Duration::from_secs(2);
@@ -93,7 +95,7 @@ pub(crate) fn uninstall(manager: &SessionManager) {
     }
 }
 
-fn record(_info: &PanicHookInfo<'_>) {
+fn record(info: &PanicHookInfo<'_>) {
     // A panic of user code we run and catch (a callback, an observer, a clock,
     // an id generator, a span or log processor receiving lifecycle telemetry)
     // is reported by us and does not crash the session — unless panics abort:
@@ -101,10 +103,34 @@ fn record(_info: &PanicHookInfo<'_>) {
     if cfg!(panic = "unwind") && crate::core::callbacks::in_catching() {
         return;
     }
+    let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
     let in_request = Context::map_current(|cx| {
-        Scope::request_of(cx).map(|request| request.counts.mark_panicked())
+        Scope::request_of(cx).map(|request| {
+            request.counts.mark_panicked();
+            request.discarded
+        })
     });
-    if in_request.is_some() {
+    if let Some(discarded) = in_request {
+        // The request's session only; the server goes on (nothing flushed).
+        let settings = Context::map_current(|cx| {
+            Scope::request_of(cx).and_then(RequestSession::crash_settings)
+        })
+        .unwrap_or_default();
+        let captured = Captured::take(info, false, settings.backtraces);
+        on_helper(deadline, move || {
+            let (report, cx) = captured.into_exception(settings.span_events);
+            if let Some(request) = Scope::request_of(&cx) {
+                let id = if discarded {
+                    None
+                } else {
+                    Some(
+                        cx.stamped_session_id()
+                            .unwrap_or_else(|| request.id().clone()),
+                    )
+                };
+                request.report(&report, id.as_ref());
+            }
+        });
         return;
     }
     let Some(target) = TARGET.load_full() else {
@@ -119,18 +145,20 @@ fn record(_info: &PanicHookInfo<'_>) {
         // never returns to that delivery, the crash helper takes over.
         shared.outbox.give_up_delivery_here();
     }
-    let deadline = Instant::now() + PANIC_FLUSH_LIMIT;
+    let settings = shared.tracking.crash;
+    let captured = Captured::take(info, fatal, settings.backtraces);
     // Of the panicking thread, which is not unwinding yet (the hook runs first).
     let actor = crate::core::rules::Actor {
         thread: crate::core::stamp::thread_number(),
         unwinding: false,
     };
     on_helper(deadline, move || {
+        let (report, _cx) = captured.into_exception(settings.span_events);
         // Activity, counted (once per session; starting the next session first
-        // if one is due after a timeout), ended if the process goes down; what
-        // that produced flushed (a later panic of a crashed session changes
-        // nothing worth a flush).
-        if shared.crash(fatal, actor) || fatal {
+        // if one is due after a timeout), ended if the process goes down, its
+        // report queued before that end; what that produced flushed (a later
+        // panic of a crashed session has only its report to hand over).
+        if shared.crash(fatal, actor, Some(report)) || fatal {
             shared.flush();
             shared.flush_all_sinks();
             if let Some(extra) = &target.extra {
@@ -149,6 +177,8 @@ fn on_helper(deadline: Instant, work: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("otel-session-crash".into())
         .spawn(move || {
+            // A panic here (our own report's path) is not reported again.
+            IN_HOOK.with(|h| h.set(true));
             work();
             let _ = tx.send(());
         });

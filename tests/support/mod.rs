@@ -52,6 +52,8 @@ pub struct GotSpan {
     pub span_id: Vec<u8>,
     pub parent_span_id: Vec<u8>,
     pub events: Vec<String>,
+    /// Each span event's name and attributes, in order.
+    pub event_attrs: Vec<(String, HashMap<String, String>)>,
     pub start_ns: u64,
     pub end_ns: u64,
     pub scope: String,
@@ -75,6 +77,8 @@ pub struct GotLog {
     pub attrs: HashMap<String, String>,
     pub scope: String,
     pub resource: HashMap<String, String>,
+    pub trace_id: Vec<u8>,
+    pub span_id: Vec<u8>,
 }
 
 impl GotLog {
@@ -167,6 +171,7 @@ impl TraceService for Sink {
                             span_id: Vec::new(),
                             parent_span_id: Vec::new(),
                             events: Vec::new(),
+                            event_attrs: Vec::new(),
                             start_ns: 0,
                             end_ns: 0,
                             scope: String::new(),
@@ -203,6 +208,11 @@ impl TraceService for Sink {
                         span_id: s.span_id.clone(),
                         parent_span_id: s.parent_span_id.clone(),
                         events: s.events.iter().map(|e| e.name.clone()).collect(),
+                        event_attrs: s
+                            .events
+                            .iter()
+                            .map(|e| (e.name.clone(), attrs(&e.attributes)))
+                            .collect(),
                         start_ns: s.start_time_unix_nano,
                         end_ns: s.end_time_unix_nano,
                         scope: scope.clone(),
@@ -244,6 +254,8 @@ impl LogsService for Sink {
                         attrs: attrs(&l.attributes),
                         scope: scope.clone(),
                         resource: resource.clone(),
+                        trace_id: l.trace_id.clone(),
+                        span_id: l.span_id.clone(),
                     });
                 }
             }

@@ -105,6 +105,7 @@ impl Shared {
                     if session.counts.mark_panicked() {
                         note_crash_counted();
                     }
+                    self.crash_report_for(&session);
                 }
                 Effect::Save => save = true,
             }
@@ -266,13 +267,13 @@ impl Shared {
         let event = Event::new(name, at, Vec::new(), 0);
         s.detail().timeline.push(event.clone());
         let log_seq = log_event.then(|| {
-            self.outbox.push(Item::Log(LifecycleLog {
+            self.outbox.push(Item::Log(LifecycleLog::event(
                 name,
                 at,
-                trace_id: s.trace_id,
+                s.trace_id,
                 span_id,
-                attributes: attributes.clone(),
-            }))
+                attributes.clone(),
+            )))
         });
         self.outbox.push(Item::Span(LifecycleSpan {
             name,

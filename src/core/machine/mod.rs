@@ -10,6 +10,7 @@
 //! - `drive`: events in, candidates built, delivery and the timer after;
 //! - `verbs`: the session API on top of `drive`;
 //! - `hot`: what the span and log processors call (activity, restarts);
+//! - `crash`: crash reports (exception records, the summary's event);
 //! - `persistence`: restore, saves, acknowledgements of delivered ends.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use crate::core::rules;
 use crate::core::sinks::Sinks;
 use crate::core::telemetry::SessionCounter;
 use crate::model::clock::{Clock, TimeJump};
+pub(crate) use crate::model::exception::CrashSettings;
 use crate::model::id::{IdGenerator, UuidV4Generator};
 use crate::model::session::{ErrorSources, SessionId, SessionMode, User};
 
@@ -35,6 +37,7 @@ pub(crate) use self::core::Core;
 
 mod apply;
 pub(crate) mod core;
+mod crash;
 mod drive;
 mod hot;
 mod persistence;
@@ -51,6 +54,7 @@ pub(crate) struct Tracking {
     pub(crate) request_ids: bool,
     pub(crate) errors: ErrorSources,
     pub(crate) sample_ratio: f64,
+    pub(crate) crash: CrashSettings,
 }
 
 impl Default for Tracking {
@@ -64,6 +68,7 @@ impl Default for Tracking {
             request_ids: false,
             errors: ErrorSources::default(),
             sample_ratio: 1.0,
+            crash: CrashSettings::default(),
         }
     }
 }
@@ -335,6 +340,12 @@ impl crate::core::request::RequestHost for Shared {
     }
     fn counter(&self) -> Option<&dyn SessionCounter> {
         self.counter.as_deref()
+    }
+    fn report(&self, e: &crate::model::exception::Exception, id: Option<&SessionId>) {
+        self.report_exception(e, id);
+    }
+    fn crash_settings(&self) -> CrashSettings {
+        self.tracking.crash
     }
 }
 

@@ -68,14 +68,4 @@ impl Shared {
             Site::Safe,
         );
     }
-
-    /// A panic outside a request on `actor`'s thread (`fatal`: the process goes
-    /// down with it).
-    /// `true` if it was the first of the session it counted toward, or ended
-    /// that session (then what it produced is worth flushing).
-    pub(crate) fn crash(&self, fatal: bool, actor: Actor) -> bool {
-        let _ = super::apply::take_crash_counted();
-        self.drive(Event::Crash { fatal, actor }, Site::Safe);
-        super::apply::take_crash_counted()
-    }
 }
