@@ -94,6 +94,7 @@ pub use setup::export::{DEFAULT_LOG_QUEUE_SIZE, DEFAULT_SPAN_QUEUE_SIZE, MAX_QUE
 pub use setup::guard::Guard;
 pub use setup::resource::SessionResourceDetector;
 pub use setup::{config, console, export};
+pub use stability::crash::hang::heartbeat;
 pub use stability::metrics;
 pub use stability::panic::{install_panic_hook, PANIC_FLUSH_LIMIT};
 pub use stability::sampling::SessionSampler;

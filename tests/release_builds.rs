@@ -64,11 +64,15 @@ impl Run {
 }
 
 fn run(scenario: &str) -> Run {
+    run_with(scenario, &[])
+}
+
+fn run_with(scenario: &str, envs: &[(&str, String)]) -> Run {
     let mut cmd = Command::new(probe_bin());
     cmd.arg(scenario)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    support::child_env(&mut cmd, &[], |k| k.starts_with("OTEL_"));
+    support::child_env(&mut cmd, envs, |k| k.starts_with("OTEL_"));
     let mut child = cmd.spawn().expect("spawn the probe");
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
@@ -159,6 +163,65 @@ fn crashed_before_abort(scenario: &str, session: impl Fn(&Run) -> String) {
 #[test]
 fn a_panic_on_the_main_thread_is_a_crash_when_panics_abort() {
     crashed_before_abort("abort-main", |r| r.get("first").unwrap().to_string());
+}
+
+#[test]
+fn a_panic_abort_build_reports_the_panic_first_and_its_next_start_the_signal() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = std::env::temp_dir().join(format!("otel-session-probe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("session.json");
+    let r = run_with(
+        "abort-persist",
+        &[("PROBE_PERSIST", file.display().to_string())],
+    );
+    assert_eq!(r.status.signal(), Some(libc::SIGABRT), "{}", r.stderr);
+    let first = r.get("first").unwrap().to_string();
+    // The hook's report, before the abort: one FATAL exception record.
+    let line = format!("LOG event=exception severity=Some(Fatal) sid={first}\n");
+    assert_eq!(r.stdout.matches(&line).count(), 1, "{}", r.stdout);
+
+    // The next start (an unwinding build: the crash example) reads the marker
+    // the abort left: one `app.crash` record naming SIGABRT and that session,
+    // and no second crash counted (the hook ended the session already).
+    let receiver = support::Receiver::start();
+    let rotel = support::Rotel::start(receiver.addr);
+    let next = support::run_child(
+        "example:crash report",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
+            ("OTEL_SESSION_PERSIST_PATH", file.display().to_string()),
+            ("OTEL_METRICS_EXPORTER", "none".to_string()),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(next.status.success(), "{}", next.stderr);
+    let got = receiver.wait_for(Duration::from_secs(10), |g| {
+        g.logs.iter().any(|l| l.event_name == "app.crash")
+    });
+    let crashes: Vec<_> = got
+        .logs
+        .iter()
+        .filter(|l| l.event_name == "app.crash")
+        .collect();
+    assert_eq!(crashes.len(), 1);
+    assert_eq!(crashes[0].attrs["exception.type"], "SIGABRT");
+    assert_eq!(crashes[0].sid(), Some(first.as_str()));
+    let crashed_ends = got
+        .spans
+        .iter()
+        .filter(|s| {
+            s.name == "session.end"
+                && s.attrs.get("otel_session.status").map(String::as_str) == Some("crashed")
+        })
+        .count();
+    assert!(
+        crashed_ends <= 1,
+        "an end sent again is the same end, counted once"
+    );
+    drop(got);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

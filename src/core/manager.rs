@@ -60,6 +60,8 @@ pub struct SessionManagerBuilder {
     discard_spans: bool,
     discard_logs: bool,
     id: u64,
+    /// `service.version` and `service.instance.id`, for the crash marker.
+    identity: (Option<String>, Option<String>),
 }
 
 impl fmt::Debug for SessionManagerBuilder {
@@ -183,6 +185,12 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// This instance's `service.version` and `service.instance.id` (set by
+    /// `stability::crash`).
+    pub(crate) fn identity(&mut self) -> &mut (Option<String>, Option<String>) {
+        &mut self.identity
+    }
+
     /// How crashes and hangs are reported (set by `stability::crash`).
     pub(crate) fn crash_settings(&mut self) -> &mut crate::core::machine::CrashSettings {
         &mut self.tracking.crash
@@ -233,7 +241,14 @@ impl SessionManagerBuilder {
         }
         // Request mode persists nothing: the file is not even opened.
         let store = match self.store.take() {
-            Some(source) if mode != SessionMode::Request => (source.open)(),
+            Some(source) if mode != SessionMode::Request => {
+                let (version, instance_id) = std::mem::take(&mut self.identity);
+                (source.open)(&crate::core::persist::StoreOpen {
+                    crash: self.tracking.crash,
+                    version,
+                    instance_id,
+                })
+            }
             _ => None,
         };
         let manager = SessionManager {

@@ -7,6 +7,7 @@
 
 use std::time::SystemTime;
 
+use crate::model::exception::Exception;
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
 
 /// Whether the saved session is running in a live process or was put aside by a
@@ -47,6 +48,16 @@ pub(crate) struct PendingEnd {
     pub(crate) ended_at: SystemTime,
 }
 
+/// How the last run's process died, if a crash marker says so (native
+/// crashes and hangs: `stability::crash`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Died {
+    /// `Crash` (a fatal signal) or `Hang` (it died during a hang).
+    pub(crate) reason: EndReason,
+    /// The `app.crash` (or hang) record the next start sends.
+    pub(crate) report: Exception,
+}
+
 /// Everything a store keeps.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Saved {
@@ -61,12 +72,25 @@ pub(crate) struct Saved {
 /// Pending ends kept at most (the oldest go first, with a warning).
 pub(crate) const PENDING_ENDS_LIMIT: usize = 64;
 
+/// What a store is opened with: the manager's crash settings and the
+/// instance's identity (for the crash marker next to the session file).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StoreOpen {
+    pub(crate) crash: crate::model::exception::CrashSettings,
+    pub(crate) version: Option<String>,
+    pub(crate) instance_id: Option<String>,
+}
+
+/// The function that opens a store.
+pub(crate) type OpenStore =
+    Box<dyn FnOnce(&StoreOpen) -> Option<std::sync::Arc<dyn Store>> + Send + Sync>;
+
 /// A persistence store to open when the manager is built: `what` names it in
 /// the warning when the mode persists nothing (request mode), where it is
 /// never opened.
 pub(crate) struct StoreSource {
     pub(crate) what: String,
-    pub(crate) open: Box<dyn FnOnce() -> Option<std::sync::Arc<dyn Store>> + Send + Sync>,
+    pub(crate) open: OpenStore,
 }
 
 /// A persistence store.
@@ -76,4 +100,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     fn load(&self) -> Option<Saved>;
     /// Saves `saved` (atomically; a failure is reported once, never panics).
     fn save(&self, saved: &Saved);
+    /// How the last run's process died, if its crash marker says (taken once).
+    fn take_died(&self) -> Option<Died> {
+        None
+    }
 }

@@ -61,6 +61,8 @@ pub(crate) fn from_nanos(n: u64) -> SystemTime {
 pub(crate) struct Detail {
     pub(crate) user: Option<User>,
     pub(crate) timeline: Timeline,
+    /// Hangs seen in it (`otel_session.hangs`).
+    pub(crate) hangs: u32,
 }
 
 /// One live app session.
@@ -113,6 +115,7 @@ impl SessionState {
             detail: Mutex::new(Detail {
                 user: c.user,
                 timeline: Timeline::default(),
+                hangs: 0,
             }),
         }
     }

@@ -47,7 +47,7 @@ impl Default for CrashSettings {
 }
 
 /// One crash report.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Exception {
     /// The log event name: `exception` for a panic, `app.crash` for a native
     /// crash reported by the next start.
@@ -71,14 +71,21 @@ pub(crate) struct Exception {
     pub(crate) span: Option<(TraceId, SpanId)>,
     /// More attributes (a native crash's signal and the dead instance).
     pub(crate) extra: Vec<KeyValue>,
+    /// The session it happened in, when no live session takes it (a native
+    /// crash's session that had already ended).
+    pub(crate) session_id: Option<String>,
 }
 
 impl Exception {
     /// The exception attributes, for the log record and the span event.
     pub(crate) fn attributes(&self) -> Vec<KeyValue> {
         let mut a = Vec::with_capacity(9 + self.extra.len());
-        a.push(KeyValue::new(attr::EXCEPTION_TYPE, self.ty.clone()));
-        a.push(KeyValue::new(attr::EXCEPTION_MESSAGE, self.message.clone()));
+        // A hang is no exception: its record says what it is in `app.jank.*`
+        // and its body.
+        if self.event_name != attr::EVENT_APP_JANK {
+            a.push(KeyValue::new(attr::EXCEPTION_TYPE, self.ty.clone()));
+            a.push(KeyValue::new(attr::EXCEPTION_MESSAGE, self.message.clone()));
+        }
         if let Some(trace) = &self.stacktrace {
             a.push(KeyValue::new(attr::EXCEPTION_STACKTRACE, trace.clone()));
         }

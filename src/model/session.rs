@@ -124,6 +124,10 @@ pub enum EndReason {
     Crash,
     /// The process died without ending the session (found on the next start).
     Lost,
+    /// The process died during a hang (a UI loop that sent no
+    /// [`heartbeat`](crate::heartbeat) for the hang threshold; found on the
+    /// next start, status `abnormal`).
+    Hang,
     /// The request a request-mode session belonged to finished.
     Request,
 }
@@ -140,6 +144,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::Crash => "crash",
             EndReason::Lost => "lost",
+            EndReason::Hang => "hang",
             EndReason::Request => "request",
         }
     }

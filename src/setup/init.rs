@@ -195,7 +195,7 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
     // The manager: a signal that is off is off for the lifecycle too (quietly).
     let traces_on = span_out.is_some() || !b.span_processors.is_empty();
     let logs_on = log_out.is_some() || !b.log_processors.is_empty();
-    let mut sessions = sessions_builder(&config, code);
+    let mut sessions = sessions_builder(&config, code).with_crash_identity(&resource);
     if let Some(mp) = &meter_provider {
         sessions = sessions.with_meter(mp.meter(crate::model::attr::SCOPE_NAME));
     }

@@ -83,6 +83,11 @@ pub(crate) fn install(manager: &SessionManager, extra_flush: Option<ExtraFlush>)
     });
 }
 
+/// The manager panics (and hangs) are reported to, if any.
+pub(crate) fn target() -> Option<Arc<Shared>> {
+    TARGET.load().as_ref().and_then(|t| t.shared.upgrade())
+}
+
 /// Stops reporting panics to `manager` (the guard's drop does this); the hook
 /// stays chained and does nothing but call the previous one.
 pub(crate) fn uninstall(manager: &SessionManager) {
@@ -92,6 +97,9 @@ pub(crate) fn uninstall(manager: &SessionManager) {
         .is_some_and(|t| std::ptr::eq(t.shared.as_ptr(), Arc::as_ptr(&manager.shared)));
     if ours {
         TARGET.store(None);
+        // A crash after the guard's drop is not this run's to report.
+        #[cfg(unix)]
+        crate::stability::crash::signals::disarm();
     }
 }
 

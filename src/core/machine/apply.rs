@@ -70,6 +70,10 @@ impl Shared {
                     if reason == EndReason::Crash {
                         note_crash_counted();
                     }
+                    if reason == EndReason::Hang {
+                        // The dead run's hang report, before its end.
+                        self.crash_report_for(&session);
+                    }
                     let at = match when {
                         When::Now => at,
                         When::At(t) => t,
@@ -95,6 +99,9 @@ impl Shared {
                 }
                 Effect::UserSet { session, user } => session.detail().user = user,
                 Effect::Count { session, unhandled } => {
+                    // A hang that ended is counted as a handled error, its
+                    // report with it.
+                    self.crash_report_for(&session);
                     if unhandled {
                         session.counts.count_unhandled();
                     } else {
@@ -165,11 +172,16 @@ impl Shared {
                 i64::try_from(unhandled).unwrap_or(i64::MAX),
             ),
         ];
-        let log_seq = self.transition(s, attr::EVENT_END, at, end_attributes.clone(), true);
-        let (user, timeline) = {
-            let mut detail = s.detail();
-            (detail.user.clone(), std::mem::take(&mut detail.timeline))
+        let mut end_attributes = end_attributes;
+        let (user, hangs) = {
+            let detail = s.detail();
+            (detail.user.clone(), detail.hangs)
         };
+        if hangs > 0 {
+            end_attributes.push(KeyValue::new(attr::HANGS, i64::from(hangs)));
+        }
+        let log_seq = self.transition(s, attr::EVENT_END, at, end_attributes.clone(), true);
+        let timeline = std::mem::take(&mut s.detail().timeline);
         let mut summary = end_attributes;
         if let Some(prev) = &s.previous_id {
             summary.push(KeyValue::new(

@@ -42,7 +42,11 @@ fn record_of(
         .or(session_trace)
         .unwrap_or((TraceId::INVALID, SpanId::INVALID));
     let mut attributes = Vec::with_capacity(12);
-    attributes.extend(id);
+    attributes.extend(id.or_else(|| {
+        e.session_id
+            .as_ref()
+            .map(|sid| KeyValue::new(attr::SESSION_ID, sid.clone()))
+    }));
     attributes.extend(e.attributes());
     LifecycleLog {
         name: e.event_name,
@@ -66,14 +70,22 @@ impl Shared {
     /// produced is worth flushing).
     pub(crate) fn crash(&self, fatal: bool, actor: Actor, report: Option<Exception>) -> bool {
         let _ = super::apply::take_crash_counted();
+        self.with_report(report, || {
+            self.drive(Event::Crash { fatal, actor }, Site::Safe);
+        });
+        super::apply::take_crash_counted()
+    }
+
+    /// Runs `drive` with `report` waiting for the session it counts toward
+    /// (see [`crash_report_for`](Self::crash_report_for)). A report no
+    /// reported session took (none, a discarded one, the app in the
+    /// background) still goes out, without a `session.id`.
+    pub(super) fn with_report(&self, report: Option<Exception>, drive: impl FnOnce()) {
         let _ = REPORT.try_with(|r| *r.borrow_mut() = report);
-        self.drive(Event::Crash { fatal, actor }, Site::Safe);
-        // No reported session took it (none, a discarded one, the app in the
-        // background): it still goes out, without a `session.id`.
+        drive();
         if let Some(e) = REPORT.try_with(|r| r.borrow_mut().take()).ok().flatten() {
             self.deliver(Item::Log(record_of(&e, None, None)));
         }
-        super::apply::take_crash_counted()
     }
 
     /// The crash being driven on this thread counted toward `s` (under the
@@ -82,12 +94,38 @@ impl Shared {
         let Some(e) = REPORT.try_with(|r| r.borrow_mut().take()).ok().flatten() else {
             return;
         };
-        s.push_event(attr::EVENT_EXCEPTION, e.at, e.attributes());
+        let event = if e.event_name == attr::EVENT_APP_JANK {
+            s.detail().hangs += 1;
+            attr::EVENT_APP_JANK
+        } else {
+            attr::EVENT_EXCEPTION
+        };
+        s.push_event(event, e.at, e.attributes());
         self.outbox.push(Item::Log(record_of(
             &e,
             Some(s.id_attribute()),
             Some((s.trace_id, s.root_span_id)),
         )));
+    }
+
+    /// A hang ended (the watchdog): counted as a handled error of the live
+    /// session, `report` with it (see `stability::crash::hang`).
+    pub(crate) fn hang(&self, report: Exception) {
+        self.with_report(Some(report), || {
+            self.drive(
+                Event::Error {
+                    unhandled: false,
+                    actor: Actor::current(),
+                },
+                Site::Safe,
+            );
+        });
+    }
+
+    /// The app is in the foreground (no `background()` since the last
+    /// `foreground()`): where hangs are watched.
+    pub(crate) fn in_foreground(&self) -> bool {
+        self.core.lock().rules.background_since.is_none()
     }
 
     /// A report that belongs to no app session of this manager (a request's

@@ -164,31 +164,48 @@ impl Shared {
         if self.tracking.mode == SessionMode::Request {
             return;
         }
-        let Some(saved) = store.load() else { return };
-        {
-            let mut st = self.core.lock();
-            // Same span ids, not counted or notified again (that run did),
-            // kept again until acknowledged.
-            for p in &saved.pending_ends {
-                let session = Arc::new(SessionState::restored(&p.session));
-                self.ended(&session, p.reason, p.ended_at, false, true);
+        let died = store.take_died();
+        let (reason, report) = match died {
+            Some(d) => (Some(d.reason), Some(d.report)),
+            None => (None, None),
+        };
+        // The dead run's report goes with its session's end (or alone, if
+        // that session was not running).
+        self.with_report(report, || {
+            let Some(saved) = store.load() else { return };
+            {
+                let mut st = self.core.lock();
+                // Same span ids, not counted or notified again (that run did),
+                // kept again until acknowledged.
+                for p in &saved.pending_ends {
+                    let session = Arc::new(SessionState::restored(&p.session));
+                    self.ended(&session, p.reason, p.ended_at, false, true);
+                }
+                st.rules.last_reported = saved.last_reported.clone();
+                if saved.session.is_none() {
+                    self.persist(&st);
+                }
             }
-            st.rules.last_reported = saved.last_reported.clone();
-            if saved.session.is_none() {
-                self.persist(&st);
+            if let Some(s) = &saved.session {
+                let live = Live {
+                    session: Arc::new(SessionState::restored(s)),
+                    started_at: s.started_at,
+                    last_activity: s.last_activity,
+                    paused: s.paused,
+                    user: s.user.clone(),
+                };
+                let suspended = s.state == SavedState::Suspended;
+                let died = if suspended { None } else { reason };
+                self.drive(
+                    Event::Restore(Restored {
+                        live,
+                        suspended,
+                        died,
+                    }),
+                    Site::Safe,
+                );
             }
-        }
-        if let Some(s) = &saved.session {
-            let live = Live {
-                session: Arc::new(SessionState::restored(s)),
-                started_at: s.started_at,
-                last_activity: s.last_activity,
-                paused: s.paused,
-                user: s.user.clone(),
-            };
-            let suspended = s.state == SavedState::Suspended;
-            self.drive(Event::Restore(Restored { live, suspended }), Site::Safe);
-        }
+        });
         self.flush();
     }
 

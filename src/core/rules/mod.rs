@@ -73,8 +73,10 @@
 //!    limits continues (a `session.resume` unless it was paused; continuing is
 //!    activity); one past a limit ends for it, dated as rule 1; one saved
 //!    `active` (its process died) ends `lost`, `abnormal` (a crashed one stays
-//!    `crashed`), dated at its last saved activity. Either way the next
-//!    `previous_id` points at it.
+//!    `crashed`), dated at its last saved activity — unless its crash marker
+//!    says how it died: a fatal signal ends it `crash`, `crashed` (counted as
+//!    its crash); dying during a hang ends it `hang`, `abnormal`. Either way
+//!    the next `previous_id` points at it.
 
 use std::time::SystemTime;
 
@@ -406,12 +408,18 @@ fn restore<S: Handle>(
     st.last_reported = Some(l.session.id().clone());
     if !r.suspended {
         let at = l.last_activity;
+        let reason = r.died.unwrap_or(EndReason::Lost);
+        if reason == EndReason::Crash {
+            out.push(Effect::Crashed {
+                session: l.session.clone(),
+            });
+        }
         out.push(Effect::Ended {
             session: l.session,
-            reason: EndReason::Lost,
+            reason,
             at: When::At(at),
             paused: l.paused,
-            lost: true,
+            lost: reason != EndReason::Crash,
         });
         out.push(Effect::Save);
         return;

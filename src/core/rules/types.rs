@@ -156,6 +156,9 @@ pub(crate) struct Restored<S> {
     pub(crate) live: Live<S>,
     /// Saved by a clean exit (else its process died).
     pub(crate) suspended: bool,
+    /// How its process died, when a crash marker says (`Crash`: a fatal
+    /// signal; `Hang`: during a hang); else it was `Lost`.
+    pub(crate) died: Option<EndReason>,
 }
 
 /// Something that happens to the manager.

@@ -3,7 +3,7 @@
 //! `signals` ([`crash_record`] allocates nothing) and the hang watchdog.
 //!
 //! Layout: exactly [`MARKER_LEN`] (512) bytes, integers little-endian, the
-//! bytes not listed (65..128, 270..512) reserved (zero):
+//! bytes not listed (65..128, 399..512) reserved (zero):
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
@@ -20,10 +20,12 @@
 //! | 132    | 8    | process start time, ns since the Unix epoch (u64) |
 //! | 140    | 1+64 | `service.instance.id`: length (u8, ≤ 64), UTF-8, zero-padded |
 //! | 205    | 1+64 | `service.version`: length (u8, ≤ 64), UTF-8, zero-padded |
+//! | 270    | 1+128| **session block**: the app session's id, length (u8, ≤ 128), UTF-8 |
 //!
 //! Each writer does one contiguous `pwrite` ending or starting with the state:
 //! the signal handler bytes 16..65, the watchdog 8..17. The identity block is
-//! written once, at arming. An empty string is stored as absent (`None`). The
+//! written once, at arming; the session block whenever the session file is
+//! saved with another session (an id over 128 bytes is not kept). An empty string is stored as absent (`None`). The
 //! thread name is read lossily (the kernel may cut it inside a character).
 
 #[cfg(unix)]
@@ -53,6 +55,10 @@ pub(crate) const CRASH_RECORD_LEN: usize = 1 + 4 + 4 + 8 + 8 + 8 + THREAD_NAME_L
 const IDENTITY_OFFSET: usize = 128;
 /// Longest `service.instance.id` / `service.version` kept, in bytes.
 const MAX_STRING: usize = 64;
+/// Offset of the session block (the session id, length-prefixed).
+const SESSION_OFFSET: usize = 270;
+/// Longest session id kept, in bytes.
+const MAX_SESSION_ID: usize = 128;
 
 /// Who wrote the marker: enough to match it to the session file's session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +105,8 @@ pub(crate) struct Marker {
     pub(crate) death: Option<Death>,
     /// Who wrote the marker.
     pub(crate) identity: Identity,
+    /// The app session its process was running when last saved, if any.
+    pub(crate) session_id: Option<String>,
 }
 
 /// Nanoseconds since the Unix epoch (0 before it, `u64::MAX` past year 2554).
@@ -197,7 +205,6 @@ pub(crate) fn crash_record(
 
 /// What the watchdog writes when a hang starts: `(offset, bytes)` of the
 /// hang block and the state byte (2).
-#[allow(dead_code)] // wired in by the session setup
 pub(crate) fn hang_block(since: SystemTime) -> (u64, Vec<u8>) {
     let nanos = to_nanos(since).to_le_bytes();
     (HANG_OFFSET as u64, [&nanos[..], &[STATE_HANG]].concat())
@@ -205,7 +212,6 @@ pub(crate) fn hang_block(since: SystemTime) -> (u64, Vec<u8>) {
 
 /// What the watchdog writes when the hang is over: `(offset, bytes)` zeroing
 /// the hang block and setting the state back to 0 (armed).
-#[allow(dead_code)] // wired in by the session setup
 pub(crate) fn clear_hang() -> (u64, Vec<u8>) {
     let bytes = vec![0, 0, 0, 0, 0, 0, 0, 0, STATE_ARMED];
     (HANG_OFFSET as u64, bytes)
@@ -213,7 +219,6 @@ pub(crate) fn clear_hang() -> (u64, Vec<u8>) {
 
 /// Parses a marker file's contents. Never panics; `Err` says in plain words
 /// why the bytes are not a marker.
-#[allow(dead_code)] // wired in by the session setup
 pub(crate) fn parse(bytes: &[u8]) -> Result<Marker, String> {
     if bytes.len() != MARKER_LEN {
         let reason = format!("crash marker is {} bytes, not {MARKER_LEN}", bytes.len());
@@ -254,7 +259,37 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Marker, String> {
         }),
         other => return Err(format!("unknown crash marker state {other}")),
     };
-    Ok(Marker { death, identity })
+    let len = usize::from(bytes[SESSION_OFFSET]);
+    let session_id = match bytes
+        .get(SESSION_OFFSET + 1..SESSION_OFFSET + 1 + len)
+        .filter(|_| len <= MAX_SESSION_ID)
+        .map(std::str::from_utf8)
+    {
+        None => {
+            return Err(format!(
+                "session id length {len} is over {MAX_SESSION_ID} bytes"
+            ))
+        }
+        Some(Err(_)) => return Err("the session id is not UTF-8".to_owned()),
+        Some(Ok(id)) => (!id.is_empty()).then(|| id.to_owned()),
+    };
+    Ok(Marker {
+        death,
+        identity,
+        session_id,
+    })
+}
+
+/// What the session file's saves write when its session changes: `(offset,
+/// bytes)` of the session block; `None` for an id over 128 bytes.
+pub(crate) fn session_block(id: &str) -> Option<(u64, Vec<u8>)> {
+    let len = u8::try_from(id.len())
+        .ok()
+        .filter(|&l| usize::from(l) <= MAX_SESSION_ID)?;
+    let mut bytes = vec![0; 1 + MAX_SESSION_ID];
+    bytes[0] = len;
+    bytes[1..=id.len()].copy_from_slice(id.as_bytes());
+    Some((SESSION_OFFSET as u64, bytes))
 }
 
 /// The fatal signals' numbers: libc's on Unix, Linux's elsewhere.
@@ -265,7 +300,6 @@ const SIGNAL_NUMBERS: [i32; 5] = [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT];
 const SIGNAL_NUMBERS: [i32; 5] = [11, 7, 4, 8, 6];
 
 /// The usual name of a fatal signal ("SIGSEGV", …), else "signal".
-#[allow(dead_code)] // wired in by the session setup
 pub(crate) fn signal_name(signal: i32) -> &'static str {
     let names = ["SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"];
     let found = SIGNAL_NUMBERS.iter().position(|&number| number == signal);

@@ -2,13 +2,17 @@
 //!
 //! - `report`: a panic as an exception record (captured in the hook,
 //!   resolved on the crash helper thread);
+//! - `hang`: [`heartbeat`](crate::heartbeat) and the hang watchdog;
+//! - `native`: the last run's marker read (how it died) and this run's armed;
 //! - `marker`: the fixed-size crash marker file a native crash (a fatal
 //!   signal) or a hang in progress leaves for the next start;
 //! - `signals` (Unix): the async-signal-safe handler that writes it.
 //!
 //! May use: [`model`](crate::model) and [`core`](crate::core).
 
+pub(crate) mod hang;
 pub(crate) mod marker;
+pub(crate) mod native;
 pub(crate) mod report;
 #[cfg(unix)]
 pub(crate) mod signals;
@@ -42,6 +46,22 @@ impl SessionManagerBuilder {
     /// `None` stops watching).
     pub fn with_hang_threshold(mut self, threshold: Option<Duration>) -> Self {
         self.crash_settings().hang_threshold = threshold.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Names this instance in the `app.crash` record its next start sends
+    /// after a native crash: `service.version` and `service.instance.id` from
+    /// `resource` (`init()` passes its own).
+    pub fn with_crash_identity(mut self, resource: &opentelemetry_sdk::Resource) -> Self {
+        let get = |key: &'static str| {
+            resource
+                .get(&opentelemetry::Key::from_static_str(key))
+                .map(|v| v.to_string())
+        };
+        *self.identity() = (
+            get(crate::model::attr::SERVICE_VERSION),
+            get(crate::model::attr::SERVICE_INSTANCE_ID),
+        );
         self
     }
 

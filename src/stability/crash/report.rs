@@ -106,6 +106,7 @@ impl Captured {
             at: self.at,
             span: in_span,
             extra: Vec::new(),
+            session_id: None,
         };
         let span = self.cx.span();
         if in_span.is_some() && span.is_recording() {

@@ -46,7 +46,6 @@ type PlainHandler = extern "C" fn(c_int);
 /// marker of `identity`, installs the handlers (once per process) and keeps
 /// the descriptor for them (the `File` is leaked; arming again `dup2`s the new
 /// file over the same descriptor, closing the old file).
-#[allow(dead_code)] // wired in by the session setup
 pub(crate) fn arm(file: File, identity: &Identity) -> io::Result<()> {
     file.set_len(MARKER_LEN as u64)?;
     file.write_all_at(&marker::armed(identity), 0)?;
@@ -77,14 +76,12 @@ pub(crate) fn arm(file: File, identity: &Identity) -> io::Result<()> {
 
 /// Disarms: the handlers stay installed and only chain; nothing is written.
 /// The descriptor stays open (a handler may be about to use it).
-#[allow(dead_code)] // wired in by the session setup
 pub(crate) fn disarm() {
     FD.store(-1, SeqCst);
 }
 
 /// Writes `bytes` at `offset` in the armed marker file (the watchdog's hang
 /// block); fails if disarmed or once a crash is recorded (never hides it).
-#[allow(dead_code)] // wired in by the session setup
 pub(crate) fn write_at(offset: u64, bytes: &[u8]) -> io::Result<()> {
     let fd = FD.load(SeqCst);
     if fd < 0 || WRITTEN.load(SeqCst) {

@@ -31,10 +31,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::manager::SessionManagerBuilder;
 use crate::core::persist::{
-    PendingEnd, Saved, SavedSession, SavedState, Store, StoreSource, PENDING_ENDS_LIMIT,
+    Died, PendingEnd, Saved, SavedSession, SavedState, Store, StoreOpen, StoreSource,
+    PENDING_ENDS_LIMIT,
 };
 use crate::core::session::{from_nanos, nanos};
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
+use crate::stability::crash::native::MarkerSettings;
 
 /// The format tag of the file this version writes. Version 2 added `paused`;
 /// version 1 files are read too. A file of a later version is left alone.
@@ -125,6 +127,7 @@ fn reason_of(s: &str) -> Option<EndReason> {
         EndReason::Shutdown,
         EndReason::Crash,
         EndReason::Lost,
+        EndReason::Hang,
         EndReason::Request,
     ]
     .into_iter()
@@ -276,11 +279,15 @@ pub(crate) struct FileStore {
     warned_write: AtomicBool,
     /// The file was written by a later version: it is left as it is.
     frozen: AtomicBool,
+    /// How the last run died, from its crash marker (taken at restore).
+    died: std::sync::Mutex<Option<Died>>,
 }
 
 impl FileStore {
-    /// Opens `path` for this process, or says (once) why it cannot.
-    pub(crate) fn open(path: &Path) -> Option<FileStore> {
+    /// Opens `path` for this process, or says (once) why it cannot; reads
+    /// the last run's crash marker and arms this run's (see
+    /// `stability::crash::native`).
+    pub(crate) fn open(path: &Path, how: &StoreOpen) -> Option<FileStore> {
         let lock_path = sibling(path, ".lock");
         let lock = match OpenOptions::new()
             .create(true)
@@ -307,11 +314,21 @@ impl FileStore {
             ));
             return None;
         }
+        let died = crate::stability::crash::native::take_and_arm(
+            path,
+            &MarkerSettings {
+                arm: how.crash.native,
+                version: how.version.clone(),
+                instance_id: how.instance_id.clone(),
+                hang_threshold: how.crash.hang_threshold,
+            },
+        );
         Some(FileStore {
             path: path.to_path_buf(),
             _lock: lock,
             warned_write: AtomicBool::new(false),
             frozen: AtomicBool::new(false),
+            died: std::sync::Mutex::new(died),
         })
     }
 }
@@ -362,9 +379,16 @@ impl Store for FileStore {
         }
     }
 
+    fn take_died(&self) -> Option<Died> {
+        self.died.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     fn save(&self, saved: &Saved) {
         if self.frozen.load(Ordering::Relaxed) {
             return;
+        }
+        if let Some(s) = &saved.session {
+            crate::stability::crash::native::session_saved(s.id.as_str());
         }
         if let Err(e) = write_atomically(&self.path, &render(saved)) {
             crate::warn::once(
@@ -407,8 +431,8 @@ impl SessionManagerBuilder {
         let path = path.as_ref().to_path_buf();
         self.with_store(StoreSource {
             what: path.display().to_string(),
-            open: Box::new(move || {
-                FileStore::open(&path).map(|store| Arc::new(store) as Arc<dyn Store>)
+            open: Box::new(move |how| {
+                FileStore::open(&path, how).map(|store| Arc::new(store) as Arc<dyn Store>)
             }),
         })
     }

@@ -5,7 +5,10 @@
 //!   and stamped from a joined caller's session, in one process;
 //! - `abort-callback`, `abort-observer`, `abort-main`: a panic inside an
 //!   `on_session` callback, inside an observer, and on the main thread, in a
-//!   build whose panics abort: the crash must reach the exporter first.
+//!   build whose panics abort: the crash must reach the exporter first (its
+//!   exception record too: one `LOG ...` line per event record);
+//! - `abort-persist`: `abort-main` with the session file `PROBE_PERSIST`: the
+//!   abort leaves a crash marker for the next start.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,11 +56,33 @@ impl SpanExporter for Spans {
     }
 }
 
+/// Prints each event record (crash reports, lifecycle events) at once: the
+/// process may abort right after.
 #[derive(Debug, Default)]
 struct Logs;
 
 impl LogExporter for Logs {
-    async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        for (record, _) in batch.iter() {
+            let Some(event) = record.event_name() else {
+                continue;
+            };
+            let sid = record
+                .attributes_iter()
+                .find(|(k, _)| k.as_str() == "session.id")
+                .map(|(_, v)| match v {
+                    opentelemetry::logs::AnyValue::String(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            let line = format!(
+                "LOG event={event} severity={:?} sid={sid}\n",
+                record.severity_number()
+            );
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
         Ok(())
     }
 }
@@ -177,13 +202,19 @@ fn abort(how: &str) {
         "abort-observer" => builder = builder.with_observer(PanickingObserver(a)),
         _ => {}
     }
+    if how == "abort-persist" {
+        // The session file (and the crash marker next to it) the next start
+        // of the crash example reads.
+        let path = std::env::var("PROBE_PERSIST").expect("PROBE_PERSIST");
+        builder = builder.with_persistence(path);
+    }
     let p = pipeline(builder);
     otel_session::install_panic_hook(&p.sessions);
     let first = p.sessions.current_session().expect("a session");
     say("first", first.id());
     armed.store(true, Ordering::Relaxed);
     let _ = std::io::stdout().flush();
-    if how == "abort-main" {
+    if how == "abort-main" || how == "abort-persist" {
         panic!("main broke");
     }
     let _ = p.sessions.start_session();
@@ -194,7 +225,9 @@ fn abort(how: &str) {
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("origin") => origin(),
-        Some(how @ ("abort-callback" | "abort-observer" | "abort-main")) => abort(how),
+        Some(how @ ("abort-callback" | "abort-observer" | "abort-main" | "abort-persist")) => {
+            abort(how)
+        }
         other => {
             eprintln!("unknown scenario {other:?}");
             std::process::exit(2);
