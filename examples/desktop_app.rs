@@ -60,6 +60,10 @@ fn main() {
             .map(|s| s.id().to_string())
             .unwrap_or_else(|| "(none)".into())
     };
+    // A real UI loop also calls this once per frame: a frame that takes longer
+    // than OTEL_SESSION_HANG_THRESHOLD (5 s) is reported as a hang (see the
+    // README's "Crashes" and `cargo run --example crash -- hang`).
+    otel_session::heartbeat();
     println!("SESSION_1={}", id());
     tracing::info_span!("open-document").in_scope(|| tracing::info!("document opened"));
 

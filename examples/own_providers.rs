@@ -16,13 +16,17 @@ use otel_session::{SessionManager, SessionResourceDetector};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sessions = SessionManager::builder().build(); // app mode: its first session starts here
     let resource = Resource::builder()
         .with_detector(Box::new(
             SessionResourceDetector::new()
                 .with_service_name(env!("CARGO_PKG_NAME"))
                 .with_service_version(env!("CARGO_PKG_VERSION")),
         ))
+        .build();
+    // App mode: its first session starts here. The resource names this
+    // instance in a native crash report its next start sends (see "Crashes").
+    let sessions = SessionManager::builder()
+        .with_crash_identity(&resource)
         .build();
     let mut exporters = ExporterBuilder::from_env(); // errors: otel_session::export::ExportError
     let tracer_provider = SdkTracerProvider::builder()

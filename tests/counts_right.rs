@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -551,7 +551,7 @@ fn after_a_fatal_panic_no_empty_session_follows() {
     );
 }
 
-fn dir(name: &str) -> PathBuf {
+fn dir(name: &str) -> common::TempDir {
     common::temp_dir(&format!("counts-{name}"))
 }
 
@@ -566,7 +566,8 @@ fn with_file(path: &Path, clock: &Arc<ManualClock>) -> Pipeline {
 #[test]
 fn a_paused_session_stays_paused_across_a_restart() {
     let clock = ManualClock::shared(t0());
-    let path = dir("paused").join("session.json");
+    let d = dir("paused");
+    let path = d.join("session.json");
     let a = with_file(&path, &clock);
     let id = a.sessions.current_session().unwrap().id().clone();
     a.sessions.pause_session();
@@ -585,7 +586,8 @@ fn a_paused_session_stays_paused_across_a_restart() {
 #[test]
 fn a_session_file_of_a_newer_version_is_left_alone() {
     let clock = ManualClock::shared(t0());
-    let path = dir("newer").join("session.json");
+    let d = dir("newer");
+    let path = d.join("session.json");
     let newer = r#"{"format":"otel-session/session/99","future":{"x":1}}"#;
     std::fs::write(&path, newer).unwrap();
     let a = with_file(&path, &clock);

@@ -47,7 +47,8 @@ fn one_run(
 
 #[test]
 fn an_end_exported_through_a_wrapped_batch_processor_is_not_sent_again_on_restart() {
-    let path = dir("once").join("session.json");
+    let d = dir("once");
+    let path = d.join("session.json");
     let mut all = persisted_run(&path, true);
     all.extend(persisted_run(&path, false));
     all.extend(persisted_run(&path, false));
@@ -139,7 +140,8 @@ fn finish_run(
 /// so a flush-confirmed end would be lost; this one is sent again by the next
 /// start, and then never again.
 fn undelivered_end_sent_by_the_next_start_and_only_then(name: &str, batch: bool) {
-    let path = dir(name).join("session.json");
+    let d = dir(name);
+    let path = d.join("session.json");
     let (sent, ended) = run_with_exporter(&path, true, true, batch);
     assert!(sent.is_empty(), "nothing reached a collector that is down");
     let ended = ended.expect("a session");
@@ -175,7 +177,8 @@ fn under_a_batch_processor_an_end_acknowledged_at_shutdown_leaves_the_file() {
 #[test]
 fn with_only_logs_exported_a_delivered_end_is_not_sent_again() {
     use opentelemetry_sdk::logs::BatchLogProcessor;
-    let path = dir("logs-only").join("session.json");
+    let d = dir("logs-only");
+    let path = d.join("session.json");
     let mut ended = None;
     let mut events = Vec::new();
     for run in 0..3 {
@@ -225,7 +228,8 @@ fn with_only_logs_exported_a_delivered_end_is_not_sent_again() {
 /// new user, `init!()` with persistence sent a re-sent end on every start.)
 #[test]
 fn an_end_acknowledged_during_shutdown_has_left_the_file_when_shutdown_returns() {
-    let path = dir("exporter-exit").join("session.json");
+    let d = dir("exporter-exit");
+    let path = d.join("session.json");
     let (_, ended) = run_with_exporter(&path, true, true, true);
     let ended = ended.expect("a session");
     let before: serde_json::Value =

@@ -12,7 +12,7 @@ mod support;
 
 use std::io::Read as _;
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,6 @@ use support::{
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("otel-session-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A child's environment: rotel over HTTP, the session file `file` (the
 /// crash marker goes next to it), and `more`.
@@ -69,7 +62,7 @@ fn native_crashes_are_reported_by_the_next_start_with_their_signal() {
         // marker keeps the first signal.
         ("overflow", &["SIGSEGV", "SIGBUS"][..]),
     ] {
-        let d = dir(&format!("native-{kind}"));
+        let d = support::temp_dir(&format!("native-{kind}"));
         let file = d.join("session.json");
         let env = env(&rotel, &file, &[]);
         let crashed = step(kind, &env);
@@ -116,7 +109,6 @@ fn native_crashes_are_reported_by_the_next_start_with_their_signal() {
             "{kind}: reported once"
         );
         drop(got);
-        let _ = std::fs::remove_dir_all(&d);
     }
 }
 
@@ -124,14 +116,14 @@ fn native_crashes_are_reported_by_the_next_start_with_their_signal() {
 fn a_six_second_stall_of_a_heartbeat_loop_is_one_hang_of_six_seconds() {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
-    // No persistence: the guard's drop ends the session (reason shutdown).
-    let mut no_file = env(&rotel, Path::new("unused"), &[]);
-    no_file.retain(|(k, _)| *k != "OTEL_SESSION_PERSIST_PATH");
-    let run = step("hang", &no_file);
+    let d = support::temp_dir("hang");
+    let file = d.join("session.json");
+    let env = env(&rotel, &file, &[]);
+    let run = step("hang", &env);
     assert!(run.status.success(), "{}", run.stderr);
     let sid = run.get("SESSION").unwrap();
     let got = receiver.wait_for(Duration::from_secs(10), |r| {
-        record(r, "app.jank", &sid).is_some() && summary(r, &sid).is_some()
+        record(r, "app.jank", &sid).is_some()
     });
     let hangs: Vec<&GotLog> = got
         .logs
@@ -145,23 +137,34 @@ fn a_six_second_stall_of_a_heartbeat_loop_is_one_hang_of_six_seconds() {
     assert_eq!(h.attrs["app.jank.threshold_ms"], "5000");
     let ms: u64 = h.attrs["otel_session.hang.duration_ms"].parse().unwrap();
     assert!((5_500..=7_500).contains(&ms), "about 6 s: {ms} ms");
-    let s = summary(&got, &sid).unwrap_or_else(|| {
-        panic!(
-            "no summary: {:?}\n{}",
-            got.spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
-            run.stderr
-        )
-    });
-    assert_eq!(s.attrs["otel_session.hangs"], "1");
-    assert_eq!(
-        s.attrs["otel_session.status"], "errored",
-        "a hang is an error"
-    );
-    assert_eq!(s.attrs["otel_session.end_reason"], "shutdown");
     assert!(
         !h.attrs.contains_key("exception.type"),
         "a hang is no exception"
     );
+    drop(got);
+    // The clean exit kept the session (persistence); the next run continues
+    // it and panics: its summary still counts the hang.
+    let next = step("panic", &env);
+    assert_eq!(next.status.code(), Some(101), "{}", next.stderr);
+    assert_eq!(next.get("SESSION").as_deref(), Some(sid.as_str()));
+    let got = receiver.wait_for(Duration::from_secs(10), |r| summary(r, &sid).is_some());
+    let s = summary(&got, &sid).unwrap_or_else(|| {
+        panic!(
+            "no summary: {:?}\n{}",
+            got.spans.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            next.stderr
+        )
+    });
+    assert_eq!(
+        s.attrs["otel_session.hangs"], "1",
+        "counted across the restart"
+    );
+    assert_eq!(
+        s.attrs["otel_session.errors.handled"], "1",
+        "a hang is a handled error"
+    );
+    assert_eq!(s.attrs["otel_session.status"], "crashed");
+    assert_eq!(s.attrs["otel_session.end_reason"], "crash");
 }
 
 /// The crash marker's state byte (0 armed, 1 signal, 2 hang).
@@ -174,7 +177,7 @@ fn marker_state(file: &Path) -> Option<u8> {
 fn a_process_killed_during_a_hang_is_reported_by_the_next_start_with_reason_hang() {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
-    let d = dir("hang-kill");
+    let d = support::temp_dir("hang-kill");
     let file = d.join("session.json");
     let env = env(&rotel, &file, &[("OTEL_SESSION_HANG_THRESHOLD", "1s")]);
     let mut cmd = Command::new(example_bin("crash"));
@@ -212,14 +215,13 @@ fn a_process_killed_during_a_hang_is_reported_by_the_next_start_with_reason_hang
     assert_eq!(s.attrs["otel_session.status"], "abnormal");
     let r = record(&got, "app.jank", &dead).unwrap();
     assert_eq!(r.severity, 21, "FATAL: the process died in it");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
 fn a_garbage_marker_is_ignored_with_a_warning_and_an_unwritable_one_disables_markers() {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
-    let d = dir("marker-bad");
+    let d = support::temp_dir("marker-bad");
     let file = d.join("session.json");
     let env1 = env(&rotel, &file, &[]);
     std::fs::write(d.join("session.json.crash"), vec![0xA5; 700]).unwrap();
@@ -238,7 +240,7 @@ fn a_garbage_marker_is_ignored_with_a_warning_and_an_unwritable_one_disables_mar
 
     // A directory where the marker goes: it cannot be written. One warning
     // naming it and how to fix it; the session file still works.
-    let d2 = dir("marker-unwritable");
+    let d2 = support::temp_dir("marker-unwritable");
     let file2 = d2.join("session.json");
     std::fs::create_dir_all(d2.join("session.json.crash")).unwrap();
     let env2 = env(&rotel, &file2, &[]);
@@ -260,6 +262,4 @@ fn a_garbage_marker_is_ignored_with_a_warning_and_an_unwritable_one_disables_mar
         first.get("SESSION"),
         "persistence goes on: the suspended session continues"
     );
-    let _ = std::fs::remove_dir_all(&d);
-    let _ = std::fs::remove_dir_all(&d2);
 }

@@ -23,9 +23,7 @@ fn summary<'a>(got: &'a Received, sid: &str) -> Option<&'a GotSpan> {
 fn killed_then_restarted_then_continued_then_expired() {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
-    let dir = std::env::temp_dir().join(format!("otel-session-e2e-persist-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::temp_dir("e2e-persist");
     let path = dir.join("session.json");
     let env = || {
         vec![
@@ -95,5 +93,4 @@ fn killed_then_restarted_then_continued_then_expired() {
         "dated at its last activity (in the third run): {} vs {c_last}",
         expired.end_ns
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

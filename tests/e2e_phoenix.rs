@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_ports, run_child, Rotel};
+use support::{free_ports, run_child, ChildRun, Rotel};
 
 fn phoenix_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PHOENIX_BIN") {
@@ -32,28 +32,20 @@ struct Phoenix {
     child: Child,
     http: u16,
     grpc: u16,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: support::TempDir,
 }
 
 impl Phoenix {
     fn start() -> Phoenix {
         let ports = free_ports(2);
         let (http, grpc) = (ports[0], ports[1]);
-        let dir = std::env::temp_dir().join(format!("otel-session-phoenix-{http}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = support::temp_dir(&format!("phoenix-{http}"));
         let mut cmd = Command::new(phoenix_bin());
         cmd.arg("serve")
             .env("PHOENIX_HOST", "127.0.0.1")
             .env("PHOENIX_PORT", http.to_string())
             .env("PHOENIX_GRPC_PORT", grpc.to_string())
-            .env("PHOENIX_WORKING_DIR", &dir)
+            .env("PHOENIX_WORKING_DIR", &*dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -63,7 +55,7 @@ impl Phoenix {
             child,
             http,
             grpc,
-            _dir: TempDir(dir),
+            _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -122,6 +114,25 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+impl Phoenix {
+    /// Runs child `scenario` (with `more` in its environment) through a
+    /// rotel that forwards to this Phoenix over gRPC, traces only (Phoenix
+    /// takes no logs or metrics); the rotel is returned to stop at the end.
+    fn run(&self, scenario: &str, more: &[(&'static str, String)]) -> (Rotel, ChildRun) {
+        let forward = format!("127.0.0.1:{}", self.grpc).parse().unwrap();
+        let rotel = Rotel::start(forward);
+        let mut env = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+            ("OTEL_LOGS_EXPORTER", "none".to_string()),
+            ("OTEL_METRICS_EXPORTER", "none".to_string()),
+        ];
+        env.extend(more.iter().cloned());
+        let run = run_child(scenario, &env, Duration::from_secs(60));
+        (rotel, run)
+    }
+}
+
 impl Drop for Phoenix {
     fn drop(&mut self) {
         support::terminate(&mut self.child, Duration::from_secs(10));
@@ -131,20 +142,7 @@ impl Drop for Phoenix {
 #[test]
 fn phoenix_shows_our_sessions_grouped_by_session_id() {
     let phoenix = Phoenix::start();
-    let forward = format!("127.0.0.1:{}", phoenix.grpc).parse().unwrap();
-    let rotel = Rotel::start(forward);
-    let run = run_child(
-        "basic",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
-            ("OTEL_SERVICE_NAME", "e2e-phoenix".to_string()),
-            // Phoenix takes traces only.
-            ("OTEL_LOGS_EXPORTER", "none".to_string()),
-            ("OTEL_METRICS_EXPORTER", "none".to_string()),
-        ],
-        Duration::from_secs(60),
-    );
+    let (rotel, run) = phoenix.run("basic", &[("OTEL_SERVICE_NAME", "e2e-phoenix".to_string())]);
     assert!(run.status.success(), "{}", run.stderr);
     let (a, b) = (run.get("A").unwrap(), run.get("B").unwrap());
 
@@ -199,5 +197,81 @@ fn phoenix_shows_our_sessions_grouped_by_session_id() {
             .is_some_and(|g| g.contains("paused-work")),
         "{by_session:?}"
     );
+    rotel.stop();
+}
+
+/// Phoenix's spans of one session (its `session.id`).
+fn session_spans(phoenix: &Phoenix, sid: &str) -> Vec<serde_json::Value> {
+    let Some((200, body)) = phoenix.get("/v1/projects/default/spans?limit=1000") else {
+        return Vec::new();
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    json["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["attributes"]["session.id"].as_str() == Some(sid))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_crashed_sessions_timeline_in_phoenix_shows_the_panic_with_its_backtrace() {
+    let phoenix = Phoenix::start();
+    // Phoenix takes traces only: the crash is a span event there.
+    let (rotel, run) = phoenix.run(
+        "example:crash panic",
+        &[("RUST_BACKTRACE", "0".to_string())],
+    );
+    assert_eq!(run.status.code(), Some(101), "{}", run.stderr);
+    let sid = run.get("SESSION").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let spans = loop {
+        let spans = session_spans(&phoenix, &sid);
+        let has = |name: &str| spans.iter().any(|s| s["name"] == name);
+        // The failed span ends while the panic unwinds, after the crash's
+        // flush: it comes with the guard's.
+        if (has("session") && has("load-config")) || Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let summary = spans
+        .iter()
+        .find(|s| s["name"] == "session")
+        .unwrap_or_else(|| panic!("no summary of {sid} in Phoenix: {spans:?}"));
+    assert_eq!(summary["attributes"]["otel_session.status"], "crashed");
+    let events = summary["events"].as_array().expect("events");
+    let exception = events
+        .iter()
+        .find(|e| e["name"] == "exception")
+        .unwrap_or_else(|| panic!("no exception event on the timeline: {events:?}"));
+    let attrs = &exception["attributes"];
+    assert_eq!(attrs["exception.type"], "panic");
+    assert!(
+        attrs["exception.message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the config holds a number")),
+        "{attrs}"
+    );
+    let trace = attrs["exception.stacktrace"].as_str().unwrap_or_default();
+    assert!(
+        trace
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("parse_config"),
+        "the backtrace starts at the function that called expect: {attrs}"
+    );
+    assert!(
+        !trace.contains("otel_session::") && !trace.contains("rust_begin_unwind"),
+        "it starts at the panic, not in the hook: {trace}"
+    );
+    // The span it happened in failed, in the same session.
+    let failed = spans
+        .iter()
+        .find(|s| s["name"] == "load-config")
+        .unwrap_or_else(|| panic!("no load-config span: {spans:?}"));
+    assert_eq!(failed["status_code"], "ERROR", "{failed}");
     rotel.stop();
 }

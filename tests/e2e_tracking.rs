@@ -152,10 +152,7 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
     // Request mode persists nothing: the file is not opened, and it says so.
-    let persist_dir =
-        std::env::temp_dir().join(format!("otel-session-axum-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&persist_dir);
-    std::fs::create_dir_all(&persist_dir).unwrap();
+    let persist_dir = support::temp_dir("axum");
     let persist_path = persist_dir.join("session.json");
     let mut cmd = Command::new(example_bin("axum_server"));
     support::child_env(
@@ -236,7 +233,6 @@ fn the_axum_example_counts_each_request_as_a_session_through_rotel() {
         0,
         "nothing created"
     );
-    let _ = std::fs::remove_dir_all(&persist_dir);
 
     // Everything the checks below count: every request's end in the metrics
     // (cumulative: the largest value per status), the handler logs and the

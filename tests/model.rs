@@ -53,6 +53,8 @@ struct Real {
     sessions: SessionManager,
     tp: SdkTracerProvider,
     lp: SdkLoggerProvider,
+    /// Last, so that it goes after the manager that writes there.
+    _dir: common::TempDir,
 }
 
 fn build(
@@ -90,10 +92,7 @@ fn build(
 
 impl Real {
     fn new(app: bool, case: u64) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("otel-session-model-{}-{case}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::temp_dir(&format!("model-{case}"));
         let path = dir.join("session.json");
         let clock = ManualClock::shared(UNIX_EPOCH + Duration::from_secs(T0));
         let consent = Arc::new(AtomicBool::new(true));
@@ -110,6 +109,7 @@ impl Real {
             sessions,
             tp,
             lp,
+            _dir: dir,
         }
     }
 
@@ -307,9 +307,7 @@ fn run(app: bool, ops: &[Op], case: u64) -> Result<(), TestCaseError> {
             previous: e.previous.map(|p| ids[p].clone()),
         })
         .collect();
-    let dir = real.path.parent().unwrap().to_path_buf();
     drop(real);
-    let _ = std::fs::remove_dir_all(dir);
     prop_assert_eq!(got, want, "ends after {:?}", ops);
     Ok(())
 }

@@ -21,7 +21,7 @@ use otel_session::{Clock as _, ManualClock, SessionManager};
 
 const IDLE: Duration = Duration::from_secs(15 * 60);
 
-fn dir(name: &str) -> PathBuf {
+fn dir(name: &str) -> common::TempDir {
     common::temp_dir(&format!("persist-{name}"))
 }
 
@@ -220,6 +220,8 @@ struct Undelivered {
     aside: PathBuf,
     down: Arc<AtomicBool>,
     tp: SdkTracerProvider,
+    /// Last: removed after the provider and its manager.
+    _dir: common::TempDir,
 }
 
 fn undelivered_end(name: &str, clock: &Arc<ManualClock>) -> Undelivered {
@@ -247,6 +249,7 @@ fn undelivered_end(name: &str, clock: &Arc<ManualClock>) -> Undelivered {
         aside,
         down,
         tp,
+        _dir: d,
     }
 }
 

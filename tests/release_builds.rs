@@ -168,9 +168,7 @@ fn a_panic_on_the_main_thread_is_a_crash_when_panics_abort() {
 #[test]
 fn a_panic_abort_build_reports_the_panic_first_and_its_next_start_the_signal() {
     use std::os::unix::process::ExitStatusExt as _;
-    let dir = std::env::temp_dir().join(format!("otel-session-probe-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::temp_dir("probe");
     let file = dir.join("session.json");
     let r = run_with(
         "abort-persist",
@@ -221,7 +219,6 @@ fn a_panic_abort_build_reports_the_panic_first_and_its_next_start_the_signal() {
         "an end sent again is the same end, counted once"
     );
     drop(got);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -142,9 +142,11 @@ pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
             b.with_span_processor(untimed.span_processor(batch()))
         }
         "wrapper_stability" => {
-            let path = std::env::temp_dir().join(format!(
-                "otel-session-bench-{}-{}.json",
-                std::process::id(),
+            // Under target/tmp, reused by the next run (a bench builds a
+            // handful of these; a second bench process at the same time
+            // would find them locked and run unpersisted, with a warning).
+            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+                "otel-session-bench-{}.json",
                 BENCH_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
             let m = SessionManager::builder()

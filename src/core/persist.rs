@@ -35,6 +35,9 @@ pub(crate) struct SavedSession {
     pub(crate) paused: bool,
     /// A panic was counted (another one in the continued session is not).
     pub(crate) panicked: bool,
+    /// Hangs seen (`otel_session.hangs` on its summary, however many
+    /// processes it lived in).
+    pub(crate) hangs: u32,
     pub(crate) user: Option<User>,
 }
 
@@ -67,6 +70,10 @@ pub(crate) struct Saved {
     pub(crate) last_reported: Option<SessionId>,
     /// Ends not yet confirmed delivered.
     pub(crate) pending_ends: Vec<PendingEnd>,
+    /// The session a native crash of this process would be in (for the
+    /// crash marker; not kept in the file): the live reported session, the
+    /// one a fatal panic just ended, or none (a discarded session, none).
+    pub(crate) running: Option<SessionId>,
 }
 
 /// Pending ends kept at most (the oldest go first, with a warning).

@@ -136,6 +136,7 @@ impl SessionState {
         state
             .counts
             .restore(saved.handled, saved.unhandled, saved.status, saved.panicked);
+        state.detail().hangs = saved.hangs;
         state
     }
 

@@ -1,4 +1,7 @@
-//! The panic hook: a panic is an unhandled error of the session it happens in.
+//! The panic hook: a panic is an unhandled error of the session it happens in,
+//! and one crash report (an `exception` log record, see
+//! `stability::crash::report`) with that session's `session.id`. The manager
+//! it reports to is also the one the hang watchdog reports to.
 //!
 //! - **Outside a request**: the app session is marked `crashed` (one unhandled
 //!   error per session however many panics; the status is never downgraded).
@@ -59,9 +62,11 @@ thread_local! {
     static IN_HOOK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Makes panics unhandled errors of `manager`'s sessions (see the module docs);
-/// `init()` does this. Installing again (for another manager) replaces the
-/// manager; the hook itself is installed once.
+/// Makes panics unhandled errors of `manager`'s sessions, each reported as an
+/// `exception` log record through its log pipeline (see the README's
+/// "Crashes"), and makes `manager` the one [`heartbeat`](crate::heartbeat)'s
+/// hang watchdog reports to; `init()` does this. Installing again (for another
+/// manager) replaces the manager; the hook itself is installed once.
 pub fn install_panic_hook(manager: &SessionManager) {
     install(manager, None);
 }

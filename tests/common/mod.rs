@@ -4,6 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 
+#[allow(clippy::duplicate_mod)] // a test binary may load tests/support too
+#[path = "../support/temp.rs"]
+mod temp;
+#[allow(unused_imports)] // not every test binary keeps files
+pub use temp::{temp_dir, TempDir};
+
 use opentelemetry::logs::AnyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::InstrumentationScope;
@@ -198,15 +204,6 @@ pub fn log_attr(log: &LogDataWithResource, key: &str) -> Option<String> {
 /// The session id a span carries.
 pub fn sid(span: &SpanData) -> Option<String> {
     span_attr(span, "session.id")
-}
-
-/// A fresh directory for one test's session file (`name` and this process
-/// make it unique; what an earlier run left is removed).
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("otel-session-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// Waits (up to 5 s) until no manager holds the session file at `path` (a

@@ -6,12 +6,15 @@
 mod child;
 pub mod fake_otlp;
 pub mod rss;
+mod temp;
 pub mod tls;
 
 #[allow(unused_imports)] // not every test binary runs children
 pub use child::{
     child_env, dies_with_test, example_bin, grpc_env, run_child, run_child_with, ChildRun,
 };
+#[allow(unused_imports)] // not every test binary uses every helper
+pub use temp::{temp_dir, TempDir};
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};

@@ -36,6 +36,10 @@ impl Shared {
         paused: bool,
     ) -> SavedSession {
         let (handled, unhandled) = s.counts.counts();
+        let (user, hangs) = {
+            let detail = s.detail();
+            (detail.user.clone(), detail.hangs)
+        };
         SavedSession {
             id: s.id.clone(),
             previous_id: s.previous_id.clone(),
@@ -47,7 +51,8 @@ impl Shared {
             state: SavedState::Active,
             paused,
             panicked: s.counts.panicked(),
-            user: s.detail().user.clone(),
+            hangs,
+            user,
         }
     }
 
@@ -66,10 +71,17 @@ impl Shared {
             saved.state = state;
             saved
         });
+        let running = match &st.rules.phase {
+            Phase::Live(l) if !l.session.discarded => Some(l.session.id.clone()),
+            // A fatal panic ended it: the abort that follows is its.
+            Phase::Crashed { .. } => st.rules.last_reported.clone(),
+            _ => None,
+        };
         let saved = Saved {
             session,
             last_reported: st.rules.last_reported.clone(),
             pending_ends: self.ledger.pending(),
+            running,
         };
         self.mark_saved(activity);
         self.outbox.push(Item::Persist(saved, Arc::clone(store)));

@@ -288,3 +288,53 @@ fn a_start_asked_for_before_a_fatal_crash_of_another_thread_is_not_committed() {
     assert!(!reply.done);
     assert!(matches!(st.phase, Phase::Crashed { .. }), "{:?}", st.phase);
 }
+
+fn dead(id: &str) -> Live<H> {
+    Live {
+        session: H(SessionId::from(id), true),
+        started_at: t(0),
+        last_activity: t(3),
+        paused: false,
+        user: None,
+    }
+}
+
+#[test]
+fn a_restored_session_whose_marker_says_how_it_died_ends_for_that() {
+    let mut c = cfg(SessionMode::App);
+    c.persist = true;
+    for (died, reason, crashed) in [
+        (None, EndReason::Lost, false),
+        (Some(EndReason::Crash), EndReason::Crash, true),
+        (Some(EndReason::Hang), EndReason::Hang, false),
+    ] {
+        let mut st = State::default();
+        let out = run(
+            &mut st,
+            &c,
+            Event::Restore(Restored {
+                live: dead("d"),
+                suspended: false,
+                died,
+            }),
+            t(10),
+            "next",
+        );
+        assert_eq!(
+            ended(&out),
+            [("d".to_string(), reason, When::At(t(3)))],
+            "dated at its last saved activity"
+        );
+        let lost = out
+            .iter()
+            .any(|e| matches!(e, Effect::Ended { lost: true, .. }));
+        assert_eq!(lost, !crashed, "abnormal unless a crash: {died:?}");
+        let crash_counted = out.iter().any(|e| matches!(e, Effect::Crashed { .. }));
+        assert_eq!(
+            crash_counted, crashed,
+            "a signal counts as its crash: {died:?}"
+        );
+    }
+    // A suspended session (a clean exit) is not ended by a marker: the
+    // driver only passes `died` for a session saved active.
+}

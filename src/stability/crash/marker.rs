@@ -306,7 +306,7 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
     found.map_or("signal", |index| names[index])
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use proptest::prelude::*;

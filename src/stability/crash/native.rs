@@ -106,7 +106,13 @@ fn arm(file: &Path, settings: &MarkerSettings) {
 }
 
 #[cfg(not(unix))]
-fn arm(_file: &Path, _settings: &MarkerSettings) {}
+fn arm(_file: &Path, _settings: &MarkerSettings) {
+    crate::warn::stderr(format_args!(
+        "native crashes are not recorded on this platform (no signal handler outside \
+         Unix): a native crash is reported as a lost session (set \
+         OTEL_SESSION_NATIVE_CRASHES=false to silence this)"
+    ));
+}
 
 /// A hang began at `since` (the watchdog): the marker says so until it ends.
 pub(crate) fn hang_started(since: SystemTime) {
@@ -141,11 +147,14 @@ fn identity_attributes(id: &Identity) -> Vec<KeyValue> {
     a
 }
 
-/// The session file was saved with the session `id` current: the marker
-/// names it (the last one saved is the one a crash happened in).
-pub(crate) fn session_saved(id: &str) {
+/// The session file was saved while session `id` was running (`None`: no
+/// reported session is): the marker names it, so a native crash is reported
+/// in it (and never in an earlier one).
+pub(crate) fn session_saved(id: Option<&str>) {
     #[cfg(unix)]
-    if let Some((offset, bytes)) = marker::session_block(id) {
+    {
+        let (offset, bytes) = marker::session_block(id.unwrap_or(""))
+            .unwrap_or_else(|| marker::session_block("").unwrap_or_default());
         let _ = super::signals::write_at(offset, &bytes);
     }
     #[cfg(not(unix))]

@@ -64,6 +64,79 @@ fn thread_number(id: std::thread::ThreadId) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// A frame line of a formatted backtrace (`  12: crate::function`), not its
+/// `at file:line` line.
+fn frame_name(line: &str) -> Option<&str> {
+    let (number, name) = line.trim_start().split_once(": ")?;
+    number.chars().all(|c| c.is_ascii_digit()).then_some(name)
+}
+
+/// Frames that raise a panic: std's and core's panic entry points and the
+/// helpers `unwrap`/`expect` panic through. The app's code is below the
+/// last of them.
+fn raises_the_panic(name: &str) -> bool {
+    name.starts_with("std::panicking::")
+        || name.starts_with("core::panicking::")
+        || name.starts_with("std::panic::panic_any")
+        || name.contains("rust_begin_unwind")
+        || name.contains("__rust_end_short_backtrace")
+        || name.starts_with("std::sys::backtrace::__rust_end")
+        || name.starts_with("core::result::unwrap_failed")
+        || name.starts_with("core::option::unwrap_failed")
+        || name.starts_with("core::option::expect_failed")
+}
+
+/// `Result`/`Option`'s `unwrap`/`expect` frames (a debug build keeps them):
+/// the location attributes already say where the app called them.
+fn unwrap_helper(name: &str) -> bool {
+    (name.starts_with("core::result::Result<") || name.starts_with("core::option::Option<"))
+        && ["::unwrap", "::expect"].iter().any(|m| name.contains(m))
+}
+
+/// What runs before the panic is raised in a backtrace taken in the hook:
+/// the capture, this crate, the hook chain (`Box<dyn Fn(&PanicHookInfo)>`).
+fn in_the_hook(name: &str) -> bool {
+    name.starts_with("otel_session::")
+        || name.starts_with("std::backtrace::")
+        || name.starts_with("core::ops::function::")
+        || name.contains("PanicHookInfo")
+        || name.starts_with("core::bool::")
+}
+
+/// `text` (a formatted backtrace taken in the hook) from the app's first
+/// frame: past the hook, the panic machinery and `unwrap`/`expect`, as a
+/// reader wants it (the frame that panicked first). A backtrace with no
+/// frame raising the panic loses only the hook's frames; one with nothing
+/// of the app's is kept whole.
+fn from_the_panic(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let frames: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| frame_name(l).map(|name| (i, name)))
+        .collect();
+    let mut raised = false;
+    let mut first_app = None;
+    for &(i, name) in &frames {
+        if raises_the_panic(name) {
+            raised = true;
+        } else if raised && !unwrap_helper(name) {
+            first_app = Some(i);
+            break;
+        }
+    }
+    if !raised {
+        first_app = frames
+            .iter()
+            .find(|(_, name)| !in_the_hook(name))
+            .map(|&(i, _)| i);
+    }
+    match first_app {
+        Some(start) => lines[start..].join("\n"),
+        None => text.to_string(),
+    }
+}
+
 impl Captured {
     /// Takes what `info` says, on the panicking thread; the backtrace only if
     /// `backtrace` (captured now, resolved later).
@@ -89,7 +162,7 @@ impl Captured {
     pub(crate) fn into_exception(self, span_event: bool) -> (Exception, Context) {
         let stacktrace = self
             .backtrace
-            .map(|b| truncated(b.to_string(), STACKTRACE_LIMIT));
+            .map(|b| truncated(from_the_panic(&b.to_string()), STACKTRACE_LIMIT));
         let in_span = {
             let sc = self.cx.span().span_context().clone();
             sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
@@ -122,6 +195,67 @@ impl Captured {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backtrace_starts_at_the_apps_frame_not_in_the_hook() {
+        let text = "   0: std::backtrace::Backtrace::force_capture
+   1: otel_session::stability::panic::record
+             at ./src/stability/panic.rs:10:5
+   2: std::panicking::panic_with_hook
+   3: __rustc::rust_begin_unwind
+   4: core::panicking::panic_fmt
+   5: core::result::unwrap_failed
+   6: app::parse_config
+             at ./src/main.rs:3:5
+   7: app::main";
+        let trimmed = from_the_panic(text);
+        assert!(trimmed.starts_with("   6: app::parse_config"), "{trimmed}");
+        assert!(trimmed.ends_with("   7: app::main"));
+        // Nothing to trim, or only machinery: unchanged.
+        assert_eq!(from_the_panic("   0: app::main"), "   0: app::main");
+        assert_eq!(
+            from_the_panic("   0: std::panicking::x"),
+            "   0: std::panicking::x"
+        );
+    }
+
+    /// As a new user's debug build printed it (the hook called through the
+    /// chain's `Box<dyn Fn>`, `expect` kept as a frame, `catch_unwind` of
+    /// std's runtime further down): it starts at the app's function.
+    #[test]
+    fn a_debug_builds_backtrace_through_the_hook_chain_starts_at_the_apps_frame() {
+        let text = "   0: otel_session::stability::crash::report::Captured::take
+   4: otel_session::stability::panic::install::{{closure}}
+   5: <alloc::boxed::Box<dyn for<'a, 'b> core::ops::function::Fn<(&'a std::panic::PanicHookInfo<'b>,), Output = ()> + core::marker::Sync + core::marker::Send> as core::ops::function::Fn<(&std::panic::PanicHookInfo,)>>::call
+             at /rustc/library/alloc/src/boxed.rs:2254:9
+   6: std::panicking::panic_with_hook
+   7: std::panicking::panic_handler::{closure#0}
+   8: std::sys::backtrace::__rust_end_short_backtrace::<std::panicking::panic_handler::{closure#0}, !>
+   9: __rustc::rust_begin_unwind
+  10: core::panicking::panic_fmt
+  11: core::result::unwrap_failed
+  12: core::result::Result<T,E>::expect
+             at /rustc/library/core/src/result.rs:1185:23
+  13: newuser::load_level
+             at ./src/main.rs:13:18
+  14: newuser::main::{{closure}}
+  22: std::panicking::catch_unwind::<i32, &dyn core::ops::function::Fn<(), Output = i32>>
+  30: main";
+        let trimmed = from_the_panic(text);
+        assert!(
+            trimmed.starts_with("  13: newuser::load_level"),
+            "{trimmed}"
+        );
+        assert!(
+            trimmed.contains("catch_unwind"),
+            "the rest is kept: {trimmed}"
+        );
+        // Without a frame that raised it (a capture elsewhere), only the
+        // hook's frames go.
+        let hook_only =
+            "   0: otel_session::x\n   1: core::ops::function::Fn::call\n   2: app::run";
+        assert_eq!(from_the_panic(hook_only), "   2: app::run");
+    }
 
     #[test]
     fn a_thread_id_is_its_number() {

@@ -38,11 +38,16 @@ use crate::core::session::{from_nanos, nanos};
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
 use crate::stability::crash::native::MarkerSettings;
 
-/// The format tag of the file this version writes. Version 2 added `paused`;
-/// version 1 files are read too. A file of a later version is left alone.
-pub(crate) const PERSIST_FORMAT: &str = "otel-session/session/2";
+/// The format tag of the file this version writes. Version 2 added `paused`
+/// and `panicked`, version 3 `hangs`; version 1 and 2 files are read too. A
+/// file of a later version is left alone.
+pub(crate) const PERSIST_FORMAT: &str = "otel-session/session/3";
 /// The format tags this version reads.
-const READS: [&str; 2] = ["otel-session/session/1", PERSIST_FORMAT];
+const READS: [&str; 3] = [
+    "otel-session/session/1",
+    "otel-session/session/2",
+    PERSIST_FORMAT,
+];
 /// The prefix of every format tag of ours.
 const FORMAT_PREFIX: &str = "otel-session/session/";
 
@@ -83,6 +88,9 @@ struct SessionV1 {
     /// unhandled error was).
     #[serde(default)]
     panicked: Option<bool>,
+    /// Since version 3.
+    #[serde(default)]
+    hangs: u32,
     #[serde(default)]
     user: Option<UserV1>,
 }
@@ -158,6 +166,7 @@ fn to_v1(s: &SavedSession) -> SessionV1 {
         .to_string(),
         paused: s.paused,
         panicked: Some(s.panicked),
+        hangs: s.hangs,
         user: s.user.as_ref().map(|u| UserV1 {
             id: u.id.clone(),
             email: u.email.clone(),
@@ -184,6 +193,7 @@ fn from_v1(s: SessionV1) -> Result<SavedSession, String> {
         },
         paused: s.paused,
         panicked: s.panicked.unwrap_or(s.unhandled > 0),
+        hangs: s.hangs,
         user: s.user.map(|u| User {
             id: u.id,
             email: u.email,
@@ -244,6 +254,7 @@ fn parse_known(bytes: &[u8]) -> Result<Saved, String> {
         });
     }
     Ok(Saved {
+        running: None,
         session: file.session.map(from_v1).transpose()?,
         last_reported: file.last_reported.map(id_of).transpose()?,
         pending_ends,
@@ -387,9 +398,9 @@ impl Store for FileStore {
         if self.frozen.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(s) = &saved.session {
-            crate::stability::crash::native::session_saved(s.id.as_str());
-        }
+        crate::stability::crash::native::session_saved(
+            saved.running.as_ref().map(|id| id.as_str()),
+        );
         if let Err(e) = write_atomically(&self.path, &render(saved)) {
             crate::warn::once(
                 &self.warned_write,

@@ -18,9 +18,11 @@ fn sample() -> Saved {
         state: SavedState::Suspended,
         paused: true,
         panicked: true,
+        hangs: 2,
         user: Some(User::with_id("u-1").email("a@b.c")),
     };
     Saved {
+        running: None,
         session: Some(s.clone()),
         last_reported: Some(SessionId::from("prev-1")),
         pending_ends: vec![PendingEnd {
@@ -49,11 +51,11 @@ fn saved_session() -> impl Strategy<Value = SavedSession> {
             SessionStatus::Abnormal,
             SessionStatus::Crashed,
         ]),
-        any::<(bool, bool, bool)>(),
+        (any::<(bool, bool, bool)>(), any::<u32>()),
         prop::option::of(("[a-z0-9@.]{0,20}", prop::option::of("[a-z .]{0,20}"))),
     )
         .prop_map(
-            |(id, previous_id, start, active, handled, unhandled, status, flags, user)| {
+            |(id, previous_id, start, active, handled, unhandled, status, (flags, hangs), user)| {
                 SavedSession {
                     id,
                     previous_id,
@@ -69,6 +71,7 @@ fn saved_session() -> impl Strategy<Value = SavedSession> {
                     },
                     paused: flags.1,
                     panicked: flags.2,
+                    hangs,
                     user: user.map(|(id, name)| User {
                         id: Some(id),
                         email: None,
@@ -98,6 +101,7 @@ fn saved() -> impl Strategy<Value = Saved> {
         ),
     )
         .prop_map(|(session, last_reported, ends)| Saved {
+            running: None,
             session,
             last_reported,
             pending_ends: ends
@@ -153,7 +157,7 @@ proptest! {
 }
 
 #[test]
-fn a_saved_state_reads_back_unchanged_and_format_1_is_still_read() {
+fn a_saved_state_reads_back_unchanged_and_formats_1_and_2_are_still_read() {
     let saved = sample();
     assert_eq!(parse(&render(&saved)), Ok(saved.clone()));
     assert_eq!(parse(&render(&Saved::default())), Ok(Saved::default()));
@@ -164,10 +168,21 @@ fn a_saved_state_reads_back_unchanged_and_format_1_is_still_read() {
         .replace(PERSIST_FORMAT, "otel-session/session/1")
         .replace("\"paused\": true,", "")
         .replace("\"panicked\": true,", "");
+    let v1 = v1.replace("\"hangs\": 2,", "");
     let read = parse(v1.as_bytes()).expect("a version-1 file");
     let s = read.session.unwrap();
     assert!(!s.paused);
     assert!(s.panicked, "unhandled 1 in a version-1 file");
+    assert_eq!(s.hangs, 0);
+    // A version-2 file (no `hangs`): none were counted.
+    let v2 = String::from_utf8(render(&saved))
+        .unwrap()
+        .replace(PERSIST_FORMAT, "otel-session/session/2")
+        .replace("\"hangs\": 2,", "");
+    let read = parse(v2.as_bytes()).expect("a version-2 file");
+    let s = read.session.unwrap();
+    assert!(s.paused && s.panicked);
+    assert_eq!(s.hangs, 0);
 }
 
 #[test]
@@ -189,7 +204,7 @@ fn foreign_damaged_and_later_files_are_told_apart() {
         );
     }
     for later in [
-        r#"{"format":"otel-session/session/3"}"#,
+        r#"{"format":"otel-session/session/4"}"#,
         r#"{"format":"otel-session/session/99","anything":[1,2]}"#,
     ] {
         assert!(
