@@ -97,24 +97,7 @@ impl Phoenix {
         };
         Some((code, body))
     }
-}
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-impl Phoenix {
     /// Runs child `scenario` (with `more` in its environment) through a
     /// rotel that forwards to this Phoenix over gRPC, traces only (Phoenix
     /// takes no logs or metrics); the rotel is returned to stop at the end.
@@ -131,6 +114,21 @@ impl Phoenix {
         let run = run_child(scenario, &env, Duration::from_secs(60));
         (rotel, run)
     }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 impl Drop for Phoenix {

@@ -31,9 +31,10 @@ impl AsRef<Path> for TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        // A manager's writer thread may still be renaming its last save into
-        // place as the test ends (removal then finds the directory not
-        // empty): try again for up to a second.
+        // The session timer thread may be in the middle of a throttled save
+        // (it holds the manager while it runs) as the test drops its handles:
+        // removal then finds the directory not empty. Try again for up to a
+        // second.
         for _ in 0..50 {
             if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
                 return;

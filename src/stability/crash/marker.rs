@@ -281,15 +281,15 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Marker, String> {
 }
 
 /// What the session file's saves write when its session changes: `(offset,
-/// bytes)` of the session block; `None` for an id over 128 bytes.
-pub(crate) fn session_block(id: &str) -> Option<(u64, Vec<u8>)> {
-    let len = u8::try_from(id.len())
-        .ok()
-        .filter(|&l| usize::from(l) <= MAX_SESSION_ID)?;
+/// bytes)` of the session block naming `id`; empty (no session) for `None`
+/// or an id over 128 bytes, which the marker cannot name.
+pub(crate) fn session_block(id: Option<&str>) -> (u64, Vec<u8>) {
     let mut bytes = vec![0; 1 + MAX_SESSION_ID];
-    bytes[0] = len;
-    bytes[1..=id.len()].copy_from_slice(id.as_bytes());
-    Some((SESSION_OFFSET as u64, bytes))
+    if let Some(id) = id.filter(|id| id.len() <= MAX_SESSION_ID) {
+        bytes[0] = id.len() as u8; // ≤ MAX_SESSION_ID (128)
+        bytes[1..=id.len()].copy_from_slice(id.as_bytes());
+    }
+    (SESSION_OFFSET as u64, bytes)
 }
 
 /// The fatal signals' numbers: libc's on Unix, Linux's elsewhere.

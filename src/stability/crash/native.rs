@@ -153,8 +153,7 @@ fn identity_attributes(id: &Identity) -> Vec<KeyValue> {
 pub(crate) fn session_saved(id: Option<&str>) {
     #[cfg(unix)]
     {
-        let (offset, bytes) = marker::session_block(id.unwrap_or(""))
-            .unwrap_or_else(|| marker::session_block("").unwrap_or_default());
+        let (offset, bytes) = marker::session_block(id);
         let _ = super::signals::write_at(offset, &bytes);
     }
     #[cfg(not(unix))]

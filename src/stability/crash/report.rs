@@ -71,36 +71,48 @@ fn frame_name(line: &str) -> Option<&str> {
     number.chars().all(|c| c.is_ascii_digit()).then_some(name)
 }
 
-/// Frames that raise a panic: std's and core's panic entry points and the
-/// helpers `unwrap`/`expect` panic through. The app's code is below the
-/// last of them.
+/// Frames that raise a panic (name prefixes): std's and core's panic entry
+/// points and the helpers `unwrap`/`expect` panic through. The app's code is
+/// below the last of them.
+const RAISING: &[&str] = &[
+    "std::panicking::",
+    "core::panicking::",
+    "std::panic::panic_any",
+    "core::result::unwrap_failed",
+    "core::option::unwrap_failed",
+    "core::option::expect_failed",
+];
+
+/// What runs before the panic is raised in a backtrace taken in the hook
+/// (name prefixes): the capture, this crate, the hook chain (whose
+/// `Box<dyn Fn(&PanicHookInfo)>` frame `in_the_hook` finds by that type).
+const HOOK: &[&str] = &[
+    "otel_session::",
+    "std::backtrace::",
+    "core::ops::function::",
+    "core::bool::",
+];
+
+fn starts_with_any(name: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| name.starts_with(p))
+}
+
 fn raises_the_panic(name: &str) -> bool {
-    name.starts_with("std::panicking::")
-        || name.starts_with("core::panicking::")
-        || name.starts_with("std::panic::panic_any")
+    // `rust_begin_unwind` and `__rust_end_short_backtrace` under any path.
+    starts_with_any(name, RAISING)
         || name.contains("rust_begin_unwind")
         || name.contains("__rust_end_short_backtrace")
-        || name.starts_with("std::sys::backtrace::__rust_end")
-        || name.starts_with("core::result::unwrap_failed")
-        || name.starts_with("core::option::unwrap_failed")
-        || name.starts_with("core::option::expect_failed")
 }
 
 /// `Result`/`Option`'s `unwrap`/`expect` frames (a debug build keeps them):
 /// the location attributes already say where the app called them.
 fn unwrap_helper(name: &str) -> bool {
-    (name.starts_with("core::result::Result<") || name.starts_with("core::option::Option<"))
+    starts_with_any(name, &["core::result::Result<", "core::option::Option<"])
         && ["::unwrap", "::expect"].iter().any(|m| name.contains(m))
 }
 
-/// What runs before the panic is raised in a backtrace taken in the hook:
-/// the capture, this crate, the hook chain (`Box<dyn Fn(&PanicHookInfo)>`).
 fn in_the_hook(name: &str) -> bool {
-    name.starts_with("otel_session::")
-        || name.starts_with("std::backtrace::")
-        || name.starts_with("core::ops::function::")
-        || name.contains("PanicHookInfo")
-        || name.starts_with("core::bool::")
+    starts_with_any(name, HOOK) || name.contains("PanicHookInfo")
 }
 
 /// `text` (a formatted backtrace taken in the hook) from the app's first
