@@ -40,13 +40,27 @@ fn ended(got: &Received, status: &str) -> f64 {
 
 #[test]
 fn a_main_thread_panic_delivers_a_crashed_end_and_the_apps_hook_runs() {
+    main_thread_panic(false);
+}
+
+/// The crash flush through the gRPC exporter (its own runtime) too.
+#[test]
+fn a_main_thread_panic_delivers_its_report_over_grpc() {
+    main_thread_panic(true);
+}
+
+fn main_thread_panic(grpc: bool) {
     let receiver = Receiver::start();
     let rotel = Rotel::start(receiver.addr);
-    let run = run_child(
-        "panic-main",
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
-        LIMIT,
-    );
+    let env = if grpc {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+        ]
+    } else {
+        vec![("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())]
+    };
+    let run = run_child("panic-main", &env, LIMIT);
     assert_eq!(
         run.status.code(),
         Some(101),
