@@ -52,6 +52,13 @@ fn give_up_on_main() {
     panic!("main thread gives up");
 }
 
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
     if scenario == "tokio-current-thread" {
@@ -119,10 +126,7 @@ fn main() {
         }
         // A tight loop of spans (collector up or down).
         "burst" => {
-            let n: usize = std::env::var("E2E_SPANS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(100_000);
+            let n = env_number("E2E_SPANS", 100_000);
             let started = std::time::Instant::now();
             for i in 0..n {
                 tracing::info_span!("burst", i).in_scope(|| {});
@@ -281,6 +285,54 @@ fn main() {
             println!("OK={ok}");
             println!("ERRORED={errored}");
             println!("CRASHED={crashed}");
+        }
+        // Many app sessions (E2E_SESSIONS), each with two spans and a log record
+        // (every third an ERROR too); the ids, the first one included.
+        "fleet-app" => {
+            let n = env_number("E2E_SESSIONS", 50);
+            let mut ids = Vec::new();
+            for i in 0..=n {
+                if i > 0 {
+                    otel_session::start_session().expect("a session");
+                }
+                let s = otel_session::current_session().expect("a session");
+                ids.push(s.id().to_string());
+                tracing::info_span!("fleet-work", i).in_scope(|| {
+                    tracing::info_span!("fleet-step").in_scope(|| {});
+                    tracing::info!("fleet log");
+                    if i % 3 == 1 {
+                        tracing::error!("fleet failure");
+                    }
+                });
+            }
+            otel_session::end_session();
+            println!("SESSIONS={}", ids.join(","));
+        }
+        // Request mode (OTEL_SESSION_MODE=request): E2E_REQUESTS requests, one
+        // span and one log record each; the first ones join the callers'
+        // sessions listed in E2E_JOIN (baggage, with OTEL_SESSION_PROPAGATE).
+        "fleet-requests" => {
+            let n = env_number("E2E_REQUESTS", 50);
+            let join = std::env::var("E2E_JOIN").unwrap_or_default();
+            let callers: Vec<&str> = join.split(',').filter(|s| !s.is_empty()).collect();
+            let sessions = otel_session::global_manager().expect("manager");
+            let (mut own, mut joined) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                let baggage = callers.get(i).map(|id| format!("session.id={id}"));
+                let request = sessions.begin_request(baggage.as_deref());
+                match callers.get(i) {
+                    Some(id) => joined.push(id.to_string()),
+                    None => own.push(request.session().expect("a session").id().to_string()),
+                }
+                {
+                    let _in = request.context().clone().attach();
+                    tracing::info_span!("fleet-request", i)
+                        .in_scope(|| tracing::info!("request log"));
+                }
+                request.finish(otel_session::RequestOutcome::Answered);
+            }
+            println!("REQUESTS={}", own.join(","));
+            println!("JOINED={}", joined.join(","));
         }
         // The Debug output of everything the program can reach (must show no
         // header values), then one span and one log.

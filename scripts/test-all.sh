@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the crate: unit, integration, end-to-end against the real
-# collector and a real backend (rotel and Phoenix, installed first, pinned, into .tools/),
+# collectors and a real backend (rotel, the OpenTelemetry Collector built from its Go
+# modules, and Phoenix, installed first, pinned, into .tools/; Prometheus from the
+# system's packages),
 # through a real TLS terminator (nginx from the system's packages), doc tests, and smoke
 # runs of the examples and benches, and the core's races under loom. The README's
 # "run every test" command.
@@ -9,7 +11,9 @@ cd "$(dirname "$0")/.."
 ROTEL_BIN="$(bash scripts/install-collector.sh)"
 PHOENIX_BIN="$(bash scripts/install-phoenix.sh)"
 NGINX_BIN="$(bash scripts/install-tls-proxy.sh)"
-export ROTEL_BIN PHOENIX_BIN NGINX_BIN
+OTELCOL_BIN="$(bash scripts/install-otelcol.sh)"
+PROMETHEUS_BIN="$(bash scripts/install-prometheus.sh)"
+export ROTEL_BIN PHOENIX_BIN NGINX_BIN OTELCOL_BIN PROMETHEUS_BIN
 # The end-to-end tests run examples as child programs (examples/e2e_child.rs and
 # the quickstart): build them as programs first (`cargo test` builds examples as
 # test harnesses only).

@@ -5,6 +5,7 @@
 
 mod child;
 pub mod fake_otlp;
+pub mod otelcol;
 pub mod rss;
 mod temp;
 pub mod tls;
