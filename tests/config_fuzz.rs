@@ -3,7 +3,7 @@
 
 use otel_session::config::{parse_duration, ConfigIssue, SessionConfig};
 
-const VARS: [&str; 13] = [
+const VARS: [&str; 19] = [
     "OTEL_SESSION_MODE",
     "OTEL_SESSION_BACKGROUND_TIMEOUT",
     "OTEL_SESSION_INACTIVITY_TIMEOUT",
@@ -17,7 +17,31 @@ const VARS: [&str; 13] = [
     "OTEL_TRACES_EXPORTER",
     "OTEL_LOGS_EXPORTER",
     "OTEL_METRICS_EXPORTER",
+    "OTEL_SESSION_CRASH_BACKTRACE",
+    "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN",
+    "OTEL_SESSION_HANG_THRESHOLD",
+    "OTEL_SESSION_NATIVE_CRASHES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 ];
+
+/// Whether `text` carries a parser library's own words ("expected number at
+/// 0", "invalid character at 3", "unknown time unit", "ParseIntError").
+fn has_jargon(text: &str) -> bool {
+    let at_offset = text
+        .match_indices(" at ")
+        .any(|(i, m)| text[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()));
+    at_offset
+        || [
+            "supported units",
+            "unknown time unit",
+            "time unit needed",
+            "Error",
+            "line 1 column",
+        ]
+        .iter()
+        .any(|j| text.contains(j))
+}
 
 /// Pseudo-random strings: ASCII, digits with units, unicode, control bytes,
 /// huge numbers, and the empty string (xorshift, deterministic).
@@ -64,6 +88,7 @@ fn arbitrary_values_never_panic_and_a_bad_value_warns_once_and_keeps_the_default
             for issue in &issues {
                 let text = issue.to_string();
                 assert!(text.starts_with(var), "{text}");
+                assert!(!has_jargon(&text), "{text}");
                 if let ConfigIssue::Invalid(_) = issue {
                     // The default in place of an invalid value.
                     let mut expected = defaults.clone();
@@ -78,8 +103,12 @@ fn arbitrary_values_never_panic_and_a_bad_value_warns_once_and_keeps_the_default
             let invalid = issues.iter().any(|i| matches!(i, ConfigIssue::Invalid(_)));
             assert_eq!(strict.is_err(), invalid, "{var}={value:?}");
         }
-        let _ = parse_duration(&value);
-        let _ = otel_session::export::transport_from_lookup("TRACES", &|_| Some(value.clone()));
+        if let Err(reason) = parse_duration(&value) {
+            assert!(!has_jargon(&reason), "{value:?}: {reason}");
+        }
+        let (_, warnings) =
+            otel_session::export::transport_from_lookup("TRACES", &|_| Some(value.clone()));
+        assert!(warnings.iter().all(|w| !has_jargon(w)), "{warnings:?}");
         let _ = otel_session::session_id_from_baggage(&value);
     }
 }

@@ -33,7 +33,8 @@ fn a_protocol_typo_is_one_warning_naming_the_fallback_and_telemetry_still_flows(
         lines_with(&run, "warning"),
         [
             "otel-session: warning: OTEL_EXPORTER_OTLP_PROTOCOL=\"http/protobuff\" is not valid \
-          (expected grpc, http/protobuf or http/json); using http/protobuf (the default)"
+          (expected grpc, http/protobuf or http/json; did you mean http/protobuf?); using \
+          http/protobuf (the default)"
         ],
         "{}",
         run.stderr

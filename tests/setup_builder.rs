@@ -307,8 +307,20 @@ impl Drop for EnvVars {
 
 #[test]
 fn otel_traces_sampler_from_the_environment_applies_to_application_spans() {
+    env_sampler_drops_application_spans("always_off");
+}
+
+/// Enumerated values are case-insensitive (the SDK alone matches
+/// `OTEL_TRACES_SAMPLER` exactly and silently samples everything otherwise).
+#[test]
+fn otel_traces_sampler_ignores_case() {
+    env_sampler_drops_application_spans("ALWAYS_OFF");
+    env_sampler_drops_application_spans("ParentBased_Always_Off");
+}
+
+fn env_sampler_drops_application_spans(sampler: &str) {
     let _turn = turn();
-    let _env = EnvVars::set(&[("OTEL_TRACES_SAMPLER", "always_off")]);
+    let _env = EnvVars::set(&[("OTEL_TRACES_SAMPLER", sampler)]);
     let (b, mem) = builder();
     let guard = b.init().expect("init");
     let subscriber = tracing_subscriber::registry().with(guard.tracing_layer());

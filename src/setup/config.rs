@@ -1,13 +1,19 @@
 //! Configuration from the environment: the `OTEL_SESSION_*` variables and the
 //! standard `OTEL_*` ones this crate acts on itself (`OTEL_SDK_DISABLED`,
-//! `OTEL_{TRACES,LOGS,METRICS}_EXPORTER`). The OTLP exporter variables
-//! (`OTEL_EXPORTER_OTLP_*`) are read by `opentelemetry-otlp` when the exporters are
-//! built, and `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` by the SDK.
+//! `OTEL_{TRACES,LOGS,METRICS}_EXPORTER`, `OTEL_TRACES_SAMPLER`). The OTLP
+//! exporter variables (`OTEL_EXPORTER_OTLP_*`) are read by `setup::export` and
+//! `opentelemetry-otlp` when the exporters are built, and `OTEL_SERVICE_NAME` /
+//! `OTEL_RESOURCE_ATTRIBUTES` by the SDK.
 //!
 //! A bad value never stops the program: [`SessionConfig::from_env`] returns the
 //! defaults in its place together with a [`ConfigIssue`] naming the variable and the
 //! value (`init()` prints each once on stderr). Apps that prefer to fail fast use
 //! [`SessionConfig::try_from_env`], which returns the first error.
+//!
+//! Enumerated values (`app`, `true`, `console`, `grpc`, …) are matched ignoring
+//! ASCII case, and a rejected one names the accepted value closest to it ("did
+//! you mean request?", `suggest`). Reasons are in plain words: what the value is
+//! not, what is accepted, never a parser's own message.
 //!
 //! Durations: a plain integer is milliseconds (the OpenTelemetry convention; an
 //! integer under 1000 is accepted with a warning that it may be meant as seconds);
@@ -17,6 +23,11 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod sampler;
+pub(crate) mod suggest;
+
+pub use sampler::{TracesSampler, ENV_TRACES_SAMPLER, ENV_TRACES_SAMPLER_ARG};
 
 /// `OTEL_SESSION_MODE`
 pub const ENV_MODE: &str = "OTEL_SESSION_MODE";
@@ -134,6 +145,9 @@ pub struct SessionConfig {
     pub logs_exporter: ExporterKind,
     /// `OTEL_METRICS_EXPORTER` (default `otlp`).
     pub metrics_exporter: ExporterKind,
+    /// `OTEL_TRACES_SAMPLER` with `OTEL_TRACES_SAMPLER_ARG` (default
+    /// `parentbased_always_on`); a sampler set in code wins.
+    pub traces_sampler: TracesSampler,
 }
 
 impl Default for SessionConfig {
@@ -156,21 +170,26 @@ impl Default for SessionConfig {
             traces_exporter: ExporterKind::Otlp,
             logs_exporter: ExporterKind::Otlp,
             metrics_exporter: ExporterKind::Otlp,
+            traces_sampler: TracesSampler::default(),
         }
     }
 }
 
-/// A variable whose value could not be used.
+/// A variable whose value could not be used: what
+/// [`SessionConfig::try_from_env`] returns. Its text says how to fix it and
+/// what unsetting it gives; the warning `init()` prints for the same value
+/// ([`ConfigIssue::Invalid`]) says instead which default it uses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{var}={value:?} is not valid ({reason}); using the default {default}")]
+#[error("{var}={value:?} is not valid ({reason}); fix it, or unset it for the default {default}")]
 pub struct ConfigError {
     /// The variable's name.
     pub var: &'static str,
     /// The value found.
     pub value: String,
-    /// What is wrong with it.
+    /// What is wrong with it, what is accepted, and the accepted value it was
+    /// closest to when one is close.
     pub reason: String,
-    /// The default used instead.
+    /// The default (what `init()` uses instead).
     pub default: String,
 }
 
@@ -194,7 +213,11 @@ pub enum ConfigIssue {
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigIssue::Invalid(e) => fmt::Display::fmt(e, f),
+            ConfigIssue::Invalid(e) => write!(
+                f,
+                "{}={:?} is not valid ({}); using the default {}",
+                e.var, e.value, e.reason, e.default
+            ),
             ConfigIssue::Suspicious { var, value, note } => write!(f, "{var}={value:?}: {note}"),
         }
     }
@@ -249,16 +272,22 @@ impl Reader<'_> {
     }
 
     fn bool(&mut self, var: &'static str, default: bool) -> bool {
-        self.parse(
-            var,
-            default,
-            |d| d.to_string(),
-            |raw| match raw.to_ascii_lowercase().as_str() {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err("expected true or false".into()),
-            },
-        )
+        self.choice(var, default, &[("true", true), ("false", false)])
+    }
+
+    /// One of `options` (names matched ignoring case); the default shown is
+    /// the name of `default`.
+    fn choice<T: Copy + PartialEq>(
+        &mut self,
+        var: &'static str,
+        default: T,
+        options: &[(&str, T)],
+    ) -> T {
+        let shown = options
+            .iter()
+            .find(|(_, v)| *v == default)
+            .map_or(String::new(), |(name, _)| name.to_string());
+        self.parse(var, default, |_| shown.clone(), |raw| choose(raw, options))
     }
 
     /// A duration; `allow_zero` makes `0` mean "disabled" (`None`).
@@ -311,10 +340,15 @@ impl Reader<'_> {
     /// is used and the rest reported.
     fn exporter(&mut self, var: &'static str) -> ExporterKind {
         let parse = |raw: &str| match raw.trim().to_ascii_lowercase().as_str() {
-            "otlp" => Ok(ExporterKind::Otlp),
-            "console" | "stdout" => Ok(ExporterKind::Console),
-            "none" => Ok(ExporterKind::None),
-            _ => Err("expected otlp, console or none".to_string()),
+            "stdout" => Ok(ExporterKind::Console),
+            _ => choose(
+                raw,
+                &[
+                    ("otlp", ExporterKind::Otlp),
+                    ("console", ExporterKind::Console),
+                    ("none", ExporterKind::None),
+                ],
+            ),
         };
         let Some(raw) = self.get(var) else {
             return ExporterKind::Otlp;
@@ -343,21 +377,107 @@ impl Reader<'_> {
             }
         }
     }
+
+    /// `OTEL_TRACES_SAMPLER`, then the ratio `OTEL_TRACES_SAMPLER_ARG` gives a
+    /// ratio sampler (1.0 when unset or not valid).
+    fn traces_sampler(&mut self, default: TracesSampler) -> TracesSampler {
+        let sampler = self.parse(
+            ENV_TRACES_SAMPLER,
+            default,
+            |d| d.to_string(),
+            sampler::parse_sampler,
+        );
+        let Some(arg) = self.get(ENV_TRACES_SAMPLER_ARG) else {
+            return sampler;
+        };
+        match sampler::apply_arg(sampler, &arg) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.invalid(ENV_TRACES_SAMPLER_ARG, &arg, reason, "1.0");
+                sampler
+            }
+        }
+    }
 }
+
+/// `a`, `a or b`, `a, b or c`: the accepted values in a reason.
+pub(crate) fn one_of(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// The value of the option named `raw` (trimmed, ASCII case ignored), else a
+/// reason listing the names and the closest one.
+fn choose<T: Copy>(raw: &str, options: &[(&str, T)]) -> Result<T, String> {
+    let wanted = raw.trim();
+    if let Some((_, v)) = options.iter().find(|(n, _)| n.eq_ignore_ascii_case(wanted)) {
+        return Ok(*v);
+    }
+    let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    Err(format!(
+        "expected {}{}",
+        one_of(&names),
+        suggest::did_you_mean(wanted, &names)
+    ))
+}
+
+/// What a duration variable accepts, for reasons.
+const EXPECTED_DURATION: &str =
+    "expected milliseconds (1500) or a duration such as 30s, 15m, 4h or 1h 30m";
+
+/// Units a misspelt one is compared with (all of them are accepted).
+const DURATION_UNITS: [&str; 16] = [
+    "ms", "s", "m", "h", "d", "millis", "msec", "sec", "secs", "seconds", "min", "mins", "minutes",
+    "hours", "days", "weeks",
+];
 
 /// Parses a duration: a plain integer (milliseconds) or a `humantime` string
 /// (`30s`, `15m`, `4h`, `1h 30m`). The flag says whether it was a plain integer.
+/// The error is a reason in plain words (what is accepted; the unit meant).
 pub fn parse_duration(raw: &str) -> Result<(Duration, bool), String> {
     let raw = raw.trim();
     if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
         return raw
             .parse::<u64>()
             .map(|ms| (Duration::from_millis(ms), true))
-            .map_err(|_| "number too large".to_string());
+            .map_err(|_| "the number is too large".to_string());
     }
     humantime::parse_duration(raw)
         .map(|d| (d, false))
-        .map_err(|e| format!("expected milliseconds or a duration such as 30s, 15m, 4h: {e}"))
+        .map_err(|e| duration_reason(raw, &e))
+}
+
+/// Why `raw` is not a duration, in words (humantime's own messages speak of
+/// byte offsets: "expected number at 0").
+fn duration_reason(raw: &str, e: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    if raw.starts_with('-') {
+        return "a duration cannot be negative".to_string();
+    }
+    match e {
+        E::NumberOverflow => "the number is too large or finer than a nanosecond".to_string(),
+        E::UnknownUnit { unit, .. } if unit.is_empty() => {
+            "a number with a fraction needs a unit, e.g. 1.5s (a plain number is whole \
+             milliseconds)"
+                .to_string()
+        }
+        E::UnknownUnit { unit, .. } => {
+            let lower = unit.to_ascii_lowercase();
+            if *unit != lower && DURATION_UNITS.contains(&lower.as_str()) {
+                format!("{unit:?} is not a unit: units are lowercase, write {lower}")
+            } else {
+                format!(
+                    "{unit:?} is not a unit (use ms, s, m, h or d){}",
+                    suggest::did_you_mean(unit, &DURATION_UNITS)
+                )
+            }
+        }
+        _ if raw.contains(',') => "no commas: write 1.5s, or 1h 30m".to_string(),
+        _ => EXPECTED_DURATION.to_string(),
+    }
 }
 
 impl SessionConfig {
@@ -396,16 +516,14 @@ impl SessionConfig {
             lookup,
             issues: Vec::new(),
         };
-        let mode = r.parse(
+        let mode = r.choice(
             ENV_MODE,
             d.mode,
-            |_| "app".into(),
-            |raw| match raw.to_ascii_lowercase().as_str() {
-                "app" => Ok(SessionMode::App),
-                "request" => Ok(SessionMode::Request),
-                "manual" => Ok(SessionMode::Manual),
-                _ => Err("expected app, request or manual".into()),
-            },
+            &[
+                ("app", SessionMode::App),
+                ("request", SessionMode::Request),
+                ("manual", SessionMode::Manual),
+            ],
         );
         let background_timeout = r
             .duration(ENV_BACKGROUND_TIMEOUT, Some(d.background_timeout), false)
@@ -425,9 +543,10 @@ impl SessionConfig {
                     match part.to_ascii_lowercase().as_str() {
                         "logs" => s.logs = true,
                         "spans" => s.spans = true,
-                        other => {
+                        _ => {
                             return Err(format!(
-                                "unknown source {other:?}; expected logs, spans or logs,spans"
+                                "unknown source {part:?}; expected logs, spans or logs,spans{}",
+                                suggest::did_you_mean(part, &["logs", "spans"])
                             ))
                         }
                     }
@@ -449,15 +568,10 @@ impl SessionConfig {
         let propagate = r.bool(ENV_PROPAGATE, d.propagate);
         let request_ids = r.bool(ENV_REQUEST_IDS, d.request_ids);
         let crash_backtrace = r.bool(ENV_CRASH_BACKTRACE, d.crash_backtrace);
-        let exception_span_events = r.parse(
+        let exception_span_events = r.choice(
             ENV_EXCEPTION_SIGNAL,
             d.exception_span_events,
-            |_| "logs".into(),
-            |raw| match raw.trim().to_ascii_lowercase().as_str() {
-                "logs" => Ok(false),
-                "logs/dup" => Ok(true),
-                _ => Err("expected logs or logs/dup".into()),
-            },
+            &[("logs", false), ("logs/dup", true)],
         );
         let hang_threshold = r.duration(ENV_HANG_THRESHOLD, d.hang_threshold, true);
         let native_crashes = r.bool(ENV_NATIVE_CRASHES, d.native_crashes);
@@ -465,6 +579,7 @@ impl SessionConfig {
         let traces_exporter = r.exporter(ENV_TRACES_EXPORTER);
         let logs_exporter = r.exporter(ENV_LOGS_EXPORTER);
         let metrics_exporter = r.exporter(ENV_METRICS_EXPORTER);
+        let traces_sampler = r.traces_sampler(d.traces_sampler);
         let config = SessionConfig {
             mode,
             background_timeout,
@@ -483,6 +598,7 @@ impl SessionConfig {
             traces_exporter,
             logs_exporter,
             metrics_exporter,
+            traces_sampler,
         };
         (config, r.issues)
     }

@@ -211,11 +211,12 @@ pub(super) fn install(mut b: Builder) -> Result<Guard, InitError> {
     // registers its concrete processor: no boxing, no extra dynamic call per
     // span or record.
     let tracer_provider = traces_on.then(|| {
-        // Session sampling wraps the builder's sampler, else OTEL_TRACES_SAMPLER's.
+        // Session sampling wraps the builder's sampler, else OTEL_TRACES_SAMPLER's
+        // (read by our config, case ignored, not by the SDK).
         let inner: Box<dyn ShouldSample> = b
             .sampler
             .take()
-            .unwrap_or_else(|| opentelemetry_sdk::trace::Config::default().sampler);
+            .unwrap_or_else(|| Box::new(config.traces_sampler.to_sampler()));
         // At a ratio of 1.0 every session is kept: the inner sampler alone (no
         // extra dynamic call per span).
         let sampler: Box<dyn ShouldSample> = if sessions.samples_sessions() {

@@ -262,7 +262,8 @@ mod tests {
             [
                 &format!(
                     "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/protobuff\" is not valid (expected grpc, \
-                     http/protobuf or http/json); using {fallback} (the default)"
+                     http/protobuf or http/json; did you mean http/protobuf?); using {fallback} \
+                     (the default)"
                 ),
                 "OTEL_EXPORTER_OTLP_TIMEOUT=\"10s\" is not valid (expected milliseconds, e.g. \
                  10000); ignoring it",

@@ -336,17 +336,24 @@ pub fn transports(
     lookup: &dyn Fn(&str) -> Option<String>,
     default: Transport,
 ) -> ([Transport; 3], Vec<(Option<Signal>, String)>) {
+    const NAMES: [&str; 3] = ["grpc", "http/protobuf", "http/json"];
+    // Case ignored, as for every enumerated value (`GRPC`, `Http/Protobuf`).
     let parse = |var: &str| -> Option<Result<Transport, String>> {
         let raw = lookup(var)?;
-        match raw.trim() {
+        match raw.trim().to_ascii_lowercase().as_str() {
             "" => None,
             "grpc" => Some(Ok(Transport::Grpc)),
             "http/protobuf" => Some(Ok(Transport::HttpProtobuf)),
             "http/json" => Some(Ok(Transport::HttpJson)),
-            other => Some(Err(other.to_string())),
+            _ => Some(Err(raw.trim().to_string())),
         }
     };
-    let expected = "expected grpc, http/protobuf or http/json";
+    let expected = |bad: &str| {
+        format!(
+            "expected grpc, http/protobuf or http/json{}",
+            crate::setup::config::suggest::did_you_mean(bad, &NAMES)
+        )
+    };
     let mut warnings = Vec::new();
     let generic = match parse(ENV_PROTOCOL) {
         Some(Ok(t)) => Some(t),
@@ -354,8 +361,8 @@ pub fn transports(
             warnings.push((
                 None,
                 format!(
-                    "{ENV_PROTOCOL}={bad:?} is not valid ({expected}); using {default} (the \
-                     default)"
+                    "{ENV_PROTOCOL}={bad:?} is not valid ({}); using {default} (the default)",
+                    expected(&bad)
                 ),
             ));
             None
@@ -376,7 +383,8 @@ pub fn transports(
             Some(Err(bad)) => warnings.push((
                 Some(signal),
                 format!(
-                    "{var}={bad:?} is not valid ({expected}); using {fallback} {fallback_from}"
+                    "{var}={bad:?} is not valid ({}); using {fallback} {fallback_from}",
+                    expected(&bad)
                 ),
             )),
             None => {}
@@ -527,7 +535,8 @@ mod tests {
             [(
                 None,
                 "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/protobuff\" is not valid (expected grpc, \
-              http/protobuf or http/json); using http/protobuf (the default)"
+              http/protobuf or http/json; did you mean http/protobuf?); using http/protobuf \
+              (the default)"
                     .to_string()
             )]
         );
@@ -545,7 +554,8 @@ mod tests {
             [(
                 Some(Signal::Logs),
                 "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL=\"gprc\" is not valid (expected grpc, \
-              http/protobuf or http/json); using grpc from OTEL_EXPORTER_OTLP_PROTOCOL"
+              http/protobuf or http/json; did you mean grpc?); using grpc from \
+              OTEL_EXPORTER_OTLP_PROTOCOL"
                     .to_string()
             )]
         );
