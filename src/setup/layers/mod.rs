@@ -52,22 +52,59 @@ pub(crate) fn resolve_directives(
     if let Some(dirs) = code {
         match EnvFilter::builder().parse(dirs) {
             Ok(_) => return (dirs.to_string(), warnings),
-            Err(e) => warnings.push(format!(
-                "Builder::with_tracing_filter({dirs:?}) is not a valid filter ({e}); \
-                 the guard's tracing layers use RUST_LOG or {DEFAULT_FILTER} instead"
+            Err(_) => warnings.push(format!(
+                "Builder::with_tracing_filter({dirs:?}) is not a valid filter ({}); \
+                 the guard's tracing layers use RUST_LOG or {DEFAULT_FILTER} instead",
+                filter_reason(dirs)
             )),
         }
     }
     if let Some(dirs) = lookup("RUST_LOG").filter(|v| !v.trim().is_empty()) {
         match EnvFilter::builder().parse(&dirs) {
             Ok(_) => return (dirs, warnings),
-            Err(e) => warnings.push(format!(
-                "RUST_LOG={dirs:?} is not a valid filter ({e}); the guard's tracing layers \
-                 use {DEFAULT_FILTER} (syntax: info,my_app=debug,h2=off)"
+            Err(_) => warnings.push(format!(
+                "RUST_LOG={dirs:?} is not a valid filter ({}); the guard's tracing layers \
+                 use {DEFAULT_FILTER}",
+                filter_reason(&dirs)
             )),
         }
     }
     (DEFAULT_FILTER.to_string(), warnings)
+}
+
+/// The levels a directive may name.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Why `dirs` is not a filter, in words (the parser's own messages speak of
+/// "invalid field filter" and regex internals): the first directive it
+/// refuses (`EnvFilter` splits on commas too), and its level when that is
+/// what is wrong.
+fn filter_reason(dirs: &str) -> String {
+    let bad = dirs
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .find(|d| EnvFilter::builder().parse(d).is_err())
+        .unwrap_or(dirs);
+    let syntax = "write a level or target=level, e.g. info,my_app=debug,h2=off";
+    let is_level = |l: &str| {
+        let l = l.trim();
+        LEVELS.iter().any(|n| n.eq_ignore_ascii_case(l))
+            || matches!(l, "0" | "1" | "2" | "3" | "4" | "5")
+    };
+    match bad.rsplit_once('=') {
+        Some((_, level)) if !level.contains([']', '}']) && !is_level(level) => {
+            format!(
+                "in {bad:?}, {level:?} is not a level: expected {}{}",
+                crate::setup::config::one_of(&LEVELS),
+                crate::setup::config::suggest::did_you_mean(level, &LEVELS)
+            )
+        }
+        _ if bad.contains('{') => format!(
+            "{bad:?} is not a directive: {syntax}; a field value in {{..}} is a regular \
+             expression and has to be a valid one"
+        ),
+        _ => format!("{bad:?} is not a directive: {syntax}"),
+    }
 }
 
 /// A layer that may be absent: `Option<L>` in all but one respect. The guard's
@@ -328,5 +365,47 @@ mod tests {
         let (d, w) = resolve_directives(Some("lots=of=noise"), &env(&[("RUST_LOG", "debug")]));
         assert_eq!(d, "debug", "a bad code filter falls back to RUST_LOG");
         assert!(w[0].starts_with("Builder::with_tracing_filter(\"lots=of=noise\")"));
+    }
+
+    #[test]
+    fn a_bad_filter_is_explained_in_plain_words() {
+        let warning = |dirs: &'static str| {
+            let vars: &'static [(&'static str, &'static str)] =
+                Box::leak(Box::new([("RUST_LOG", dirs)]));
+            resolve_directives(None, &env(vars)).1.remove(0)
+        };
+        assert_eq!(
+            warning("info,my_app=debg"),
+            "RUST_LOG=\"info,my_app=debg\" is not a valid filter (in \"my_app=debg\", \"debg\" \
+             is not a level: expected off, error, warn, info, debug or trace; did you mean \
+             debug?); the guard's tracing layers use info"
+        );
+        assert_eq!(
+            warning("debug,a[b]c=info"),
+            "RUST_LOG=\"debug,a[b]c=info\" is not a valid filter (\"a[b]c=info\" is not a \
+             directive: write a level or target=level, e.g. info,my_app=debug,h2=off); the \
+             guard's tracing layers use info"
+        );
+        assert!(
+            warning("x[y{z=/(/}]=info").contains("a field value in {..} is a regular expression"),
+        );
+        assert!(warning("x=6").contains("\"6\" is not a level"));
+        for dirs in [
+            "info,my_app=loud",
+            "a[{=]",
+            "x[y{z=/(/}]=info",
+            "=[",
+            "x=-1",
+        ] {
+            let w = warning(dirs);
+            for jargon in [
+                "invalid filter directive",
+                "invalid field filter",
+                "error parsing",
+                "NFA",
+            ] {
+                assert!(!w.contains(jargon), "{jargon:?} in {w}");
+            }
+        }
     }
 }

@@ -214,8 +214,8 @@ pub(crate) enum Unreadable {
 /// Reads a persistence file's bytes: the saved state, or why it is not one.
 /// Never panics, whatever the bytes.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Saved, Unreadable> {
-    let tag: Tag = serde_json::from_slice(bytes)
-        .map_err(|e| Unreadable::Damaged(format!("not valid JSON ({e})")))?;
+    let tag: Tag =
+        serde_json::from_slice(bytes).map_err(|e| Unreadable::Damaged(json_reason(&e)))?;
     let shown = || tag.format.chars().take(64).collect::<String>();
     if !READS.contains(&tag.format.as_str()) {
         let later = tag
@@ -235,9 +235,24 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Saved, Unreadable> {
     parse_known(bytes).map_err(Unreadable::Damaged)
 }
 
+/// Why the bytes are not a session file, in words (serde's own messages
+/// read "expected value at line 1 column 1" or "invalid type: integer `-1`,
+/// expected u64").
+fn json_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => "it is cut short".to_string(),
+        Category::Syntax => format!("it is not JSON (line {})", e.line()),
+        Category::Data => format!(
+            "a field is missing, unknown or of the wrong kind (line {})",
+            e.line()
+        ),
+        Category::Io => "it could not be read".to_string(),
+    }
+}
+
 fn parse_known(bytes: &[u8]) -> Result<Saved, String> {
-    let file: FileV1 =
-        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
+    let file: FileV1 = serde_json::from_slice(bytes).map_err(|e| json_reason(&e))?;
     if file.pending_ends.len() > PENDING_ENDS_LIMIT {
         return Err(format!(
             "{} pending ends (at most {PENDING_ENDS_LIMIT})",

@@ -203,6 +203,22 @@ fn foreign_damaged_and_later_files_are_told_apart() {
             "{text}"
         );
     }
+    let why = |text: &str| match parse(text.as_bytes()) {
+        Err(Unreadable::Damaged(why)) => why,
+        other => panic!("{text}: {other:?}"),
+    };
+    assert_eq!(why("garbage"), "it is not JSON (line 1)");
+    assert_eq!(why(r#"{"format":"otel-ses"#), "it is cut short");
+    assert_eq!(
+        why("{}"),
+        "a field is missing, unknown or of the wrong kind (line 1)"
+    );
+    let negative = r#"{"format":"otel-session/session/2","session":{"id":"a","started_at_ns":-1,"last_activity_ns":0,"handled":0,"unhandled":0,"status":"ok","state":"active"}}"#;
+    assert_eq!(
+        why(negative),
+        "a field is missing, unknown or of the wrong kind (line 1)",
+        "no serde wording (\"invalid type: integer `-1`, expected u64\")"
+    );
     for later in [
         r#"{"format":"otel-session/session/4"}"#,
         r#"{"format":"otel-session/session/99","anything":[1,2]}"#,
