@@ -33,7 +33,15 @@ fn detector_adds_app_and_device_context_without_overriding_the_user() {
     } else {
         assert!(get(&plain, "host.arch").is_some());
     }
-    assert!(get(&plain, "os.version").is_some_and(|v| !v.is_empty()));
+    if cfg!(feature = "os-version") {
+        assert!(get(&plain, "os.version").is_some_and(|v| !v.is_empty()));
+    } else {
+        assert_eq!(
+            get(&plain, "os.version"),
+            None,
+            "no os.version without os_info"
+        );
+    }
     assert_eq!(
         get(&plain, "telemetry.distro.name").as_deref(),
         Some("otel-session")

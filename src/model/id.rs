@@ -16,14 +16,21 @@ pub trait IdGenerator: Send + Sync + fmt::Debug {
     fn new_session_id(&self) -> SessionId;
 }
 
-/// UUID v4 session ids from a CSPRNG (the default).
+/// UUID v4 session ids from a CSPRNG (the default): `rand`'s thread-local
+/// generator (ChaCha12, seeded and periodically reseeded from the operating
+/// system), the one `opentelemetry_sdk` already depends on.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UuidV4Generator;
 
 impl IdGenerator for UuidV4Generator {
     fn new_session_id(&self) -> SessionId {
+        let mut bytes = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        let s = uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .encode_lower(&mut buf);
         SessionId::from(&*s)
     }
 }
@@ -159,7 +166,7 @@ pub(crate) fn keeps(threshold: Option<u64>, id: &str) -> bool {
 
 /// A random span id for a transition span.
 pub(crate) fn random_span_id() -> SpanId {
-    let bits = uuid::Uuid::new_v4().as_u64_pair().0;
+    let bits: u64 = rand::random();
     SpanId::from(if bits == 0 { 1 } else { bits })
 }
 
@@ -200,6 +207,25 @@ mod tests {
         let id = UuidV4Generator.new_session_id();
         let u = uuid::Uuid::parse_str(id.as_str()).expect("uuid");
         assert_eq!(u.get_version_num(), 4);
-        assert_ne!(id, UuidV4Generator.new_session_id());
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(id.as_str(), id.as_str().to_lowercase(), "lower-case hex");
+        let many: std::collections::HashSet<_> = (0..10_000)
+            .map(|_| UuidV4Generator.new_session_id())
+            .collect();
+        assert_eq!(many.len(), 10_000, "no repeats");
+        // 122 random bits: every bit that is not version or variant varies.
+        let (or, and) = many.iter().fold((0u128, u128::MAX), |(or, and), id| {
+            let bits = uuid::Uuid::parse_str(id.as_str()).expect("uuid").as_u128();
+            (or | bits, and & bits)
+        });
+        let fixed = 0xf000_u128 << 64 | 0xc000_u128 << 48;
+        assert_eq!(or | fixed, u128::MAX, "a bit never set");
+        assert_eq!(and & !fixed, 0, "a bit always set");
+    }
+
+    #[test]
+    fn random_span_ids_vary() {
+        let ids: std::collections::HashSet<_> = (0..1_000).map(|_| random_span_id()).collect();
+        assert_eq!(ids.len(), 1_000);
     }
 }

@@ -8,7 +8,9 @@
 //! for them: its detectors report Rust's `std::env::consts` names (`macos`,
 //! `x86_64`, `aarch64`), which backends do not recognise, and its host detector also
 //! adds `host.name` / `host.id`, which identify a user's machine. `os.version` comes
-//! from the `os_info` crate. Keys set through `OTEL_RESOURCE_ATTRIBUTES`
+//! from the `os_info` crate (Cargo feature `os-version`, on by default; without
+//! it there is no `os.version`, while `os.type` and `host.arch` come from
+//! `std::env::consts` either way). Keys set through `OTEL_RESOURCE_ATTRIBUTES`
 //! or `OTEL_SERVICE_NAME` are never overridden: the detector leaves them out. So
 //! `service.name` is, first to last: `OTEL_SERVICE_NAME`, `service.name` in
 //! `OTEL_RESOURCE_ATTRIBUTES`, [`with_service_name`](SessionResourceDetector::with_service_name)
@@ -119,9 +121,21 @@ pub(crate) fn host_arch() -> &'static str {
     }
 }
 
+/// `os.version` (Cargo feature `os-version`, on by default): what `os_info`
+/// reports, the distribution's release on Linux (`12` for Debian 12), the
+/// system's elsewhere; `None` when it cannot tell.
+#[cfg(feature = "os-version")]
 fn os_version() -> Option<String> {
     let v = os_info::get().version().to_string();
     (v != "Unknown" && !v.is_empty()).then_some(v)
+}
+
+/// Without the `os-version` feature there is no `os.version`: nothing in `std`
+/// gives it, and guessing (a kernel release for a distribution's) would be
+/// wrong for backends that group by it.
+#[cfg(not(feature = "os-version"))]
+fn os_version() -> Option<String> {
+    None
 }
 
 impl ResourceDetector for SessionResourceDetector {
