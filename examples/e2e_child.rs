@@ -334,6 +334,49 @@ fn main() {
             println!("REQUESTS={}", own.join(","));
             println!("JOINED={}", joined.join(","));
         }
+        // A command-line run: some work (an ERROR with E2E_ERROR=1), then the
+        // session ends with the command, as a CLI with persistence does (the
+        // file then only ever holds a run that died).
+        "cli" => {
+            tracing::info_span!("command").in_scope(|| {
+                tracing::info!("working");
+                if std::env::var("E2E_ERROR").is_ok_and(|v| v == "1") {
+                    tracing::error!("the command failed");
+                }
+            });
+            otel_session::end_session();
+        }
+        // Request mode: E2E_REQUESTS requests (every tenth from the fourth
+        // panics, every tenth from the eighth records a handled error), then
+        // WAIT, then as many again.
+        "server-requests" => {
+            let n = env_number("E2E_REQUESTS", 20);
+            let sessions = otel_session::global_manager().expect("manager");
+            let serve = || {
+                for i in 0..n {
+                    let request = sessions.begin_request([]);
+                    let cx = request.context().clone();
+                    let outcome = std::thread::spawn(move || {
+                        let _in = cx.attach();
+                        tracing::info_span!("request").in_scope(|| match i % 10 {
+                            3 => panic!("handler bug"),
+                            7 => otel_session::record_handled_error(),
+                            _ => {}
+                        })
+                    })
+                    .join();
+                    request.finish(if outcome.is_err() {
+                        otel_session::RequestOutcome::Panicked
+                    } else {
+                        otel_session::RequestOutcome::Answered
+                    });
+                }
+            };
+            serve();
+            let _ = guard.meter_provider().map(|p| p.force_flush());
+            wait_for_test();
+            serve();
+        }
         // The Debug output of everything the program can reach (must show no
         // header values), then one span and one log.
         "debug" => {

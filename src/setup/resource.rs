@@ -28,6 +28,8 @@ use opentelemetry_sdk::Resource;
 
 /// `service.name`
 pub const SERVICE_NAME: &str = "service.name";
+/// `service.instance.id` (a random UUID v4 per process unless set)
+pub use crate::model::attr::SERVICE_INSTANCE_ID;
 pub use crate::model::attr::SERVICE_VERSION;
 /// `deployment.environment.name`
 pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
@@ -138,6 +140,25 @@ fn os_version() -> Option<String> {
     None
 }
 
+/// This process's `service.instance.id`: a random UUID v4, the same for every
+/// provider of the process (the semantic conventions' advice when nothing
+/// stabler identifies the instance). Each process's cumulative metric series are
+/// then its own: without it, every process of a release writes one series in
+/// the collector's Prometheus exporter, each overwriting the last (see
+/// collector-config/crash-free-rate.md); crash reports name the dead instance
+/// by it. `OTEL_RESOURCE_ATTRIBUTES=service.instance.id=...` replaces it.
+fn instance_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        use crate::model::id::IdGenerator as _;
+        crate::model::id::UuidV4Generator
+            .new_session_id()
+            .as_str()
+            .to_string()
+    })
+    .clone()
+}
+
 impl ResourceDetector for SessionResourceDetector {
     fn detect(&self) -> Resource {
         // The resource is built from these in order, the last of equal keys
@@ -159,6 +180,7 @@ impl ResourceDetector for SessionResourceDetector {
         if let Some(v) = &self.environment {
             attributes.push(KeyValue::new(DEPLOYMENT_ENVIRONMENT_NAME, v.clone()));
         }
+        attributes.push(KeyValue::new(SERVICE_INSTANCE_ID, instance_id()));
         attributes.push(KeyValue::new(
             TELEMETRY_DISTRO_NAME,
             crate::model::attr::SCOPE_NAME,
@@ -194,6 +216,23 @@ impl ResourceDetector for SessionResourceDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_process_has_one_random_instance_id() {
+        let get = |r: &Resource| r.get(&Key::from_static_str(SERVICE_INSTANCE_ID));
+        let a = SessionResourceDetector::new().detect();
+        let b = SessionResourceDetector::new()
+            .with_service_version("2")
+            .detect();
+        let id = get(&a).expect("service.instance.id").to_string();
+        assert_eq!(
+            get(&b).map(|v| v.to_string()),
+            Some(id.clone()),
+            "one per process"
+        );
+        let parsed = uuid::Uuid::try_parse(&id).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 4);
+    }
 
     #[test]
     fn added_attributes_win_the_last_of_equal_keys_and_no_name_is_invented() {
