@@ -33,39 +33,7 @@ if BIN="$(find_nginx)" && usable "$BIN" && command -v openssl >/dev/null 2>&1; t
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-tls-proxy: apt-get not found; install nginx (with ssl, http_v2 and grpc) and set NGINX_BIN" >&2
-  exit 1
-fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "install-tls-proxy: not root and no sudo; install nginx and set NGINX_BIN" >&2
-    exit 1
-  fi
-fi
-
-# Keep the package's post-install step from starting nginx as a system service
-# (port 80): the standard policy-rc.d switch, only for this install and only if
-# the machine has none of its own.
-POLICY=/usr/sbin/policy-rc.d
-ADDED_POLICY=""
-if [ ! -e "$POLICY" ]; then
-  $SUDO sh -c "printf '#!/bin/sh\nexit 101\n' > $POLICY && chmod 755 $POLICY"
-  ADDED_POLICY=1
-fi
-cleanup() { if [ -n "$ADDED_POLICY" ]; then $SUDO rm -f "$POLICY"; fi; }
-trap cleanup EXIT
-
-export DEBIAN_FRONTEND=noninteractive
-install() { $SUDO apt-get install -y -q --no-install-recommends nginx openssl >&2; }
-# A fresh machine may have no package lists yet.
-if ! install; then
-  $SUDO apt-get update -q >&2
-  install
-fi
+bash "$(dirname "$0")/apt-install.sh" nginx openssl
 
 if BIN="$(find_nginx)" && usable "$BIN"; then
   echo "$BIN"

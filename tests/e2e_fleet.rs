@@ -97,22 +97,6 @@ fn request_session_whole(l: &Landed) -> bool {
     l.spans == ["fleet-request"] && l.logs == ["request log"]
 }
 
-fn app_env(endpoint: String, protocol: &str, service: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
-        ("OTEL_SERVICE_NAME", service.to_string()),
-    ]
-}
-
-fn request_env(endpoint: String, protocol: &str, service: &str) -> Vec<(&'static str, String)> {
-    let mut env = app_env(endpoint, protocol, service);
-    env.push(("OTEL_SESSION_MODE", "request".into()));
-    env.push(("OTEL_SESSION_REQUEST_IDS", "true".into()));
-    env.push(("OTEL_SESSION_PROPAGATE", "true".into()));
-    env
-}
-
 fn run_ok(scenario: &str, env: &[(&str, String)]) -> ChildRun {
     let run = run_child(scenario, env, LIMIT);
     assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
@@ -122,6 +106,47 @@ fn run_ok(scenario: &str, env: &[(&str, String)]) -> ChildRun {
         run.stderr
     );
     run
+}
+
+/// A process in app mode with `sessions` sessions (and its first one) through
+/// `endpoint`: their ids.
+fn run_app(endpoint: String, protocol: &str, service: &str, sessions: usize) -> Vec<String> {
+    let run = run_ok(
+        "fleet-app",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
+            ("OTEL_SERVICE_NAME", service.to_string()),
+            ("E2E_SESSIONS", sessions.to_string()),
+        ],
+    );
+    ids(&run, "SESSIONS")
+}
+
+/// A server in request mode (per-request ids, joining) answering `requests`
+/// requests, the first ones joining `join`: the ids of its own sessions.
+fn run_server(
+    endpoint: String,
+    protocol: &str,
+    service: &str,
+    requests: usize,
+    join: &[String],
+) -> Vec<String> {
+    let run = run_ok(
+        "fleet-requests",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
+            ("OTEL_SERVICE_NAME", service.to_string()),
+            ("OTEL_SESSION_MODE", "request".into()),
+            ("OTEL_SESSION_REQUEST_IDS", "true".into()),
+            ("OTEL_SESSION_PROPAGATE", "true".into()),
+            ("E2E_REQUESTS", requests.to_string()),
+            ("E2E_JOIN", join.join(",")),
+        ],
+    );
+    assert_eq!(ids(&run, "JOINED"), join, "joined as asked");
+    ids(&run, "REQUESTS")
 }
 
 /// Waits (bounded) until `done` holds for where the sessions landed.
@@ -166,44 +191,28 @@ fn a_fleet_routed_on_session_id_keeps_every_session_on_one_gateway() {
     let mut agent_b = Otelcol::start(&config("otelcol-agent.yaml"), &agent_env);
 
     // ---- 4 processes, > 200 sessions.
-    let p1 = run_ok(
-        "fleet-app",
-        &[
-            app_env(agent_a.grpc_endpoint(), "grpc", "fleet-app-grpc"),
-            vec![("E2E_SESSIONS", "60".into())],
-        ]
-        .concat(),
+    let app1 = run_app(agent_a.grpc_endpoint(), "grpc", "fleet-app-grpc", 60);
+    let app2 = run_app(
+        agent_b.http_endpoint(),
+        "http/protobuf",
+        "fleet-app-http",
+        60,
     );
-    let app1 = ids(&p1, "SESSIONS");
-    let p2 = run_ok(
-        "fleet-app",
-        &[
-            app_env(agent_b.http_endpoint(), "http/protobuf", "fleet-app-http"),
-            vec![("E2E_SESSIONS", "60".into())],
-        ]
-        .concat(),
-    );
-    let app2 = ids(&p2, "SESSIONS");
     // Joins 25 of the first process's sessions, through the other agent.
-    let joins = app1[..25].join(",");
-    let p3 = run_ok(
-        "fleet-requests",
-        &[
-            request_env(agent_b.grpc_endpoint(), "grpc", "fleet-server-joining"),
-            vec![("E2E_REQUESTS", "50".into()), ("E2E_JOIN", joins)],
-        ]
-        .concat(),
+    let req3 = run_server(
+        agent_b.grpc_endpoint(),
+        "grpc",
+        "fleet-server-joining",
+        50,
+        &app1[..25],
     );
-    let req3 = ids(&p3, "REQUESTS");
-    let p4 = run_ok(
-        "fleet-requests",
-        &[
-            request_env(agent_a.http_endpoint(), "http/protobuf", "fleet-server"),
-            vec![("E2E_REQUESTS", "50".into())],
-        ]
-        .concat(),
+    let req4 = run_server(
+        agent_a.http_endpoint(),
+        "http/protobuf",
+        "fleet-server",
+        50,
+        &[],
     );
-    let req4 = ids(&p4, "REQUESTS");
     let sessions = app1.len() + app2.len() + req3.len() + 25 + req4.len();
     assert!(sessions >= 200, "{sessions} sessions");
 
@@ -265,15 +274,7 @@ fn a_fleet_routed_on_session_id_keeps_every_session_on_one_gateway() {
     }
     gateways[2].col.stop();
     let stopped_at = Instant::now();
-    let p5 = run_ok(
-        "fleet-app",
-        &[
-            app_env(agent_a.grpc_endpoint(), "grpc", "fleet-app-outage"),
-            vec![("E2E_SESSIONS", "60".into())],
-        ]
-        .concat(),
-    );
-    let app5 = ids(&p5, "SESSIONS");
+    let app5 = run_app(agent_a.grpc_endpoint(), "grpc", "fleet-app-outage", 60);
     // What the two gateways left get: every session routed to them, whole.
     std::thread::sleep(Duration::from_secs(1));
     let during = landed(&gateways);
@@ -322,15 +323,7 @@ fn a_fleet_routed_on_session_id_keeps_every_session_on_one_gateway() {
     // ---- The agent stops while the gateway is away: its share is dropped,
     // and the agent says so.
     gateways[2].col.stop();
-    let p6 = run_ok(
-        "fleet-app",
-        &[
-            app_env(agent_b.grpc_endpoint(), "grpc", "fleet-app-agent-stops"),
-            vec![("E2E_SESSIONS", "30".into())],
-        ]
-        .concat(),
-    );
-    let app6 = ids(&p6, "SESSIONS");
+    let app6 = run_app(agent_b.grpc_endpoint(), "grpc", "fleet-app-agent-stops", 30);
     std::thread::sleep(Duration::from_secs(1));
     agent_b.stop();
     gateways[2].col.restart();

@@ -131,6 +131,32 @@ fn run_release(endpoint: &str, version: &str, runs: &[Run], state: &std::path::P
     }
 }
 
+/// A moment (Unix seconds) at which Prometheus holds, for each release, the
+/// total of `otel_session_ended_total` given (waits, bounded, for one).
+fn settled(prom: &Prometheus, totals: &[(&str, f64)]) -> f64 {
+    let want: BTreeMap<String, f64> = totals.iter().map(|(v, n)| (v.to_string(), *n)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = now_secs();
+        // Two scrapes later, what Prometheus says held at `t`.
+        std::thread::sleep(SCRAPE * 3);
+        let got = per_version(
+            prom,
+            "sum by (service_version) (otel_session_ended_total)",
+            "1d",
+            t,
+        );
+        if got == want {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never settled at {want:?}: {got:?}\n{}",
+            prom.log()
+        );
+    }
+}
+
 #[test]
 fn the_documented_promql_gives_each_releases_crash_free_rate_to_the_session() {
     let backend = Receiver::start();
@@ -172,10 +198,11 @@ fn the_documented_promql_gives_each_releases_crash_free_rate_to_the_session() {
         Duration::from_secs(300),
         |_| {
             run_release(&endpoint, "1.0.0", &v1, &dir.path("v1.session"));
-            // Quiet for a few scrapes on each side of the window's start.
-            std::thread::sleep(SCRAPE * 4);
-            window_start = now_secs();
-            std::thread::sleep(SCRAPE * 4);
+            // The window starts at a moment whose scrape Prometheus has: a
+            // scrape that fails (a loaded machine) marks the target's series
+            // stale, and a window may not start on a gap.
+            window_start = settled(&prom, &[("1.0.0", 50.0), ("3.0.0", 20.0)]);
+            std::thread::sleep(SCRAPE * 2);
             run_release(&endpoint, "2.0.0", &v2, &dir.path("v2.session"));
         },
     );

@@ -246,8 +246,8 @@ impl Prometheus {
             std::fs::write(
                 dir.path("prometheus.yml"),
                 format!(
-                    "global:\n  scrape_interval: {ms}ms\n  evaluation_interval: {ms}ms\n\
-                     scrape_configs:\n  - job_name: otelcol\n    scrape_interval: {ms}ms\n    \
+                    "global:\n  scrape_interval: {ms}ms\n  scrape_timeout: {ms}ms\n  \
+                     evaluation_interval: {ms}ms\nscrape_configs:\n  - job_name: otelcol\n    \
                      static_configs:\n      - targets: [{list}]\n"
                 ),
             )
