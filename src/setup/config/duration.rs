@@ -62,4 +62,3 @@ fn duration_reason(raw: &str, e: &humantime::DurationError) -> String {
         _ => EXPECTED_DURATION.to_string(),
     }
 }
-
