@@ -1,11 +1,14 @@
 //! Retries, end to end: a child program using `init!()` exports to a collector
 //! that refuses for a few seconds (HTTP 503, with and without `Retry-After`;
-//! gRPC `UNAVAILABLE`) and then recovers: nothing that fits in the retry window
-//! (the export timeout while running; at exit, the guard's shutdown timeout) is
-//! lost, and the delivery report counts the retries. A permanent refusal (HTTP
-//! 400, gRPC `INVALID_ARGUMENT`) is not retried: the collector sees one request
-//! per export. A collector that is not there is retried while the program runs,
-//! not at exit.
+//! gRPC `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` with `RetryInfo`) and then
+//! recovers: nothing that fits in the retry window (the export timeout while
+//! running; at exit, the guard's shutdown timeout) is lost, and the delivery
+//! report counts the retries. The retries are `opentelemetry-otlp`'s; the
+//! bounds (the timeout, `0` for none, the cut at shutdown) and the counts are
+//! ours. A permanent refusal (HTTP 400, gRPC `INVALID_ARGUMENT`,
+//! `RESOURCE_EXHAUSTED` without `RetryInfo`) is not retried: the collector sees
+//! one request per export. A collector that is not there is retried while the
+//! program runs, not at exit.
 
 mod support;
 
@@ -52,15 +55,23 @@ fn span_report(run: &ChildRun) -> (u64, u64, u64, u64, u64) {
     (n[0], n[1], n[2], n[12], n[15])
 }
 
+/// The spans of [`phases`].
+const PHASES: &[(&str, usize)] = &[("while-down", 100), ("after-up", 100)];
+
 /// While the program runs: 100 spans, a flush, 100 spans, a flush (retries
 /// within the export timeout, 8 s here).
 fn phases(endpoint: String, protocol: &str) -> ChildRun {
+    phases_within(endpoint, protocol, 8000)
+}
+
+/// [`phases`] with an export timeout of `timeout_ms`.
+fn phases_within(endpoint: String, protocol: &str, timeout_ms: u64) -> ChildRun {
     support::run_child_with(
         "phases",
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "8000".to_string()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", timeout_ms.to_string()),
             ("OTEL_LOGS_EXPORTER", "none".to_string()),
             ("OTEL_METRICS_EXPORTER", "none".to_string()),
         ],
@@ -123,12 +134,7 @@ fn http_503_for_a_few_seconds_loses_nothing_with_exponential_backoff() {
         window: Duration::from_millis(3500),
     });
     let run = phases(collector.endpoint(), "http/protobuf");
-    lost_nothing(
-        &run,
-        &collector.seen(),
-        &[("while-down", 100), ("after-up", 100)],
-        Duration::from_millis(240),
-    );
+    lost_nothing(&run, &collector.seen(), PHASES, Duration::from_millis(240));
 }
 
 #[test]
@@ -186,17 +192,14 @@ fn http_400_is_permanent_and_not_retried() {
 fn grpc_unavailable_for_a_few_seconds_loses_nothing() {
     let collector = FakeGrpc::start(tonic::Code::Unavailable, Some(Duration::from_millis(3500)));
     let run = phases(collector.endpoint(), "grpc");
-    lost_nothing(
-        &run,
-        &collector.seen(),
-        &[("while-down", 100), ("after-up", 100)],
-        Duration::from_millis(240),
-    );
+    lost_nothing(&run, &collector.seen(), PHASES, Duration::from_millis(240));
 }
 
-#[test]
-fn grpc_invalid_argument_is_permanent_and_not_retried() {
-    let collector = FakeGrpc::start(tonic::Code::InvalidArgument, None);
+/// A gRPC collector that refuses every export with `code` (no `RetryInfo`): one
+/// request per export, the warning `says` why, and the spans count as failed
+/// permanently.
+fn grpc_refusal_is_permanent(code: tonic::Code, says: &str) {
+    let collector = FakeGrpc::start(code, None);
     let run = burst(collector.endpoint(), "grpc", 8000);
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(
@@ -204,12 +207,7 @@ fn grpc_invalid_argument_is_permanent_and_not_retried() {
         1,
         "one export, one request"
     );
-    assert!(
-        run.stderr
-            .contains("the collector answered gRPC status InvalidArgument"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains(says), "{}", run.stderr);
     let (handed, _, failed, retried, permanent) = span_report(&run);
     assert_eq!(
         (failed, retried, permanent),
@@ -220,55 +218,109 @@ fn grpc_invalid_argument_is_permanent_and_not_retried() {
 }
 
 #[test]
+fn grpc_invalid_argument_is_permanent_and_not_retried() {
+    grpc_refusal_is_permanent(
+        tonic::Code::InvalidArgument,
+        "the collector answered gRPC status InvalidArgument",
+    );
+}
+
+#[test]
 fn a_collector_that_stays_down_is_retried_within_the_timeout_and_not_at_exit() {
     // Nothing listens. While the program runs, each flush retries the refused
     // connection until the export timeout (1.5 s) runs out; at exit nothing is
-    // retried (nothing listens), so the program ends at once, saying why.
-    let port = support::free_port();
-    let run = support::run_child_with(
-        "phases",
-        &[
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1500".to_string()),
-            ("OTEL_LOGS_EXPORTER", "none".to_string()),
-            ("OTEL_METRICS_EXPORTER", "none".to_string()),
-        ],
-        LIMIT,
-        |_| {},
+    // retried (nothing listens), so the program ends at once, saying why. Over
+    // gRPC too: our connector sees the refused connection as it happens.
+    for protocol in ["http/protobuf", "grpc"] {
+        let port = support::free_port();
+        let run = phases_within(format!("http://127.0.0.1:{port}"), protocol, 1500);
+        assert!(run.status.success(), "{protocol}: {}", run.stderr);
+        assert!(
+            run.elapsed < Duration::from_secs(6),
+            "{protocol}: {:?}",
+            run.elapsed
+        );
+        assert!(
+            run.elapsed > Duration::from_millis(900),
+            "{protocol}: two flushes retried for a while: {:?}",
+            run.elapsed
+        );
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("could not export"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{protocol}: {}", run.stderr);
+        assert!(
+            warnings[0].contains(&format!(
+                "connection refused: nothing listens at http://127.0.0.1:{port}"
+            )),
+            "{protocol}: {}",
+            run.stderr
+        );
+        let (handed, exported, failed, retried, permanent) = span_report(&run);
+        assert_eq!(
+            (exported, failed, permanent),
+            (0, handed, 0),
+            "{protocol}: {}",
+            run.stderr
+        );
+        assert!(
+            retried >= 200 && retried < handed,
+            "{protocol}: the spans flushed while running were retried, the session's end at \
+             exit not: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn grpc_resource_exhausted_is_retried_only_when_the_collector_sends_retry_info() {
+    // Without RetryInfo: permanent.
+    grpc_refusal_is_permanent(
+        tonic::Code::ResourceExhausted,
+        "the collector answered gRPC status ResourceExhausted; the collector is out of \
+         capacity: retried only when it says when to (gRPC RetryInfo)",
     );
+    // With RetryInfo (retry after 600 ms): retried after that wait, delivered.
+    let collector = FakeGrpc::with_retry_info(
+        tonic::Code::ResourceExhausted,
+        Some(Duration::from_millis(1500)),
+        Some(Duration::from_millis(600)),
+    );
+    let run = phases(collector.endpoint(), "grpc");
+    lost_nothing(&run, &collector.seen(), PHASES, Duration::from_millis(590));
+}
+
+#[test]
+fn a_timeout_of_zero_is_no_limit_and_the_shutdown_still_cuts_it() {
+    // The spans go out as the program exits, to a collector that always
+    // answers 503: with no export timeout, the retries go on until the guard's
+    // shutdown deadline (5 s) cuts them, and the loss is reported.
+    let collector = FakeHttp::start(Answer::Always(503));
+    let run = burst(collector.endpoint(), "http/protobuf", 0);
     assert!(run.status.success(), "{}", run.stderr);
-    assert!(run.elapsed < Duration::from_secs(6), "{:?}", run.elapsed);
     assert!(
-        run.elapsed > Duration::from_millis(900),
-        "two flushes retried for a while: {:?}",
+        run.elapsed > Duration::from_secs(3) && run.elapsed < Duration::from_secs(9),
+        "retried until the shutdown deadline: {:?}",
         run.elapsed
     );
-    let warnings: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.contains("could not export"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", run.stderr);
     assert!(
-        warnings[0].contains(&format!(
-            "connection refused: nothing listens at http://127.0.0.1:{port}"
-        )),
+        collector.seen().on("/v1/traces").len() >= 3,
+        "retried: {:?}",
+        collector.seen().requests
+    );
+    assert!(
+        run.stderr
+            .contains("(cut short at shutdown): the collector answered HTTP 503"),
         "{}",
         run.stderr
     );
-    let (handed, exported, failed, retried, permanent) = span_report(&run);
+    let (handed, exported, failed, retried, _) = span_report(&run);
     assert_eq!(
-        (exported, failed, permanent),
-        (0, handed, 0),
+        (exported, failed, retried),
+        (0, handed, handed),
         "{}",
-        run.stderr
-    );
-    assert!(
-        retried >= 200 && retried < handed,
-        "the spans flushed while running were retried, the session's end at exit not: {}",
         run.stderr
     );
 }

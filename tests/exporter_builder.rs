@@ -1,7 +1,9 @@
 //! `ExporterBuilder` builds its exporters as `init()` does: TLS files and
 //! endpoints are checked (typed `ExportError`s naming the variable), and its
-//! exporters retry transient failures and not permanent ones (the `Counted`
-//! decorator), here against a fake OTLP/HTTP collector in this process.
+//! exporters retry transient failures and not permanent ones
+//! (`opentelemetry-otlp`'s retries, bounded by the export timeout, without
+//! blocking a runtime worker), here against a fake OTLP/HTTP collector in this
+//! process.
 //!
 //! The builder reads the process environment, so the tests here take turns and
 //! restore it.
@@ -215,4 +217,99 @@ fn otel_exporter_otlp_compression_compresses_and_an_ignored_value_does_not() {
     assert_eq!(encodings("gzip"), [Some("gzip".to_string())]);
     // zstd is not compiled in: ignored (with a warning), sent uncompressed.
     assert_eq!(encodings("zstd"), [None]);
+}
+
+#[test]
+fn a_timeout_of_zero_is_no_limit() {
+    // `OTEL_EXPORTER_OTLP_TIMEOUT=0` means no limit: the export is retried until
+    // the collector accepts it (it used to fail at once, never sent).
+    let collector = FakeHttp::start(Answer::FailFor {
+        status: 503,
+        retry_after: None,
+        window: Duration::from_millis(700),
+    });
+    export_one_with(
+        &collector,
+        "unlimited",
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "0")],
+    );
+    let seen = collector.seen();
+    let statuses: Vec<u16> = seen.on("/v1/traces").iter().map(|r| r.status).collect();
+    assert!(
+        statuses.len() >= 2 && statuses.last() == Some(&200),
+        "refused, retried, accepted: {statuses:?}"
+    );
+    assert_eq!(seen.spans, ["unlimited"]);
+}
+
+/// Under a `SimpleSpanProcessor` the SDK blocks on each export where the span
+/// ends. Ended in a task of a multi-thread runtime with one worker, while the
+/// collector refuses (503) and the export retries for over a second, the
+/// runtime's other tasks go on: the wait is handed off (`block_in_place`), and
+/// the retries wait with tokio's sleep, not by blocking the worker.
+#[test]
+fn a_retrying_export_under_a_simple_processor_does_not_block_a_runtime_worker() {
+    let collector = FakeHttp::start(Answer::FailFor {
+        status: 503,
+        retry_after: None,
+        window: Duration::from_millis(1200),
+    });
+    let exporter = {
+        let endpoint = collector.endpoint();
+        let _env = Env::set(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "6000"),
+        ]);
+        ExporterBuilder::from_env()
+            .span_exporter()
+            .expect("span exporter")
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(SimpleSpanProcessor::new(exporter))
+        .build();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (export_took, longest_gap) = rt.block_on(async {
+        let ticks = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let t = std::sync::Arc::clone(&ticks);
+        let ticker = tokio::spawn(async move {
+            loop {
+                t.lock().unwrap().push(std::time::Instant::now());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let tracer = provider.tracer("builder-test");
+        let export_took = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            tracer.in_span("from-a-task", |_| {});
+            started.elapsed()
+        })
+        .await
+        .expect("task");
+        ticker.abort();
+        let ticks = ticks.lock().unwrap();
+        let longest_gap = ticks
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .max()
+            .unwrap_or_default();
+        (export_took, longest_gap)
+    });
+    let _ = provider.shutdown();
+    let seen = collector.seen();
+    assert_eq!(seen.spans, ["from-a-task"], "delivered after the refusals");
+    assert!(
+        export_took > Duration::from_millis(900),
+        "the export waited through its retries: {export_took:?}"
+    );
+    assert!(
+        longest_gap < Duration::from_millis(300),
+        "the other task ticked every 10 ms throughout the {export_took:?} export; its longest \
+         pause was {longest_gap:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Collectors that misbehave on purpose, to test retries: an OTLP/HTTP server
 //! (HTTP/1.1 on a raw `TcpListener`) and an OTLP/gRPC trace service (tonic) that
-//! refuse for a while (or always) and then accept, recording every request.
+//! refuse for a while (or always) and then accept, recording every request; the
+//! gRPC one can say when to retry (`RetryInfo`).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -233,6 +234,7 @@ struct Traces {
     seen: Arc<Mutex<Seen>>,
     code: tonic::Code,
     window: Option<Duration>,
+    retry_info: Option<Duration>,
 }
 
 #[tonic::async_trait]
@@ -256,7 +258,17 @@ impl TraceService for Traces {
                 .map(str::to_string),
         });
         if failing {
-            return Err(tonic::Status::new(self.code, "refused by the test"));
+            return Err(match self.retry_info {
+                Some(delay) => {
+                    use tonic_types::{ErrorDetails, StatusExt as _};
+                    tonic::Status::with_error_details(
+                        self.code,
+                        "refused by the test",
+                        ErrorDetails::with_retry_info(Some(delay)),
+                    )
+                }
+                None => tonic::Status::new(self.code, "refused by the test"),
+            });
         }
         for rs in req.into_inner().resource_spans {
             for ss in rs.scope_spans {
@@ -269,11 +281,22 @@ impl TraceService for Traces {
 
 impl FakeGrpc {
     pub fn start(code: tonic::Code, window: Option<Duration>) -> FakeGrpc {
+        Self::with_retry_info(code, window, None)
+    }
+
+    /// [`start`](Self::start), its refusals carrying `RetryInfo` (retry after
+    /// `retry_info`) when given.
+    pub fn with_retry_info(
+        code: tonic::Code,
+        window: Option<Duration>,
+        retry_info: Option<Duration>,
+    ) -> FakeGrpc {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let service = Traces {
             seen: Arc::clone(&seen),
             code,
             window,
+            retry_info,
         };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake gRPC collector");
         listener.set_nonblocking(true).expect("nonblocking");

@@ -8,18 +8,18 @@ use std::sync::Arc;
 use super::counted::Counted;
 use super::delivery::DeliveryStats;
 use super::plan::{BuildFn, OtlpPlan};
-use super::runtime::OtlpExporter;
 use super::target::Signal;
 use super::transport::{otlp_logs, otlp_metrics, otlp_spans};
 use crate::setup::error::ExportError;
 
-/// The OTLP span exporter `init()` builds: retries, diagnostics and delivery
-/// counts ([`Counted`]) around the exporter that runs on the export runtime.
-pub type OtlpSpanExporter = Counted<OtlpExporter<opentelemetry_otlp::SpanExporter>>;
+/// The OTLP span exporter `init()` builds: `opentelemetry-otlp`'s, with our
+/// retry policy, wrapped in [`Counted`] (the export runtime, the timeout,
+/// diagnostics and delivery counts).
+pub type OtlpSpanExporter = Counted<opentelemetry_otlp::SpanExporter>;
 /// The OTLP log exporter `init()` builds (see [`OtlpSpanExporter`]).
-pub type OtlpLogExporter = Counted<OtlpExporter<opentelemetry_otlp::LogExporter>>;
+pub type OtlpLogExporter = Counted<opentelemetry_otlp::LogExporter>;
 /// The OTLP metric exporter `init()` builds (see [`OtlpSpanExporter`]).
-pub type OtlpMetricExporter = Counted<OtlpExporter<opentelemetry_otlp::MetricExporter>>;
+pub type OtlpMetricExporter = Counted<opentelemetry_otlp::MetricExporter>;
 
 /// Builds OTLP exporters from the environment exactly as `init()` does, with the
 /// same code:
@@ -31,17 +31,22 @@ pub type OtlpMetricExporter = Counted<OtlpExporter<opentelemetry_otlp::MetricExp
 ///   made; an unusable TLS file is the signal's [`ExportError`]);
 /// - every export runs on the export runtime (one small tokio runtime, shared by
 ///   the exporters of one builder and alive as long as any of them), with the
-///   export stack's own telemetry suppressed; HTTP exporters with the same TLS
-///   settings and timeout share one client;
-/// - each exporter is wrapped in [`Counted`]: transient failures (HTTP 429, 502,
-///   503, 504, gRPC `UNAVAILABLE`/`RESOURCE_EXHAUSTED`, a refused connection) are
-///   retried with exponential backoff and jitter, honouring `Retry-After`,
-///   within the export timeout; permanent ones are not; a failure is one warning
-///   per cause on stderr naming the signal, protocol and URL with the likely fix.
+///   export stack's own telemetry suppressed; a worker of your multi-thread
+///   runtime that waits for an export (a simple processor) hands its other
+///   tasks on meanwhile; HTTP exporters with the same TLS settings and timeout
+///   share one client;
+/// - transient failures (HTTP 429, 502, 503, 504, gRPC `UNAVAILABLE`,
+///   `RESOURCE_EXHAUSTED` with `RetryInfo`, a refused connection) are retried by
+///   `opentelemetry-otlp` with exponential backoff and jitter, honouring
+///   `Retry-After` and `RetryInfo`, within the export timeout (which also ends
+///   an attempt under way); permanent ones are not;
+/// - each exporter is wrapped in [`Counted`]: a failure is one warning per
+///   cause on stderr naming the signal, protocol and URL with the likely fix.
 ///
-/// Unlike `init()`'s, these exporters have no guard: their retries are bounded
-/// by the export timeout only (not cut short when your provider shuts down), and
-/// there is no delivery report at exit.
+/// Unlike `init()`'s, these exporters have no guard: an export under way when
+/// your provider shuts down is bounded by the export timeout only (the SDK
+/// tells an exporter about the shutdown after the last export), and there is
+/// no delivery report at exit.
 ///
 /// Call a method twice for two exporters of the same signal (for example one for
 /// your pipeline and one for session lifecycle output).

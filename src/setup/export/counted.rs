@@ -1,12 +1,14 @@
 //! The exporter decorator every signal's exporter is wrapped in: it counts what
-//! was delivered and what failed and, for OTLP exporters, retries transient
-//! failures (see `retry`), diagnoses a failure and prints one warning per cause
-//! (naming the signal, protocol and URL, with the likely fix).
+//! was delivered, retried and lost and reports failures. Around an OTLP
+//! exporter it also runs each export on the export runtime, bounded by the
+//! export timeout and cut at shutdown (see `retry`: the retries themselves are
+//! `opentelemetry-otlp`'s), watches its attempts (see `observe`), and prints one
+//! warning per cause of failure (naming the signal, protocol and URL, with the
+//! diagnosis and likely fix of `diagnose`).
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -18,11 +20,11 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
 use super::delivery::DeliveryStats;
-use super::diagnose::{cause_key, diagnose, export_warning, Failure};
-use super::observe::{Outcome, Probe};
-use super::retry::{self, Decision, Stop};
-use super::target::{redact_text, Target};
+use super::failure::Failure;
+use super::retry::Stop;
+use super::target::Target;
 use super::tls::TlsVars;
+use super::ExportRuntime;
 
 /// How many different export problems are printed at most; later ones are only
 /// counted.
@@ -45,23 +47,29 @@ impl Reported {
     }
 }
 
-/// What watches one signal's OTLP exports: where they go, the probe on their
-/// HTTP attempts, the TLS files in use, the causes already reported and the
-/// pipeline's shutdown.
+/// What one signal's OTLP exports run on and report to: where they go, the
+/// TLS files in use, the causes already reported, the pipeline's shutdown, the
+/// export runtime and the failed connections of its gRPC channel.
 #[derive(Debug)]
 pub(crate) struct ExportWatch {
     pub(crate) target: Target,
-    pub(crate) probe: Arc<Probe>,
     pub(crate) tls: TlsVars,
     pub(crate) reported: Arc<Reported>,
     pub(crate) stop: Arc<Stop>,
+    pub(crate) runtime: Arc<ExportRuntime>,
+    /// The failed connections of a gRPC channel.
+    #[cfg_attr(
+        not(any(feature = "otlp-grpc", feature = "otlp-http")),
+        allow(dead_code)
+    )]
+    pub(crate) connects: Arc<super::observe::Connects>,
     /// Whether a guard prints the delivery report at shutdown (not for the
     /// exporters of the `ExporterBuilder`).
     pub(crate) report: bool,
 }
 
 /// An exporter decorator that counts what was delivered and what failed and, for
-/// OTLP exporters, retries and diagnoses failures.
+/// OTLP exporters, runs, bounds and diagnoses every export.
 #[derive(Debug)]
 pub struct Counted<E> {
     inner: E,
@@ -75,122 +83,115 @@ impl<E> Counted<E> {
     }
 }
 
-/// At shutdown an attempt ends this long before the deadline.
-const ATTEMPT_MARGIN: Duration = Duration::from_millis(100);
-
 impl DeliveryStats {
-    /// Runs an export of `n` `items` (`attempt` makes one attempt), retrying
-    /// transient failures when exports are watched, and records the outcome.
-    async fn run<F, Fut>(&self, items: &str, n: usize, mut attempt: F) -> OTelSdkResult
+    /// Runs `export` of `n` `items` and records the outcome: as it is for a
+    /// plain exporter, on the export runtime and bounded for an OTLP one.
+    async fn run<F>(&self, items: &str, n: usize, export: F) -> OTelSdkResult
     where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = OTelSdkResult>,
+        F: std::future::Future<Output = OTelSdkResult> + Send,
     {
-        let n64 = n as u64;
-        let Some(watch) = self.export.get() else {
-            let result = attempt().await;
-            match &result {
-                Ok(()) => {
-                    self.exported.fetch_add(n64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    self.failed.fetch_add(n64, Ordering::Relaxed);
-                    crate::warn::once(
-                        &self.warned,
-                        format_args!(
-                            "could not export {n} {items} ({e}); further failures are counted, \
-                             not printed (see the guard's delivery report at shutdown)"
-                        ),
-                    );
-                }
-            }
-            return result;
-        };
-        let started = Instant::now();
-        // The export timeout bounds the export with its retries: each attempt
-        // gets what is left of it, and no more than the shutdown leaves.
-        let timeout = watch.target.timeout;
-        let deadline = started.checked_add(timeout);
-        let mut retries = 0u32;
-        loop {
-            // At shutdown, the attempt ends a moment before the deadline, so
-            // that its warning is printed before the guard's report.
-            let shutdown = watch
-                .stop
-                .left()
-                .and_then(|l| Instant::now().checked_add(l.saturating_sub(ATTEMPT_MARGIN)));
-            let attempt_deadline = match (deadline, shutdown) {
-                (Some(d), Some(s)) => Some(d.min(s)),
-                (d, s) => d.or(s),
-            };
-            watch
-                .probe
-                .begin_attempt(attempt_deadline.map(|d| (d, timeout)));
-            let result = attempt().await;
-            let error = match &result {
-                Ok(()) => {
-                    self.exported.fetch_add(n64, Ordering::Relaxed);
-                    if retries > 0 {
-                        self.retried.fetch_add(n64, Ordering::Relaxed);
+        match self.export.get() {
+            Some(watch) => self.run_otlp(watch, n, export).await,
+            None => {
+                let result = export.await;
+                let n = n as u64;
+                match &result {
+                    Ok(()) => self.exported.fetch_add(n, Ordering::Relaxed),
+                    Err(e) => {
+                        crate::warn::once(
+                            &self.warned,
+                            format_args!(
+                                "could not export {n} {items} ({e}); further failures are \
+                                 counted, not printed (see the guard's delivery report at \
+                                 shutdown)"
+                            ),
+                        );
+                        self.failed.fetch_add(n, Ordering::Relaxed)
                     }
-                    return result;
-                }
-                Err(e) => e.to_string(),
-            };
-            let (last, retry_after) = watch.probe.last().unzip();
-            let failure = Failure::classify(&error, last.as_ref());
-            let decision = retry::decide(
-                &failure,
-                retries,
-                started.elapsed(),
-                watch.target.timeout,
-                retry_after.flatten(),
-                retry::jitter(),
-                watch.stop.left(),
-            );
-            if let Decision::RetryAfter(wait) = decision {
-                if watch.stop.sleep(wait, &failure) {
-                    retries += 1;
-                    continue;
-                }
+                };
+                result
             }
-            self.failed.fetch_add(n64, Ordering::Relaxed);
-            if retries > 0 {
-                self.retried.fetch_add(n64, Ordering::Relaxed);
-            }
-            if decision == Decision::Permanent {
-                self.permanent.fetch_add(n64, Ordering::Relaxed);
-            }
-            self.warn(watch, n, &error, last.as_ref(), &failure);
-            return result;
         }
     }
 
-    fn warn(
-        &self,
-        watch: &ExportWatch,
-        n: usize,
-        error: &str,
-        last: Option<&Outcome>,
-        failure: &Failure,
-    ) {
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    async fn run_otlp<F>(&self, watch: &ExportWatch, n: usize, export: F) -> OTelSdkResult
+    where
+        F: std::future::Future<Output = OTelSdkResult> + Send,
+    {
+        use super::observe::{Attempts, ATTEMPTS};
+        use super::retry::{bounded, Ended};
+        use opentelemetry_sdk::error::OTelSdkError;
+
+        let attempts = Arc::new(Attempts::new(Arc::clone(&watch.connects)));
+        let seen = Arc::clone(&attempts);
+        let timeout = watch.target.timeout;
+        let ended = watch
+            .runtime
+            .run(ATTEMPTS.scope(
+                Arc::clone(&attempts),
+                bounded(export, timeout, &watch.stop, move || seen.last_failure()),
+            ))
+            .await;
+        let ended = ended.unwrap_or_else(|e| Ended::Done(Err(e)));
+        let n64 = n as u64;
+        let retried = attempts.made() > 1;
+        if retried {
+            self.retried.fetch_add(n64, Ordering::Relaxed);
+        }
+        let cut = "cut short at shutdown";
+        let (failure, said, error) = match ended {
+            Ended::Done(Ok(())) => {
+                self.exported.fetch_add(n64, Ordering::Relaxed);
+                return Ok(());
+            }
+            Ended::Done(Err(e)) => (Failure::of_text(&e.to_string()), e.to_string(), e),
+            Ended::TimedOut => {
+                let e = OTelSdkError::Timeout(timeout);
+                (Failure::TimedOut, e.to_string(), e)
+            }
+            Ended::Cut => {
+                let e = OTelSdkError::InternalFailure(cut.to_string());
+                (Failure::ShutDown, cut.to_string(), e)
+            }
+        };
+        // What the last attempt got, when seen, says more than the exporter's
+        // error (over HTTP only "network error"): its transport's error too.
+        let (failure, shown) = match attempts.last() {
+            Some((seen, transport)) => (seen, transport.unwrap_or(said)),
+            None => (failure, said),
+        };
+        self.failed.fetch_add(n64, Ordering::Relaxed);
+        if !retried && !failure.retryable() {
+            self.permanent.fetch_add(n64, Ordering::Relaxed);
+        }
+        watch.warn(n, &shown, &failure);
+        Err(error)
+    }
+
+    #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+    async fn run_otlp<F>(&self, watch: &ExportWatch, _n: usize, _export: F) -> OTelSdkResult {
+        // No OTLP exporter is ever built without a transport.
+        match *watch.runtime {}
+    }
+}
+
+impl ExportWatch {
+    /// Prints the warning for `failure` of an export of `n` items (`error`: what
+    /// the transport or exporter said), unless its cause was reported.
+    #[cfg_attr(
+        not(any(feature = "otlp-grpc", feature = "otlp-http")),
+        allow(dead_code)
+    )]
+    fn warn(&self, n: usize, error: &str, failure: &Failure) {
+        use super::diagnose::{cause_key, diagnose, export_warning};
         // The text is built only for a cause not printed yet.
-        if !watch.reported.first(&cause_key(&watch.target, failure)) {
+        if !self.reported.first(&cause_key(&self.target, failure)) {
             return;
         }
-        let diagnosis = diagnose(&watch.target, failure, &watch.tls);
-        // Over HTTP the exporter only says "network error": show the transport's.
-        let shown = match last {
-            Some(Outcome::Error(transport)) => transport.as_str(),
-            _ => error,
-        };
-        let text = export_warning(
-            &watch.target,
-            n,
-            &redact_text(shown),
-            &diagnosis,
-            watch.report,
-        );
+        let diagnosis = diagnose(&self.target, failure, &self.tls);
+        let error = super::target::redact_text(error);
+        let text = export_warning(&self.target, n, &error, &diagnosis, self.report);
         crate::warn::stderr(format_args!("{text}"));
     }
 }
@@ -198,15 +199,12 @@ impl DeliveryStats {
 impl<E: SpanExporter> SpanExporter for Counted<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
-        // Each attempt takes its own copy (as opentelemetry-otlp's retries do).
-        let result = self
-            .stats
-            .run("spans", n, || self.inner.export(batch.clone()))
-            .await;
+        let result = self.stats.run("spans", n, self.inner.export(batch)).await;
         self.stats.check_drops("span");
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.stats.stop_at(timeout);
         self.inner.shutdown_with_timeout(timeout)
     }
     fn force_flush(&self) -> OTelSdkResult {
@@ -221,16 +219,13 @@ impl<E: LogExporter> LogExporter for Counted<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let records: Vec<(&SdkLogRecord, &InstrumentationScope)> = batch.iter().collect();
         let n = records.len();
-        let result = self
-            .stats
-            .run("log records", n, || {
-                self.inner.export(LogBatch::new(&records))
-            })
-            .await;
+        let export = self.inner.export(LogBatch::new(&records));
+        let result = self.stats.run("log records", n, export).await;
         self.stats.check_drops("log");
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.stats.stop_at(timeout);
         self.inner.shutdown_with_timeout(timeout)
     }
     fn set_resource(&mut self, resource: &Resource) {
@@ -242,17 +237,31 @@ impl<E: PushMetricExporter> PushMetricExporter for Counted<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         let n = data_points(metrics);
         self.stats
-            .run("metric points", n, || self.inner.export(metrics))
+            .run("metric points", n, self.inner.export(metrics))
             .await
     }
     fn force_flush(&self) -> OTelSdkResult {
         self.inner.force_flush()
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.stats.stop_at(timeout);
         self.inner.shutdown_with_timeout(timeout)
     }
     fn temporality(&self) -> Temporality {
         self.inner.temporality()
+    }
+}
+
+impl DeliveryStats {
+    /// The exporter shuts down within `timeout`: exports still under way are
+    /// cut by then.
+    fn stop_at(&self, timeout: Duration) {
+        if let (Some(watch), Some(deadline)) = (
+            self.export.get(),
+            std::time::Instant::now().checked_add(timeout),
+        ) {
+            watch.stop.stop_at(deadline);
+        }
     }
 }
 

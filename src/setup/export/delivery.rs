@@ -1,6 +1,11 @@
 //! Delivery accounting: what reached the exporting processor, what the exporter
 //! delivered, what needed retries, what failed (and of that, what failed
 //! permanently), and the warning when a queue drops.
+//!
+//! The retries happen inside `opentelemetry-otlp`'s export call; they are
+//! counted from the attempts seen (see `observe`): our HTTP client sees every
+//! attempt and a gRPC interceptor counts them, so an export that took more than
+//! one attempt is known over both transports.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,10 +24,11 @@ pub struct DeliveryStats {
     pub exported: AtomicU64,
     /// Items in exports that failed (collector down, slow, refusing).
     pub failed: AtomicU64,
-    /// Items in exports that needed at least one retry (delivered or not).
+    /// Items in exports that took more than one attempt (delivered or not).
     pub retried: AtomicU64,
-    /// Items in exports that failed permanently, without retries (a 4xx status
-    /// other than 429, malformed data, refused credentials); part of `failed`.
+    /// Items in exports that failed permanently: at their only attempt, with a
+    /// failure that is not retried (a 4xx status other than 429, malformed
+    /// data, refused credentials); part of `failed`.
     pub permanent: AtomicU64,
     pub(crate) warned: AtomicBool,
     pub(crate) export: std::sync::OnceLock<ExportWatch>,

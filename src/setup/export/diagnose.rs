@@ -9,203 +9,13 @@
 //! warnings are printed once per key, so three signals failing for one cause make
 //! one warning.
 
-use super::observe::{Outcome, ProxyPage};
+use super::failure::{Failure, TlsProblem};
 use super::target::{
     host_of, origin_of, path_of, scheme_of, EndpointSource, Signal, Target, ENV_ENDPOINT,
 };
 use super::target::{DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT};
 use super::tls::TlsVars;
 use crate::setup::config::Transport;
-
-/// What went wrong with a TLS handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsProblem {
-    /// The server's certificate chain does not lead to a trusted root.
-    Untrusted,
-    /// The certificate is not valid for the host name in the endpoint.
-    WrongName,
-    /// The certificate has expired or is not valid yet.
-    Expired,
-    /// The server wants a client certificate (mutual TLS), or refused ours.
-    ClientCertificate,
-    /// The server does not speak TLS on that port.
-    NotTls,
-    /// The endpoint says `http://` but the server expects TLS.
-    PlainToTls,
-    /// Another TLS failure.
-    Other,
-}
-
-/// What went wrong with an export, as far as the error tells.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The connection was refused: nothing listens there.
-    Refused,
-    /// The host name could not be resolved.
-    Unresolved,
-    /// No answer within the export timeout.
-    TimedOut,
-    /// The TLS handshake failed.
-    Tls(TlsProblem),
-    /// The server answered with this HTTP status.
-    Status(u16),
-    /// The server answered with this gRPC status code (as `tonic` names it).
-    Grpc(String),
-    /// The server spoke another protocol (HTTP/1.1 against HTTP/2 or the reverse).
-    Protocol,
-    /// The connection was closed or reset mid-request (a collector restarting).
-    Disconnected,
-    /// Another transport error: no answer was received.
-    Network,
-    /// Anything else (the export could not even be attempted, an unknown answer).
-    Other,
-}
-
-impl Failure {
-    /// Classifies an export error (`error`: the exporter's message; `last`: what
-    /// the last attempt got, when seen).
-    pub fn classify(error: &str, last: Option<&Outcome>) -> Failure {
-        let mut text = error.to_ascii_lowercase();
-        match last {
-            Some(Outcome::Status(s)) => return Failure::Status(*s),
-            Some(Outcome::ProxyPage(_, ProxyPage::ClientCertificate)) => {
-                return Failure::Tls(TlsProblem::ClientCertificate)
-            }
-            Some(Outcome::ProxyPage(_, ProxyPage::PlainHttpToTls)) => {
-                return Failure::Tls(TlsProblem::PlainToTls)
-            }
-            Some(Outcome::Error(e)) => {
-                text.push_str(" | ");
-                text.push_str(&e.to_ascii_lowercase());
-            }
-            None => {}
-        }
-        let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-        if has(&["unknownissuer", "unknown issuer", "badsignature"]) {
-            return Failure::Tls(TlsProblem::Untrusted);
-        }
-        if has(&["notvalidforname", "not valid for name"]) {
-            return Failure::Tls(TlsProblem::WrongName);
-        }
-        if has(&[
-            "certificate: expired",
-            "certificate expired",
-            "expiredcontext",
-            "notvalidyet",
-            "not valid yet",
-        ]) {
-            return Failure::Tls(TlsProblem::Expired);
-        }
-        if has(&[
-            "certificaterequired",
-            "certificate required",
-            "badcertificate",
-            "bad certificate",
-            "certificateunknown",
-            "unknownca",
-            "unknown ca",
-        ]) {
-            return Failure::Tls(TlsProblem::ClientCertificate);
-        }
-        if has(&[
-            "corrupt message",
-            "invalidcontenttype",
-            "wrong version number",
-            "invalid content type",
-        ]) {
-            return Failure::Tls(TlsProblem::NotTls);
-        }
-        if has(&["connection refused"]) {
-            return Failure::Refused;
-        }
-        if has(&[
-            "dns error",
-            "failed to lookup address",
-            "name or service not known",
-            "nodename nor servname",
-            "no such host",
-        ]) {
-            return Failure::Unresolved;
-        }
-        if has(&["tls", "certificate", "handshake", "alert"]) {
-            return Failure::Tls(TlsProblem::Other);
-        }
-        if has(&["timed out", "timeout", "deadline"]) {
-            return Failure::TimedOut;
-        }
-        if has(&[
-            "http2 error",
-            "h2 protocol error",
-            "frame with invalid size",
-            "invalid http version",
-            "received an unexpected",
-            "received unexpected message",
-            "invalid status line",
-        ]) {
-            return Failure::Protocol;
-        }
-        if has(&[
-            "connection closed before message completed",
-            "unexpected end of file",
-            "connection reset",
-            "broken pipe",
-            "connection closed",
-        ]) {
-            return Failure::Disconnected;
-        }
-        if let Some(code) = grpc_code(error) {
-            return Failure::Grpc(code);
-        }
-        if matches!(last, Some(Outcome::Error(_))) {
-            return Failure::Network;
-        }
-        Failure::Other
-    }
-
-    /// Whether the failure is transient and worth retrying: the collector is
-    /// down, restarting, overloaded or throttling (refused or reset connections,
-    /// timeouts, HTTP 429/502/503/504, gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`,
-    /// …). Everything else is permanent: a 4xx status, malformed data, refused
-    /// credentials, a TLS verification failure, a protocol mismatch.
-    pub fn retryable(&self) -> bool {
-        match self {
-            Failure::Refused
-            | Failure::Unresolved
-            | Failure::TimedOut
-            | Failure::Disconnected
-            | Failure::Network
-            | Failure::Tls(TlsProblem::Other) => true,
-            Failure::Status(s) => matches!(s, 429 | 502 | 503 | 504),
-            Failure::Grpc(code) => matches!(
-                code.as_str(),
-                "Unavailable"
-                    | "ResourceExhausted"
-                    | "Cancelled"
-                    | "DeadlineExceeded"
-                    | "Aborted"
-                    | "OutOfRange"
-                    | "DataLoss"
-            ),
-            Failure::Tls(_) | Failure::Protocol | Failure::Other => false,
-        }
-    }
-
-    fn kind(&self) -> String {
-        match self {
-            Failure::Tls(p) => format!("tls-{p:?}"),
-            Failure::Status(s) => format!("status-{s}"),
-            Failure::Grpc(c) => format!("grpc-{c}"),
-            other => format!("{other:?}"),
-        }
-    }
-}
-
-/// `Unavailable` from "... export failed with gRPC code: Unavailable: ...".
-fn grpc_code(error: &str) -> Option<String> {
-    let rest = error.split_once("gRPC code: ")?.1;
-    let code: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
-    (!code.is_empty()).then_some(code)
-}
 
 /// An error message with repeated parts said once: `opentelemetry-otlp` and
 /// tonic repeat a cause (`a: b: b`, `x: x: y`).
@@ -287,6 +97,9 @@ fn describe(target: &Target, failure: &Failure) -> String {
         Failure::Refused => format!("connection refused: nothing listens at {origin}"),
         Failure::Unresolved => format!("the host name {} cannot be resolved", host_of(&target.url)),
         Failure::TimedOut => "no answer within the export timeout".to_string(),
+        Failure::ShutDown => {
+            "still under way when the shutdown timeout ran out: cut short".to_string()
+        }
         Failure::Tls(p) => match p {
             TlsProblem::Untrusted => {
                 "TLS failed: the collector's certificate is not trusted".to_string()
@@ -351,6 +164,7 @@ fn mistake_kind(target: &Target, failure: &Failure) -> Option<&'static str> {
         Failure::Refused
             | Failure::Unresolved
             | Failure::TimedOut
+            | Failure::ShutDown
             | Failure::Protocol
             | Failure::Disconnected
             | Failure::Network
@@ -471,8 +285,12 @@ fn advice(target: &Target, failure: &Failure, tls: &TlsVars) -> Option<String> {
         }
         Failure::Unresolved => format!("check the host name in {endpoint_var}"),
         Failure::TimedOut => "the collector is slow or unreachable (a firewall?); \
-             OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds, 10000 by default) bounds each export \
-             with its retries"
+             OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds, 10000 by default, 0 for no limit) bounds \
+             each export with its retries"
+            .to_string(),
+        Failure::ShutDown => "the collector did not accept it in time (down, slow or \
+             refusing); at exit, retries stop at the guard's shutdown timeout \
+             (Builder::with_shutdown_timeout, 5 s by default)"
             .to_string(),
         Failure::Tls(p) => match p {
             TlsProblem::Untrusted => match &tls.ca {
@@ -564,11 +382,13 @@ fn advice(target: &Target, failure: &Failure, tls: &TlsVars) -> Option<String> {
             "InvalidArgument" => {
                 "the collector rejected the data as malformed (permanent: not retried)".to_string()
             }
-            "Unavailable" | "ResourceExhausted" => {
-                "the collector is unavailable or out of capacity (transient: retried with \
-                 backoff within OTEL_EXPORTER_OTLP_TIMEOUT)"
-                    .to_string()
-            }
+            "Unavailable" => "the collector is unavailable (transient: retried with backoff, \
+                              honouring RetryInfo, within OTEL_EXPORTER_OTLP_TIMEOUT)"
+                .to_string(),
+            "ResourceExhausted" => "the collector is out of capacity: retried only when it says \
+                                    when to (gRPC RetryInfo), within OTEL_EXPORTER_OTLP_TIMEOUT; \
+                                    without RetryInfo, permanent"
+                .to_string(),
             _ => return None,
         },
         Failure::Protocol => format!(

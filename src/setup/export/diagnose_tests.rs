@@ -2,7 +2,7 @@
 //! really produce (captured against rotel, nginx and `openssl s_server`).
 
 use super::*;
-use crate::setup::export::observe::{Outcome, ProxyPage};
+use crate::setup::export::observe::ProxyPage;
 use crate::setup::export::target::{self, DEFAULT_TIMEOUT};
 use crate::setup::export::tls::TlsVar;
 
@@ -14,18 +14,21 @@ fn target(signal: Signal, transport: Transport, vars: &[(&str, &str)]) -> Target
     target::resolve(signal, transport, &|k| map.get(k).cloned())
 }
 
-fn warning(t: &Target, error: &str, last: Option<Outcome>, tls: &TlsVars) -> String {
-    let failure = Failure::classify(error, last.as_ref());
-    let shown = match &last {
-        Some(Outcome::Error(e)) => e.as_str(),
-        _ => error,
-    };
-    export_warning(t, 3, shown, &diagnose(t, &failure, tls), true)
+/// The warning for an export that failed with `error`, or with what its last
+/// attempt got when `seen` (as `Counted` prints it).
+fn warning(t: &Target, error: &str, seen: Option<Failure>, tls: &TlsVars) -> String {
+    let failure = seen.unwrap_or_else(|| Failure::of_text(error));
+    export_warning(t, 3, error, &diagnose(t, &failure, tls), true)
+}
+
+/// What our HTTP client makes of a transport error with this text (no type
+/// that says more).
+fn transport(text: &str) -> Option<Failure> {
+    Some(Failure::of_transport_error(&std::io::Error::other(text)))
 }
 
 const TAIL: &str = ". Further failures with this cause are counted, not printed (see the \
                     delivery report at shutdown)";
-const HTTP_NETWORK: &str = "Operation failed: HTTP export failed: network error";
 
 #[test]
 fn nothing_configured_names_the_default_endpoint_and_the_console() {
@@ -33,12 +36,7 @@ fn nothing_configured_names_the_default_endpoint_and_the_console() {
     let refused = "error sending request for url (http://localhost:4318/v1/traces): client error \
                    (Connect): tcp connect error: Connection refused (os error 111)";
     assert_eq!(
-        warning(
-            &t,
-            HTTP_NETWORK,
-            Some(Outcome::Error(refused.into())),
-            &TlsVars::default()
-        ),
+        warning(&t, refused, transport(refused), &TlsVars::default()),
         format!(
             "could not export 3 spans over http/protobuf to http://localhost:4318/v1/traces \
              ({refused}): connection refused: nothing listens at http://localhost:4318; no \
@@ -84,7 +82,7 @@ fn a_signal_path_on_the_generic_endpoint() {
     );
     let error = "Operation failed: HTTP export failed with status code: 404";
     assert_eq!(
-        warning(&t, error, Some(Outcome::Status(404)), &TlsVars::default()),
+        warning(&t, error, Some(Failure::Status(404)), &TlsVars::default()),
         format!(
             "could not export 3 log records over http/protobuf to \
              http://c:4318/v1/traces/v1/logs ({error}): the collector answered HTTP 404 Not \
@@ -142,18 +140,19 @@ fn the_grpc_port_with_an_http_protocol() {
         Transport::HttpProtobuf,
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")],
     );
-    let transport = "error sending request for url (http://collector:4317/v1/traces): client \
+    let transport_error =
+        "error sending request for url (http://collector:4317/v1/traces): client \
                      error (SendRequest): invalid HTTP version parsed";
     assert_eq!(
         warning(
             &t,
-            HTTP_NETWORK,
-            Some(Outcome::Error(transport.into())),
+            transport_error,
+            transport(transport_error),
             &TlsVars::default()
         ),
         format!(
             "could not export 3 spans over http/protobuf to http://collector:4317/v1/traces \
-             ({transport}): the server at http://collector:4317 did not answer in OTLP/HTTP; \
+             ({transport_error}): the server at http://collector:4317 did not answer in OTLP/HTTP; \
              port 4317 is the OTLP/gRPC port but the protocol is http/protobuf: point \
              OTEL_EXPORTER_OTLP_ENDPOINT at the collector's OTLP/HTTP port (4318 by default), \
              or set OTEL_EXPORTER_OTLP_PROTOCOL=grpc{TAIL}"
@@ -226,13 +225,14 @@ fn a_certificate_for_another_name() {
         Transport::HttpProtobuf,
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318")],
     );
-    let transport = "error sending request for url (https://127.0.0.1:4318/v1/traces): client \
+    let transport_error =
+        "error sending request for url (https://127.0.0.1:4318/v1/traces): client \
                      error (Connect): invalid peer certificate: certificate not valid for name \
                      \"127.0.0.1\"; certificate is only valid for DnsName(\"localhost\")";
     let w = warning(
         &t,
-        HTTP_NETWORK,
-        Some(Outcome::Error(transport.into())),
+        transport_error,
+        transport(transport_error),
         &TlsVars::default(),
     );
     assert!(
@@ -249,10 +249,7 @@ fn an_expired_certificate() {
     let expired = "transport error: invalid peer certificate: certificate expired: verification \
                    time 1700000000 (UNIX), but certificate is not valid after 1690000000 \
                    (10000000 seconds ago)";
-    assert_eq!(
-        Failure::classify(expired, None),
-        Failure::Tls(TlsProblem::Expired)
-    );
+    assert_eq!(Failure::of_text(expired), Failure::Tls(TlsProblem::Expired));
     let t = target(Signal::Traces, Transport::Grpc, &[]);
     assert_eq!(
         diagnose(&t, &Failure::Tls(TlsProblem::Expired), &TlsVars::default()),
@@ -270,10 +267,7 @@ fn a_proxy_that_requires_a_client_certificate() {
     );
     let d = diagnose(
         &t,
-        &Failure::classify(
-            "HTTP export failed with status code: 400",
-            Some(&Outcome::ProxyPage(400, ProxyPage::ClientCertificate)),
-        ),
+        &Failure::of_response(400, Some(ProxyPage::ClientCertificate)),
         &TlsVars::default(),
     );
     assert_eq!(
@@ -288,7 +282,7 @@ fn a_proxy_that_requires_a_client_certificate() {
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317")],
     );
     let error = "Operation failed: TonicTracesClient export failed with gRPC code: Internal";
-    let d = diagnose(&g, &Failure::classify(error, None), &TlsVars::default());
+    let d = diagnose(&g, &Failure::of_text(error), &TlsVars::default());
     assert!(
         d.contains("mutual TLS") && d.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
         "{}",
@@ -296,31 +290,49 @@ fn a_proxy_that_requires_a_client_certificate() {
     );
 }
 
+/// The classification `opentelemetry-otlp` retries by (what is counted as
+/// permanent), and what ends an export at once because retrying cannot fix it.
 #[test]
 fn transient_failures_are_retried_permanent_ones_not() {
     for transient in [
-        Failure::Status(503),
         Failure::Status(429),
+        Failure::Status(502),
+        Failure::Status(503),
+        Failure::Status(504),
         Failure::Refused,
+        Failure::Disconnected,
+        Failure::TimedOut,
+        Failure::Network,
         Failure::Grpc("Unavailable".into()),
-        Failure::Grpc("ResourceExhausted".into()),
+        Failure::Grpc("DataLoss".into()),
     ] {
-        assert!(transient.retryable(), "{transient:?}");
+        assert!(transient.retryable() && transient.heals(), "{transient:?}");
     }
     for permanent in [
         Failure::Status(400),
+        Failure::Status(401),
         Failure::Status(404),
+        Failure::Status(413),
+        Failure::Status(500),
         Failure::Grpc("InvalidArgument".into()),
+        Failure::Grpc("Unauthenticated".into()),
+        // Retried only with RetryInfo: the attempts made tell.
+        Failure::Grpc("ResourceExhausted".into()),
         Failure::Tls(TlsProblem::Untrusted),
         Failure::Tls(TlsProblem::ClientCertificate),
+        Failure::Protocol,
+        Failure::Other,
     ] {
         assert!(!permanent.retryable(), "{permanent:?}");
+    }
+    for hopeless in [Failure::Tls(TlsProblem::WrongName), Failure::Protocol] {
+        assert!(!hopeless.heals(), "{hopeless:?}");
     }
 }
 
 #[test]
 fn classification_of_real_messages() {
-    let c = |e: &str| Failure::classify(e, None);
+    let c = Failure::of_text;
     assert_eq!(c("transport error: Timeout expired"), Failure::TimedOut);
     assert_eq!(
         c(
@@ -338,12 +350,7 @@ fn classification_of_real_messages() {
         Failure::Disconnected
     );
     assert_eq!(
-        Failure::classify(
-            "HTTP export failed: network error",
-            Some(&Outcome::Error(
-                "error sending request: something new".into()
-            ))
-        ),
+        transport("error sending request: something new").expect("classified"),
         Failure::Network
     );
     assert_eq!(

@@ -5,11 +5,16 @@
 //!
 //! - `target`: where each signal goes (URL, timeout) and its transport;
 //! - `tls`: CA bundle and client identity from the environment;
-//! - `transport`: building the exporters (TLS, the shared HTTP clients, the probe);
+//! - `transport`: building `opentelemetry-otlp`'s exporters (TLS, the shared
+//!   HTTP clients, the retry policy, what reports each attempt);
 //! - `runtime`: the export runtime every OTLP export runs on, suppressed;
-//! - `observe`: the probe that keeps what the last HTTP attempt got;
-//! - `retry`: which failures are retried, how long to wait, stopping at shutdown;
-//! - `counted`: the decorator that retries, diagnoses and counts every export;
+//! - `retry`: the retry policy, and the bounds around it: the export timeout
+//!   and the cut at shutdown;
+//! - `observe`: how many attempts an export made and what they got (every
+//!   HTTP attempt; a gRPC channel's failed connections);
+//! - `failure`: what went wrong, classified (typed where the libraries allow);
+//! - `counted`: the decorator that runs, bounds, counts and diagnoses every
+//!   export;
 //! - `diagnose`: why an export failed and the likely fix, one warning per cause;
 //! - `check`: settings checked before anything is sent (headers, TLS on http);
 //! - `plan`: what is resolved, warned about and built, once per cause;
@@ -17,10 +22,11 @@
 //! - `batch`: the bounded batch settings (`OTEL_BSP_*`, `OTEL_BLRP_*`);
 //! - `delivery`: counts of what was delivered, retried and lost.
 //!
-//! Every exporter is wrapped in a [`Counted`] decorator: transient failures are
-//! retried (exponential backoff with jitter, `Retry-After` honoured, within the
-//! export timeout, not once shutting down), and telemetry that could not be
-//! delivered is counted and reported, never silently.
+//! Retries are `opentelemetry-otlp`'s (its `RetryPolicy`: exponential backoff
+//! with jitter, `Retry-After` and gRPC `RetryInfo` honoured, within the export
+//! timeout). Every exporter is wrapped in a [`Counted`] decorator: an OTLP
+//! export is bounded by the export timeout and cut at shutdown, and telemetry
+//! that could not be delivered is counted and reported, never silently.
 //!
 //! Every OTLP exporter, gRPC and HTTP, exports on one small tokio runtime of
 //! ours (one worker thread) whose threads suppress the export stack's own
@@ -31,7 +37,8 @@
 //! the runtime) from the environment for pipelines you assemble yourself, and
 //! [`span_batch_config`] / [`log_batch_config`] the batch settings `init()` uses.
 //!
-//! May use: `config`; used by `init` and `guard`.
+//! May use: `config` (and, built without OTLP, `console`'s exporter types);
+//! used by `init` and `guard`.
 
 mod batch;
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
@@ -40,6 +47,7 @@ pub(crate) mod check;
 mod counted;
 mod delivery;
 pub(crate) mod diagnose;
+mod failure;
 pub(crate) mod observe;
 mod plan;
 pub(crate) mod retry;
@@ -62,8 +70,6 @@ pub use delivery::{Delivery, DeliveryStats, Handed, HandedCounter};
 pub(crate) use plan::OtlpPlan;
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) use runtime::ExportRuntime;
-#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-pub use runtime::OtlpExporter;
 pub(crate) use target::Signal;
 pub use tls::TlsFileError;
 pub use transport::{default_transport, transport_from_lookup, Transport};

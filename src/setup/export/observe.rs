@@ -1,16 +1,111 @@
-//! Seeing inside an OTLP/HTTP export: `opentelemetry-otlp` reports a failed HTTP
-//! export as "network error" or a bare status code. A [`Probe`] per signal, fed
-//! by our HTTP client wrapper, keeps what the last attempt got: the status and its
-//! `Retry-After`, what a TLS proxy's error page says, or the transport error's
-//! whole chain (which tells a TLS failure from a refused connection). It never
-//! keeps header values or bodies. (Over gRPC the exporter's error carries the
-//! status code and the transport error's chain itself.)
+//! Seeing the attempts of an export. `opentelemetry-otlp` retries inside one
+//! `export` call and returns the last error as text ("network error" over HTTP),
+//! so each export carries an [`Attempts`] (a tokio task-local around it) that the
+//! transports report to: over HTTP our client wrapper ([`ObservedClient`]) sees
+//! every attempt and what it got, typed (the status, what a TLS proxy's error
+//! page says, the transport error itself, classified when it happens); over
+//! gRPC an interceptor counts the attempts, and our connector sees the
+//! channel's failed connections ([`Connects`]; tonic connects in a task of its
+//! own, outside any export). Header values and bodies are never kept.
 
 // Status codes, pages and transport errors are seen by the HTTP client only.
 #![cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::failure::Failure;
+
+/// The last failed connection of one exporter's gRPC channel, and when.
+#[derive(Debug, Default)]
+pub struct Connects(Mutex<Option<(Instant, Failure, String)>>);
+
+impl Connects {
+    /// A connection failed with `failure` (`text`: the error's chain).
+    #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
+    pub fn failed(&self, failure: Failure, text: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), failure, text));
+    }
+
+    /// A connection that failed after `since`: how, and the error's text.
+    fn since(&self, since: Instant) -> Option<(Failure, Option<String>)> {
+        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, _, _)| *at >= since)
+            .map(|(_, f, text)| (f.clone(), Some(text.clone())))
+    }
+}
+
+/// What the attempts of one export saw.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    state: Mutex<AttemptsState>,
+    connects: Arc<Connects>,
+}
+
+#[derive(Debug, Default)]
+struct AttemptsState {
+    made: u32,
+    /// When the attempt under way began.
+    began: Option<Instant>,
+    /// How the last attempt failed and the transport's error text, when it
+    /// was seen (`None` while an attempt is under way, or after a success).
+    last: Option<(Failure, Option<String>)>,
+}
+
+impl Attempts {
+    /// The attempts of an export whose connections `connects` sees (gRPC).
+    pub fn new(connects: Arc<Connects>) -> Self {
+        Attempts {
+            state: Mutex::default(),
+            connects,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, AttemptsState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An attempt begins.
+    pub fn begin(&self) {
+        let mut s = self.state();
+        s.made = s.made.saturating_add(1);
+        s.began = Some(Instant::now());
+        s.last = None;
+    }
+
+    /// The attempt under way failed with `failure` (`text`: the transport's
+    /// error, which says more than the exporter's).
+    pub fn failed(&self, failure: Failure, text: Option<String>) {
+        self.state().last = Some((failure, text));
+    }
+
+    /// How many attempts were made (0: none was seen).
+    pub fn made(&self) -> u32 {
+        self.state().made
+    }
+
+    /// The last attempt's failure and transport error text, when seen: what
+    /// the client got, else a connection that failed since it began.
+    pub fn last(&self) -> Option<(Failure, Option<String>)> {
+        let s = self.state();
+        s.last.clone().or_else(|| {
+            let since = s.began?;
+            self.connects.since(since)
+        })
+    }
+
+    /// How the last attempt failed, when seen.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.last().map(|(f, _)| f)
+    }
+}
+
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+tokio::task_local! {
+    /// The attempts of the export under way (set around each export).
+    pub(crate) static ATTEMPTS: Arc<Attempts>;
+}
 
 /// What a TLS proxy's error page says (nginx answers TLS problems it finds after
 /// the handshake with such a page).
@@ -20,80 +115,6 @@ pub enum ProxyPage {
     ClientCertificate,
     /// Plain HTTP was sent to its TLS port.
     PlainHttpToTls,
-}
-
-/// What the last attempt of an export got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// An HTTP response with this status.
-    Status(u16),
-    /// A 4xx error page of a TLS proxy that says what went wrong.
-    ProxyPage(u16, ProxyPage),
-    /// No response: the transport error, its sources joined with `: `.
-    Error(String),
-}
-
-/// What the last attempt of one signal's exports got, and by when the attempt
-/// under way must end (the export's timeout covers its retries).
-#[derive(Debug, Default)]
-pub struct Probe {
-    state: Mutex<ProbeState>,
-}
-
-#[derive(Debug, Default)]
-struct ProbeState {
-    /// The last attempt's outcome and the wait its `Retry-After` asked for.
-    last: Option<(Outcome, Option<Duration>)>,
-    /// The attempt's deadline and the export timeout it comes from.
-    deadline: Option<(Instant, Duration)>,
-}
-
-impl Probe {
-    fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records what an attempt got, and the wait its `Retry-After` asked for.
-    pub fn set_last(&self, outcome: Outcome, retry_after: Option<Duration>) {
-        self.state().last = Some((outcome, retry_after));
-    }
-
-    /// Before an attempt: forgets the last outcome, and the attempt must end by
-    /// `deadline`, the end of an export `timeout` (`None`: the exporter's own
-    /// timeout applies).
-    pub fn begin_attempt(&self, deadline: Option<(Instant, Duration)>) {
-        *self.state() = ProbeState {
-            last: None,
-            deadline,
-        };
-    }
-
-    /// The time left for the attempt under way, and the export timeout it is
-    /// part of, when it has a deadline.
-    pub fn time_left(&self) -> Option<(Duration, Duration)> {
-        let deadline = self.state().deadline;
-        deadline.map(|(d, timeout)| (d.saturating_duration_since(Instant::now()), timeout))
-    }
-
-    /// What the last attempt got, if it was seen, and the wait its
-    /// `Retry-After` asked for (one lock, read once per failed attempt).
-    pub fn last(&self) -> Option<(Outcome, Option<Duration>)> {
-        self.state().last.clone()
-    }
-}
-
-/// A `Retry-After` value: seconds, or an HTTP date (the wait until then).
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    #[cfg(feature = "otlp-http")]
-    if let Ok(at) = httpdate::parse_http_date(value) {
-        return Some(at.duration_since(now).unwrap_or_default());
-    }
-    let _ = now;
-    None
 }
 
 /// An error and its sources, joined with `: ` (an `io::Error` wrapping another
@@ -117,10 +138,11 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-fn inner_or_source<'a>(
+/// The next error of a chain: `io::Error::source()` skips the error it wraps,
+/// so look inside it instead.
+pub(crate) fn inner_or_source<'a>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a (dyn std::error::Error + 'static)> {
-    // `io::Error::source()` skips the error it wraps; look inside instead.
     if let Some(io) = e.downcast_ref::<std::io::Error>() {
         if let Some(inner) = io.get_ref() {
             return Some(inner as &(dyn std::error::Error + 'static));
@@ -128,9 +150,6 @@ fn inner_or_source<'a>(
     }
     e.source()
 }
-
-#[cfg(feature = "otlp-http")]
-pub(crate) use http::ObservedClient;
 
 /// What an error page says about TLS, if anything (nginx: "No required SSL
 /// certificate was sent", "The SSL certificate error", "The plain HTTP request
@@ -149,53 +168,99 @@ pub fn proxy_page(body: &[u8]) -> Option<ProxyPage> {
 }
 
 #[cfg(feature = "otlp-http")]
-mod http {
-    use std::sync::Arc;
+pub(crate) use http::ObservedClient;
 
+#[cfg(feature = "otlp-grpc")]
+type Http = hyper_util::client::legacy::connect::HttpConnector;
+
+/// tonic's own connector (TCP, DNS), reporting failed connections to a
+/// [`Connects`].
+#[cfg(feature = "otlp-grpc")]
+#[derive(Debug, Clone)]
+pub(crate) struct ObservedConnector {
+    inner: Http,
+    connects: Arc<Connects>,
+}
+
+#[cfg(feature = "otlp-grpc")]
+impl ObservedConnector {
+    /// A connector as tonic's `Endpoint` makes it (no scheme check: TLS is
+    /// layered on top by tonic; no Nagle).
+    pub(crate) fn new(connects: Arc<Connects>) -> Self {
+        let mut inner = Http::new();
+        inner.enforce_http(false);
+        inner.set_nodelay(true);
+        ObservedConnector { inner, connects }
+    }
+}
+
+#[cfg(feature = "otlp-grpc")]
+impl tower_service::Service<::http::Uri> for ObservedConnector {
+    type Response = <Http as tower_service::Service<::http::Uri>>::Response;
+    type Error = <Http as tower_service::Service<::http::Uri>>::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: ::http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let connects = Arc::clone(&self.connects);
+        Box::pin(async move {
+            let connected = connecting.await;
+            if let Err(e) = &connected {
+                connects.failed(Failure::of_transport_error(e), error_chain(e));
+            }
+            connected
+        })
+    }
+}
+
+#[cfg(feature = "otlp-http")]
+mod http {
     use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 
-    use super::{error_chain, parse_retry_after, proxy_page, Outcome, Probe};
+    use std::sync::Arc;
 
-    /// Our async `reqwest` client, observed by a [`Probe`].
+    use super::{error_chain, proxy_page, Failure};
+
+    /// Our async `reqwest` client, reporting each attempt to the export's
+    /// [`Attempts`](super::Attempts).
     #[derive(Debug)]
-    pub(crate) struct ObservedClient {
-        inner: reqwest::Client,
-        probe: Arc<Probe>,
-    }
-
-    impl ObservedClient {
-        pub(crate) fn new(inner: reqwest::Client, probe: Arc<Probe>) -> Self {
-            ObservedClient { inner, probe }
-        }
-    }
+    pub(crate) struct ObservedClient(pub(crate) reqwest::Client);
 
     #[async_trait::async_trait]
     impl HttpClient for ObservedClient {
         async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-            let result = self.inner.send_bytes(request).await;
+            let attempts = super::ATTEMPTS.try_with(Arc::clone).ok();
+            if let Some(a) = &attempts {
+                a.begin();
+            }
+            let result = self.0.send_bytes(request).await;
+            let Some(a) = attempts else {
+                return result;
+            };
             match &result {
+                Ok(response) if response.status().is_success() => {}
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    // Only a 4xx can be a proxy's page: a success's body is
-                    // not read.
+                    // Only a 4xx can be a proxy's page.
                     let page = (400..500)
                         .contains(&status)
                         .then(|| proxy_page(response.body()))
                         .flatten();
-                    let outcome = match page {
-                        Some(page) => Outcome::ProxyPage(status, page),
-                        None => Outcome::Status(status),
-                    };
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-                    self.probe.set_last(outcome, retry_after);
+                    a.failed(Failure::of_response(status, page), None);
                 }
-                Err(e) => self
-                    .probe
-                    .set_last(Outcome::Error(error_chain(e.as_ref())), None),
+                Err(e) => a.failed(
+                    Failure::of_transport_error(e.as_ref()),
+                    Some(error_chain(e.as_ref())),
+                ),
             }
             result
         }
@@ -247,44 +312,24 @@ mod tests {
     }
 
     #[test]
-    fn probe_keeps_the_last_outcome_and_its_retry_after() {
-        let p = Probe::default();
-        p.set_last(Outcome::Status(503), Some(Duration::from_secs(2)));
+    fn attempts_count_and_keep_the_last_failure_until_the_next_begins() {
+        let connects = Arc::new(Connects::default());
+        connects.failed(Failure::Unresolved, "dns error".into());
+        let a = Attempts::new(Arc::clone(&connects));
+        a.begin();
+        assert_eq!(a.last_failure(), None, "a connection failed before");
+        a.failed(Failure::Status(503), None);
         assert_eq!(
-            p.last(),
-            Some((Outcome::Status(503), Some(Duration::from_secs(2))))
+            (a.made(), a.last_failure()),
+            (1, Some(Failure::Status(503)))
         );
-        p.begin_attempt(None);
-        assert_eq!(p.last(), None);
-        assert_eq!(p.time_left(), None);
-        let timeout = Duration::from_secs(60);
-        p.begin_attempt(Some((Instant::now() + timeout, timeout)));
-        assert!(p
-            .time_left()
-            .is_some_and(|(left, t)| left > Duration::from_secs(50) && t == timeout));
-    }
-
-    #[test]
-    fn retry_after_is_seconds_or_a_date() {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("soon", now), None);
-        if cfg!(feature = "otlp-http") {
-            let later = httpdate_of(now + Duration::from_secs(30));
-            assert_eq!(
-                parse_retry_after(&later, now),
-                Some(Duration::from_secs(30))
-            );
-        }
-    }
-
-    #[cfg(feature = "otlp-http")]
-    fn httpdate_of(t: std::time::SystemTime) -> String {
-        httpdate::fmt_http_date(t)
-    }
-
-    #[cfg(not(feature = "otlp-http"))]
-    fn httpdate_of(_: std::time::SystemTime) -> String {
-        String::new()
+        a.begin();
+        assert_eq!((a.made(), a.last_failure()), (2, None));
+        connects.failed(Failure::Refused, "tcp connect error".into());
+        assert_eq!(
+            a.last_failure(),
+            Some(Failure::Refused),
+            "gRPC: the channel's"
+        );
     }
 }

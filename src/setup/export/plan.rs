@@ -2,16 +2,15 @@
 //! resolves every signal's target, transport and TLS files from the environment
 //! once, prints the configuration warnings once each (not once per signal),
 //! builds the exporters (on one export runtime, sharing HTTP clients) wrapped in
-//! [`Counted`] with their probes, so that they retry and diagnose, and, for
-//! `init()`, reports exporters that could not be built once per cause, listing
-//! the signals it turned off.
+//! [`Counted`], so that their exports are bounded, counted and diagnosed, and,
+//! for `init()`, reports exporters that could not be built once per cause,
+//! listing the signals it turned off.
 
 use std::sync::Arc;
 
 use super::check;
 use super::counted::{Counted, ExportWatch, Reported};
 use super::delivery::DeliveryStats;
-use super::observe::Probe;
 use super::retry::Stop;
 use super::target::{self, Signal, Target};
 use super::tls::{self, TlsFileError, TlsMaterial, TlsVars};
@@ -117,8 +116,9 @@ impl OtlpPlan {
 
     /// Builds an exporter for `signal` with `build` (on this plan's runtime, with
     /// its HTTP clients), wrapped in a [`Counted`] that counts into `stats` and
-    /// retries and diagnoses every export (its own probe, this plan's causes and
-    /// shutdown). `None` when `signal` is not planned.
+    /// bounds and diagnoses every export (this plan's causes; for `init()` the
+    /// guard's shutdown, for the `ExporterBuilder` the exporter's own). `None`
+    /// when `signal` is not planned.
     pub(crate) fn counted<E>(
         &mut self,
         signal: Signal,
@@ -130,22 +130,29 @@ impl OtlpPlan {
             Ok(material) => material,
             Err(e) => return Some(Err(ExportError::TlsFile(e.clone()))),
         };
-        let probe = Arc::new(Probe::default());
+        let connects = Arc::default();
         let parts = OtlpParts {
             target: &plan.target,
             tls: material,
-            probe: Arc::clone(&probe),
+            connects: Arc::clone(&connects),
             http_clients: &self.http_clients,
         };
         Some(build(&parts, &mut self.runtime).map(|exporter| {
-            stats.watch_exports(ExportWatch {
-                target: plan.target.clone(),
-                probe,
-                tls: plan.vars.clone(),
-                reported: Arc::clone(&self.reported),
-                stop: Arc::clone(&self.stop),
-                report: self.report,
-            });
+            if let Some(runtime) = &self.runtime {
+                let stop = match self.report {
+                    true => Arc::clone(&self.stop),
+                    false => Arc::default(),
+                };
+                stats.watch_exports(ExportWatch {
+                    target: plan.target.clone(),
+                    tls: plan.vars.clone(),
+                    reported: Arc::clone(&self.reported),
+                    stop,
+                    runtime: Arc::clone(runtime),
+                    connects,
+                    report: self.report,
+                });
+            }
             Counted::new(exporter, stats)
         }))
     }

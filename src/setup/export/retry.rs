@@ -1,313 +1,219 @@
-//! Retrying transient export failures: exponential backoff with jitter,
-//! honouring `Retry-After`, for as long as the export timeout allows. Once the
-//! guard shuts down, a collector that answers (503, `UNAVAILABLE`, a reset
-//! connection) is retried only while the wait ends before the shutdown deadline
-//! (less half a second for the last attempt and the warning), and one that cannot
-//! be reached at all (connection refused, unknown host) is not retried: a program
-//! whose collector is down exits at once and says why.
+//! Retries are `opentelemetry-otlp`'s own (its `RetryPolicy`, set by
+//! [`policy`]): it retries what the OTLP specification calls transient (HTTP
+//! 429, 502, 503, 504 and transport errors; gRPC `UNAVAILABLE`, `CANCELLED`,
+//! `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `DATA_LOSS`, and
+//! `RESOURCE_EXHAUSTED` only when the server sends `RetryInfo`), honours
+//! `Retry-After` and `RetryInfo`, and stops once the next wait would pass the
+//! export timeout. Its waits are tokio sleeps on the export runtime's timers
+//! (its `tokio` feature; without it, a thread sleep no one could cut short).
 //!
-//! `opentelemetry-otlp` 0.33 retries by itself too, but its loop cannot be cut
-//! short at shutdown (it sleeps the export thread for up to the whole timeout, so
-//! the guard gave up before any failure was seen or explained) and over gRPC it
-//! hides each attempt's error. Its retries are therefore disabled and the
-//! [`Counted`](super::Counted) decorator retries, with the classification of
-//! [`Failure::retryable`].
+//! What this module adds are the bounds around it ([`bounded`]): the export
+//! timeout ends the export with its retries (the library does not cancel an
+//! attempt under way), and once the guard shuts down ([`Stop`]) an export is cut
+//! (dropped, which cancels the library's sleep) at the shutdown deadline, or at
+//! once when its last attempt found nothing listening (a program whose collector
+//! is down exits at once). An attempt that failed for a reason retrying cannot
+//! fix (a TLS verification failure, the wrong protocol; over HTTP the library
+//! retries every transport error) ends the export at once too.
 
-use std::hash::{BuildHasher as _, Hasher as _};
-use std::sync::{Condvar, Mutex};
+// Without an OTLP transport only `Stop` is used (by the guard).
+#![cfg_attr(
+    not(any(feature = "otlp-grpc", feature = "otlp-http")),
+    allow(dead_code, unused_imports)
+)]
+
+use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::diagnose::Failure;
+use super::failure::Failure;
 
 /// The first wait.
 pub const INITIAL_DELAY: Duration = Duration::from_millis(250);
-/// The longest wait of the backoff (a `Retry-After` may ask for more).
+/// The longest wait of the backoff (a `Retry-After` or `RetryInfo` may ask for
+/// more, up to 30 s).
 pub const MAX_DELAY: Duration = Duration::from_secs(2);
 /// Up to this much is added to each wait, at random.
 pub const MAX_JITTER: Duration = Duration::from_millis(250);
-/// At shutdown, waits must end this long before the deadline.
-pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(500);
+/// At shutdown, an export still under way ends this long before the deadline,
+/// so that its warning comes before the guard's report.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
 
-/// What to do after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Wait this long, then try again.
-    RetryAfter(Duration),
-    /// A permanent failure: not retried.
-    Permanent,
-    /// Transient, but the export timeout does not leave room for another wait.
-    OutOfTime,
-    /// Transient, but the pipeline is shutting down and there is no time (or no
-    /// point: nothing listens) for another attempt.
-    ShuttingDown,
+/// The retry policy of every OTLP exporter: exponential backoff with jitter
+/// (the delays above), as many retries as the export timeout allows.
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub(crate) fn policy() -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::default()
+        .with_max_retries(usize::MAX)
+        .with_initial_delay(INITIAL_DELAY)
+        .with_max_delay(MAX_DELAY)
+        .with_max_jitter(MAX_JITTER)
 }
 
-/// The wait before retry number `retry` (0 for the first), before jitter.
-pub fn backoff(retry: u32) -> Duration {
-    INITIAL_DELAY
-        .saturating_mul(2u32.saturating_pow(retry.min(16)))
-        .min(MAX_DELAY)
-}
-
-/// Whether a shutting-down pipeline may still wait `wait` after `failure`, with
-/// `left` before the shutdown deadline.
-pub fn fits_shutdown(failure: &Failure, wait: Duration, left: Duration) -> bool {
-    let unreachable = matches!(failure, Failure::Refused | Failure::Unresolved);
-    !unreachable && wait.saturating_add(SHUTDOWN_MARGIN) <= left
-}
-
-/// Decides what follows a failed attempt: `retry` retries were made so far,
-/// `elapsed` of the export's `budget` (its timeout) is spent, the server asked
-/// to wait `retry_after`, `jitter` is the random addition, and `shutdown_left`
-/// is the time before the shutdown deadline once the pipeline shuts down.
-pub fn decide(
-    failure: &Failure,
-    retry: u32,
-    elapsed: Duration,
-    budget: Duration,
-    retry_after: Option<Duration>,
-    jitter: Duration,
-    shutdown_left: Option<Duration>,
-) -> Decision {
-    if !failure.retryable() {
-        return Decision::Permanent;
-    }
-    // A `Retry-After` is the server's to choose: any number must not overflow.
-    let wait = backoff(retry)
-        .max(retry_after.unwrap_or_default())
-        .saturating_add(jitter);
-    if elapsed.saturating_add(wait) >= budget {
-        return Decision::OutOfTime;
-    }
-    match shutdown_left {
-        Some(left) if !fits_shutdown(failure, wait, left) => Decision::ShuttingDown,
-        _ => Decision::RetryAfter(wait),
-    }
-}
-
-/// A random wait in `[0, MAX_JITTER)`.
-pub fn jitter() -> Duration {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    let max = MAX_JITTER.as_millis() as u64;
-    Duration::from_millis(h.finish() % max.max(1))
-}
-
-/// Tells the exports of a pipeline that it is shutting down, and by when: waits
-/// between retries that no longer fit end at once.
+/// Tells the exports of a pipeline that it is shutting down, and by when.
 #[derive(Debug, Default)]
 pub struct Stop {
     deadline: Mutex<Option<Instant>>,
-    wake: Condvar,
+    #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+    wake: tokio::sync::Notify,
 }
 
 impl Stop {
-    /// The pipeline shuts down and must be done by `deadline`.
+    /// The pipeline shuts down and must be done by `deadline` (an earlier
+    /// deadline given before stays).
     pub fn stop_at(&self, deadline: Instant) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-        self.wake.notify_all();
-    }
-
-    /// The time left before the shutdown deadline, once shutting down.
-    pub fn left(&self) -> Option<Duration> {
-        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        deadline.map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    /// Sleeps `wait` after `failure`; `false` as soon as a shutdown leaves no
-    /// room for it (see [`fits_shutdown`]).
-    pub fn sleep(&self, wait: Duration, failure: &Failure) -> bool {
-        let Some(end) = Instant::now().checked_add(wait) else {
-            return false;
-        };
-        let mut deadline = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let now = Instant::now();
-            if let Some(d) = *deadline {
-                let rest = end.saturating_duration_since(now);
-                if !fits_shutdown(failure, rest, d.saturating_duration_since(now)) {
-                    return false;
-                }
-            }
-            if now >= end {
-                return true;
-            }
-            deadline = self
-                .wake
-                .wait_timeout(deadline, end - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        {
+            let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            *d = Some(d.map_or(deadline, |earlier| earlier.min(deadline)));
         }
+        #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+        self.wake.notify_waiters();
+    }
+
+    /// The shutdown deadline, once shutting down.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-#[cfg(test)]
+/// How a bounded export ended.
+#[derive(Debug)]
+pub(crate) enum Ended<T> {
+    /// The exporter returned (delivered, or failed after its retries).
+    Done(T),
+    /// The export timeout ran out first.
+    TimedOut,
+    /// Cut short: at shutdown, or because the last attempt's failure will not
+    /// heal by retrying.
+    Cut,
+}
+
+/// Whether an export whose last attempt failed with `failure` is ended now:
+/// always when retrying cannot help, and at shutdown when nothing listens.
+pub fn cut_now(failure: &Failure, shutting_down: bool) -> bool {
+    !failure.heals() || shutting_down && failure.unreachable()
+}
+
+/// Runs `export` within `timeout`, cut at the shutdown `stop` announces (less
+/// [`SHUTDOWN_MARGIN`]) or when `last_failure` (what the last attempt got, when
+/// it is seen) says retrying is pointless (see [`cut_now`]). Polled on the
+/// export runtime (its timers).
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub(crate) async fn bounded<F: Future>(
+    export: F,
+    timeout: Duration,
+    stop: &Stop,
+    last_failure: impl Fn() -> Option<Failure>,
+) -> Ended<F::Output> {
+    use std::pin::pin;
+    use std::task::Poll;
+
+    let mut export = pin!(tokio::time::timeout(timeout, export));
+    let mut stopping = pin!(stop.wake.notified());
+    let mut cut_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = export.as_mut().poll(cx) {
+            return Poll::Ready(done.map_or(Ended::TimedOut, Ended::Done));
+        }
+        // Registered before the deadline is read: a shutdown in between wakes us.
+        let _ = stopping.as_mut().poll(cx);
+        let deadline = stop.deadline();
+        if last_failure().is_some_and(|f| cut_now(&f, deadline.is_some())) {
+            return Poll::Ready(Ended::Cut);
+        }
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
+        let end = deadline.checked_sub(SHUTDOWN_MARGIN).unwrap_or(deadline);
+        let end = tokio::time::Instant::from_std(end);
+        let sleep = cut_at.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(end)));
+        if sleep.deadline() != end {
+            // An earlier deadline came later (the exporter's own shutdown).
+            sleep.as_mut().reset(end);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ended::Cut),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+#[cfg(all(test, any(feature = "otlp-grpc", feature = "otlp-http")))]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
-    const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
-    #[test]
-    fn the_backoff_doubles_up_to_its_cap() {
-        let waits: Vec<Duration> = (0..6).map(backoff).collect();
-        assert_eq!(
-            waits,
-            [MS(250), MS(500), MS(1000), MS(2000), MS(2000), MS(2000)]
-        );
-        assert_eq!(backoff(u32::MAX), MAX_DELAY);
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
     }
 
     #[test]
-    fn transient_failures_are_retried_within_the_budget() {
-        let refused = Failure::Refused;
-        assert_eq!(
-            decide(&refused, 0, MS(10), S(10), None, MS(7), None),
-            Decision::RetryAfter(MS(257))
-        );
-        assert_eq!(
-            decide(&refused, 3, S(9), S(10), None, MS(0), None),
-            Decision::OutOfTime,
-            "2 s more would pass the 10 s timeout"
-        );
-        assert_eq!(
-            decide(
-                &Failure::Status(503),
-                0,
-                S(0),
-                S(10),
-                Some(S(3)),
-                MS(0),
-                None
-            ),
-            Decision::RetryAfter(S(3)),
-            "Retry-After is honoured"
-        );
-        assert_eq!(
-            decide(
-                &Failure::Status(429),
-                0,
-                S(0),
-                S(10),
-                Some(S(30)),
-                MS(0),
-                None
-            ),
-            Decision::OutOfTime,
-            "a Retry-After past the timeout ends the export"
-        );
-    }
-
-    #[test]
-    fn any_retry_after_a_server_sends_ends_the_export_without_overflowing() {
-        let huge = super::super::observe::parse_retry_after(
-            "18446744073709551615",
-            std::time::SystemTime::now(),
-        );
-        assert_eq!(huge, Some(Duration::from_secs(u64::MAX)));
-        for shutdown_left in [None, Some(S(5))] {
-            assert_eq!(
-                decide(
-                    &Failure::Status(503),
-                    2,
-                    MS(1500),
-                    S(10),
-                    huge,
-                    MAX_JITTER,
-                    shutdown_left
-                ),
-                Decision::OutOfTime
-            );
-        }
-        assert!(!fits_shutdown(&Failure::Status(503), Duration::MAX, S(5)));
-        assert!(
-            !Stop::default().sleep(Duration::MAX, &Failure::Status(503)),
-            "a wait past the end of time is refused, not slept"
-        );
-    }
-
-    #[test]
-    fn at_shutdown_only_an_answering_collector_is_retried_and_only_before_the_deadline() {
-        let unavailable = Failure::Grpc("Unavailable".into());
-        assert_eq!(
-            decide(&unavailable, 1, S(1), S(10), None, MS(0), Some(S(4))),
-            Decision::RetryAfter(MS(500))
-        );
-        assert_eq!(
-            decide(&unavailable, 3, S(1), S(10), None, MS(0), Some(S(2))),
-            Decision::ShuttingDown,
-            "2 s + the margin do not fit in 2 s"
-        );
-        assert_eq!(
-            decide(&Failure::Refused, 0, S(0), S(10), None, MS(0), Some(S(5))),
-            Decision::ShuttingDown,
-            "nothing listens: no point"
-        );
-    }
-
-    #[test]
-    fn permanent_failures_are_not_retried() {
-        for f in [
-            Failure::Status(400),
-            Failure::Status(401),
-            Failure::Status(404),
-            Failure::Status(413),
-            Failure::Grpc("InvalidArgument".into()),
-            Failure::Grpc("Unauthenticated".into()),
-            Failure::Tls(super::super::diagnose::TlsProblem::Untrusted),
-            Failure::Protocol,
-            Failure::Other,
-        ] {
-            assert_eq!(
-                decide(&f, 0, MS(0), S(10), None, MS(0), None),
-                Decision::Permanent,
-                "{f:?}"
-            );
-        }
-        for f in [
-            Failure::Status(502),
-            Failure::Status(504),
-            Failure::Grpc("ResourceExhausted".into()),
-            Failure::Disconnected,
-            Failure::TimedOut,
-            Failure::Network,
-        ] {
-            assert!(f.retryable(), "{f:?}");
-        }
-    }
-
-    #[test]
-    fn jitter_stays_below_its_maximum() {
-        assert!((0..100).map(|_| jitter()).all(|j| j < MAX_JITTER));
-    }
-
-    #[test]
-    fn a_shutdown_ends_a_wait_that_no_longer_fits() {
-        let stop = std::sync::Arc::new(Stop::default());
-        let s = std::sync::Arc::clone(&stop);
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(MS(50));
-            s.stop_at(Instant::now() + S(1));
-        });
+    fn the_timeout_ends_an_export_and_a_shutdown_cuts_one_at_its_deadline() {
+        let rt = rt();
+        let stop = Stop::default();
+        let never = std::future::pending::<()>;
         let started = Instant::now();
-        assert!(!stop.sleep(S(10), &Failure::Status(503)), "interrupted");
-        assert!(started.elapsed() < S(5));
-        assert!(stop.left().is_some());
-        t.join().unwrap();
+        let ended = rt.block_on(bounded(never(), MS(50), &stop, || None));
+        assert!(matches!(ended, Ended::TimedOut), "{ended:?}");
+        assert!(started.elapsed() < MS(1000));
+
+        let stop = Arc::new(Stop::default());
+        let s = Arc::clone(&stop);
+        let started = Instant::now();
+        let ended = rt.block_on(async {
+            tokio::spawn(async move {
+                tokio::time::sleep(MS(30)).await;
+                s.stop_at(Instant::now() + MS(250));
+            });
+            bounded(never(), Duration::from_secs(60), &stop, || None).await
+        });
+        assert!(matches!(ended, Ended::Cut), "{ended:?}");
+        let took = started.elapsed();
+        assert!(took >= MS(150) && took < MS(1000), "{took:?}");
+        assert!(matches!(
+            rt.block_on(bounded(async { 7 }, MS(50), &stop, || None)),
+            Ended::Done(7)
+        ));
+    }
+
+    #[test]
+    fn what_retrying_cannot_fix_ends_at_once_and_nothing_listening_at_shutdown() {
+        let rt = rt();
+        let never = std::future::pending::<()>;
+        let long = Duration::from_secs(60);
+        let running = Stop::default();
+        let untrusted = || Some(Failure::Tls(super::super::failure::TlsProblem::Untrusted));
+        assert!(matches!(
+            rt.block_on(bounded(never(), long, &running, untrusted)),
+            Ended::Cut
+        ));
+        assert!(cut_now(&Failure::Protocol, false));
+        assert!(!cut_now(&Failure::Refused, false), "retried while running");
+        assert!(cut_now(&Failure::Refused, true), "not at shutdown");
+        assert!(cut_now(&Failure::Unresolved, true));
         assert!(
-            Stop::default().sleep(MS(1), &Failure::Refused),
-            "a full wait"
+            !cut_now(&Failure::Status(503), true),
+            "a collector that answers is retried until the deadline"
         );
-        let late = Stop::default();
-        late.stop_at(Instant::now() + S(5));
-        assert!(
-            late.sleep(MS(20), &Failure::Status(503)),
-            "fits before the deadline"
-        );
-        assert!(!late.sleep(MS(20), &Failure::Refused), "nothing listens");
+        let stopping = Stop::default();
+        stopping.stop_at(Instant::now() + long);
+        let started = Instant::now();
+        let ended = rt.block_on(bounded(never(), long, &stopping, || Some(Failure::Refused)));
+        assert!(matches!(ended, Ended::Cut) && started.elapsed() < MS(1000));
+    }
+
+    #[test]
+    fn an_earlier_deadline_stays() {
+        let stop = Stop::default();
+        let soon = Instant::now() + MS(10);
+        stop.stop_at(soon);
+        stop.stop_at(soon + Duration::from_secs(5));
+        assert_eq!(stop.deadline(), Some(soon));
     }
 }

@@ -1,4 +1,4 @@
-//! The export runtime and the exporter decorator that runs every export on it.
+//! The export runtime every OTLP export runs on.
 //!
 //! Every OTLP exporter this crate builds, gRPC and HTTP alike, runs its exports on
 //! one small tokio runtime (one worker thread) of ours, whatever runtime the
@@ -21,19 +21,11 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use opentelemetry::Context;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::Temporality;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkError;
 
-use super::observe::Probe;
 use crate::setup::error::ExportError;
 
 /// Name of the export runtime's threads.
@@ -49,7 +41,7 @@ pub(crate) struct ExportRuntime {
 
 impl ExportRuntime {
     /// Starts the runtime (one worker thread).
-    pub(crate) fn start() -> Result<Arc<ExportRuntime>, ExportError> {
+    pub(crate) fn start() -> Result<std::sync::Arc<ExportRuntime>, ExportError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(THREAD_NAME)
@@ -58,7 +50,7 @@ impl ExportRuntime {
             .enable_all()
             .build()
             .map_err(|e| ExportError::Runtime(e.to_string()))?;
-        Ok(Arc::new(ExportRuntime {
+        Ok(std::sync::Arc::new(ExportRuntime {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             stopped: AtomicBool::new(false),
@@ -84,124 +76,41 @@ impl ExportRuntime {
         }
     }
 
-    /// Runs `fut` to completion on this runtime, from the calling thread,
-    /// with telemetry suppressed.
-    fn run<F>(&self, fut: F) -> Result<F::Output, OTelSdkError>
-    where
-        F: Future + Send,
-        F::Output: Send,
-    {
+    /// Runs `fut` (an export) against this runtime's reactor and timers, with
+    /// telemetry suppressed, blocking no runtime of the program: awaited from
+    /// a worker of a multi-thread runtime (a simple processor in async code:
+    /// the SDK blocks on the export there), the wait is `block_in_place`, so
+    /// that the worker's other tasks move to another thread; anywhere else (the
+    /// SDK's batch threads, a current-thread runtime) `fut` is polled where it
+    /// is awaited, its I/O and timers driven by our worker thread.
+    pub(crate) async fn run<F: Future>(&self, fut: F) -> Result<F::Output, OTelSdkError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
         if self.stopped.load(Ordering::Acquire) {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        if tokio::runtime::Handle::try_current().is_err() {
-            // The SDK's batch and periodic threads: drive the export here.
-            let _suppressed = Context::enter_telemetry_suppressed_scope();
-            return Ok(self.handle.block_on(fut));
+        let on_worker =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if on_worker {
+            return Ok(tokio::task::block_in_place(|| {
+                let _suppressed = Context::enter_telemetry_suppressed_scope();
+                self.handle.block_on(fut)
+            }));
         }
-        // Called from inside a runtime (a simple processor in async code), where
-        // `block_on` is not allowed: a scoped thread of ours does it.
-        std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name(THREAD_NAME.to_string())
-                .spawn_scoped(scope, || {
-                    let _suppressed = Context::enter_telemetry_suppressed_scope();
-                    self.handle.block_on(fut)
-                })
-                .map_err(|e| OTelSdkError::InternalFailure(format!("export thread: {e}")))?
-                .join()
-                .map_err(|_| OTelSdkError::InternalFailure("the export panicked".to_string()))
+        // Outside any budget of the caller's runtime: its cooperative budget
+        // would otherwise run out under a blocking `block_on` and never refill.
+        let mut fut = std::pin::pin!(tokio::task::unconstrained(fut));
+        Ok(std::future::poll_fn(|cx| {
+            let _runtime = self.handle.enter();
+            let _suppressed = Context::enter_telemetry_suppressed_scope();
+            fut.as_mut().poll(cx)
         })
+        .await)
     }
 }
 
 impl Drop for ExportRuntime {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// An OTLP exporter that runs each export on the export runtime, with telemetry
-/// suppressed (see the module docs). Built by
-/// [`ExporterBuilder`](crate::export::ExporterBuilder); it keeps the runtime alive.
-/// Each attempt ends when what is left of its export's timeout runs out (the
-/// probe's deadline, set by the retrying decorator), not a whole timeout
-/// later.
-#[derive(Debug)]
-pub struct OtlpExporter<E> {
-    inner: E,
-    runtime: Arc<ExportRuntime>,
-    probe: Arc<Probe>,
-}
-
-impl<E> OtlpExporter<E> {
-    pub(crate) fn new(inner: E, runtime: Arc<ExportRuntime>, probe: Arc<Probe>) -> Self {
-        OtlpExporter {
-            inner,
-            runtime,
-            probe,
-        }
-    }
-
-    /// Runs one attempt on the export runtime, within the time its export has
-    /// left.
-    fn attempt<F>(&self, fut: F) -> OTelSdkResult
-    where
-        F: Future<Output = OTelSdkResult> + Send,
-    {
-        let left = self.probe.time_left();
-        let bounded = async move {
-            match left {
-                // Out of time: the export's timeout (retries included) ran out.
-                Some((left, timeout)) => tokio::time::timeout(left, fut)
-                    .await
-                    .unwrap_or(Err(OTelSdkError::Timeout(timeout))),
-                None => fut.await,
-            }
-        };
-        self.runtime.run(bounded).and_then(|r| r)
-    }
-}
-
-impl<E: SpanExporter + Sync> SpanExporter for OtlpExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.attempt(self.inner.export(batch))
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-impl<E: LogExporter + Sync> LogExporter for OtlpExporter<E> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        self.attempt(self.inner.export(batch))
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-impl<E: PushMetricExporter + Sync> PushMetricExporter for OtlpExporter<E> {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        self.attempt(self.inner.export(metrics))
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-    fn temporality(&self) -> Temporality {
-        self.inner.temporality()
     }
 }
 
@@ -219,9 +128,13 @@ mod tests {
             })
             .expect("task");
         assert!(on_worker, "worker threads are suppressed");
-        let in_export = rt
-            .run(async { Context::is_current_telemetry_suppressed() })
-            .expect("ran");
+        let run = |fut| futures_block_on(rt.run(fut));
+        let in_export = futures_block_on(rt.run(async {
+            // Our runtime's timers, from a thread of no runtime.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            Context::is_current_telemetry_suppressed()
+        }))
+        .expect("ran");
         assert!(
             in_export,
             "an export driven from the caller's thread is suppressed"
@@ -230,16 +143,50 @@ mod tests {
             !Context::is_current_telemetry_suppressed(),
             "the caller's thread is itself untouched afterwards"
         );
-        // From inside another runtime (where block_on would panic).
-        let other = tokio::runtime::Builder::new_current_thread()
+        // From inside another runtime, of either flavor (where block_on panics).
+        let current = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        let nested = other.block_on(async { rt.run(async { 7 }) });
-        assert_eq!(nested.expect("ran on a scoped thread"), 7);
+        assert_eq!(
+            current.block_on(async { run(async { 7 }) }).expect("ran"),
+            7
+        );
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let on_multi = multi.block_on(async {
+            tokio::spawn(async move { futures_block_on(rt.run(async { 8 })).map(|n| (n, rt)) })
+                .await
+                .expect("task")
+        });
+        let (n, rt) = on_multi.expect("ran");
+        assert_eq!(n, 8);
         rt.stop();
         assert!(matches!(
-            rt.run(async {}),
+            futures_block_on(rt.run(async {})),
             Err(OTelSdkError::AlreadyShutdown)
         ));
+    }
+
+    /// What the SDK's processors do with an export: block on it.
+    fn futures_block_on<F: Future>(fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        let thread = std::thread::current();
+        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(thread)));
+        let mut cx = std::task::Context::from_waker(&waker);
+        loop {
+            if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
+        }
+    }
+
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
     }
 }

@@ -20,6 +20,10 @@ pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 pub const ENV_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 /// The export timeout when none is configured (it also bounds the retries).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The export timeout for `0`, which means no limit: a year, as good as none,
+/// and far enough from `Instant`'s end that no deadline computed from it (ours,
+/// tokio's, reqwest's, tonic's) overflows. The guard's shutdown still cuts it.
+pub const NO_LIMIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// One of the three signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,7 +111,7 @@ pub struct Target {
     /// Which setting chose it, with the value as configured.
     pub source: EndpointSource,
     /// The export timeout, retries included (`OTEL_EXPORTER_OTLP_{SIGNAL_}TIMEOUT`,
-    /// milliseconds; 10 s by default).
+    /// milliseconds; 10 s by default; `0` is [`NO_LIMIT`]).
     pub timeout: Duration,
 }
 
@@ -292,9 +296,9 @@ pub fn resolve(
     }
 }
 
-/// The export timeout of `signal` and, when a variable holds something other
-/// than milliseconds, a warning naming it (the next source applies, as in
-/// `opentelemetry-otlp`).
+/// The export timeout of `signal` (`0`: no limit, [`NO_LIMIT`]) and, when a
+/// variable holds something other than milliseconds, a warning naming it (the
+/// next source applies, as in `opentelemetry-otlp`).
 pub fn timeout(
     signal: Signal,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -305,6 +309,7 @@ pub fn timeout(
             continue;
         };
         match raw.trim().parse::<u64>() {
+            Ok(0) => return (NO_LIMIT, warning),
             Ok(ms) => return (Duration::from_millis(ms), warning),
             Err(_) => {
                 warning.get_or_insert_with(|| {
@@ -521,6 +526,18 @@ mod tests {
                 )
             )
         );
+    }
+
+    #[test]
+    fn a_timeout_of_zero_means_no_limit() {
+        for var in [
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        ] {
+            let (t, warning) = timeout(Signal::Traces, &env(&[(var, "0")]));
+            assert_eq!((t, warning), (NO_LIMIT, None), "{var}");
+        }
+        assert!(std::time::Instant::now().checked_add(NO_LIMIT).is_some());
     }
 
     #[test]

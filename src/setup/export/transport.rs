@@ -1,14 +1,12 @@
 //! Which OTLP transport each signal uses, and building its exporter: gRPC or HTTP
-//! (protobuf or JSON bodies), both exporting on the export runtime (see
-//! `runtime`), to the resolved URL with the resolved timeout and TLS from the
-//! environment; over HTTP through an async `reqwest` client of ours, observed by
-//! a [`Probe`] that sees what each attempt got.
+//! (protobuf or JSON bodies), to the resolved URL with the resolved timeout, TLS
+//! from the environment and our retry policy (see `retry`); over HTTP through an
+//! async `reqwest` client of ours that reports each attempt (see `observe`),
+//! over gRPC on a tonic channel of ours whose connector reports each failed
+//! connection, with an interceptor that counts the attempts.
 
 use std::sync::Arc;
 
-use super::observe::Probe;
-#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
-use super::runtime::OtlpExporter;
 use super::target::{self, Signal, Target};
 use super::tls::TlsMaterial;
 use super::ExportRuntime;
@@ -61,9 +59,9 @@ pub(crate) struct OtlpParts<'a> {
     pub target: &'a Target,
     /// The TLS files, checked.
     pub tls: &'a TlsMaterial,
-    /// Sees what each HTTP attempt got.
-    #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
-    pub probe: Arc<Probe>,
+    /// Sees the failed connections of a gRPC channel.
+    #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
+    pub connects: Arc<super::observe::Connects>,
     /// HTTP clients already built, shared by the signals that can share one.
     #[cfg_attr(not(feature = "otlp-http"), allow(dead_code))]
     pub http_clients: &'a HttpClients,
@@ -93,67 +91,23 @@ struct HttpClientKey {
     identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// The exporter type when no OTLP transport is compiled in: never built.
-#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
-#[derive(Debug)]
-pub(crate) enum NoOtlp {}
-
+/// Without an OTLP transport no OTLP exporter is ever built (the console's
+/// types name what is never there).
 #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
 mod no_otlp {
-    use std::time::Duration;
-
-    use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::logs::{LogBatch, LogExporter};
-    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-
     use super::*;
+    use crate::setup::console::{ConsoleLogExporter, ConsoleMetricExporter, ConsoleSpanExporter};
 
-    impl SpanExporter for NoOtlp {
-        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-            match *self {}
-        }
-    }
+    type Built<E> = Result<E, ExportError>;
+    type Rt<'a> = &'a mut Option<Arc<ExportRuntime>>;
 
-    impl LogExporter for NoOtlp {
-        async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
-            match *self {}
-        }
-    }
-
-    impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for NoOtlp {
-        async fn export(
-            &self,
-            _metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
-        ) -> OTelSdkResult {
-            match *self {}
-        }
-        fn force_flush(&self) -> OTelSdkResult {
-            match *self {}
-        }
-        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-            match *self {}
-        }
-        fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
-            match *self {}
-        }
-    }
-
-    pub(crate) fn otlp_spans(
-        parts: &OtlpParts<'_>,
-        _rt: &mut Option<Arc<ExportRuntime>>,
-    ) -> Result<NoOtlp, ExportError> {
+    pub(crate) fn otlp_spans(parts: &OtlpParts<'_>, _: Rt<'_>) -> Built<ConsoleSpanExporter> {
         Err(ExportError::FeatureMissing(parts.target.transport))
     }
-    pub(crate) fn otlp_logs(
-        parts: &OtlpParts<'_>,
-        _rt: &mut Option<Arc<ExportRuntime>>,
-    ) -> Result<NoOtlp, ExportError> {
+    pub(crate) fn otlp_logs(parts: &OtlpParts<'_>, _: Rt<'_>) -> Built<ConsoleLogExporter> {
         Err(ExportError::FeatureMissing(parts.target.transport))
     }
-    pub(crate) fn otlp_metrics(
-        parts: &OtlpParts<'_>,
-        _rt: &mut Option<Arc<ExportRuntime>>,
-    ) -> Result<NoOtlp, ExportError> {
+    pub(crate) fn otlp_metrics(parts: &OtlpParts<'_>, _: Rt<'_>) -> Built<ConsoleMetricExporter> {
         Err(ExportError::FeatureMissing(parts.target.transport))
     }
 }
@@ -161,65 +115,55 @@ mod no_otlp {
 pub(crate) use no_otlp::{otlp_logs, otlp_metrics, otlp_spans};
 
 /// Builds one signal's OTLP exporter (`$exporter` is `SpanExporter`,
-/// `LogExporter` or `MetricExporter`) exporting on the export runtime: gRPC
-/// built inside it, HTTP with the protobuf or JSON body through our client;
-/// both to the resolved URL with the resolved timeout and TLS from the
-/// environment. Their own retries are off: [`Counted`](super::Counted) retries
-/// (see `retry`).
+/// `LogExporter` or `MetricExporter`) for the export runtime (started in `$rt`
+/// if need be): gRPC built inside it, HTTP with the protobuf or JSON body
+/// through our client; both to the resolved URL with the resolved timeout, TLS
+/// from the environment and our retry policy.
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 macro_rules! otlp_exporter {
     ($exporter:ident, $parts:expr, $rt:expr) => {{
         let parts: &OtlpParts<'_> = $parts;
         let target = parts.target;
-        let built = match target.transport {
+        match target.transport {
             #[cfg(feature = "otlp-grpc")]
             Transport::Grpc => {
                 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
                 let rt = runtime($rt)?;
                 let _enter = rt.handle().enter();
-                let built = no_panic(target, || {
-                    let mut builder = opentelemetry_otlp::$exporter::builder()
+                no_panic(target, || {
+                    opentelemetry_otlp::$exporter::builder()
                         .with_tonic()
-                        .with_endpoint(target.url.clone())
+                        .with_channel(grpc_channel(target, parts.tls, &parts.connects)?)
                         .with_timeout(target.timeout)
-                        .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled());
-                    if let Some(tls) = grpc_tls(target, parts.tls) {
-                        builder = builder.with_tls_config(tls);
-                    }
-                    builder.build()
-                })?;
-                (built, rt)
+                        .with_retry_policy(super::retry::policy())
+                        // Called at the start of each attempt: counts them.
+                        .with_interceptor(|request| {
+                            let _ = super::observe::ATTEMPTS.try_with(|a| a.begin());
+                            Ok(request)
+                        })
+                        .build()
+                        .map_err(|e| e.to_string())
+                })
             }
             #[cfg(feature = "otlp-http")]
             Transport::HttpProtobuf | Transport::HttpJson => {
                 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
-                let client = http_client(
-                    target,
-                    parts.tls,
-                    Arc::clone(&parts.probe),
-                    parts.http_clients,
-                )?;
-                let rt = runtime($rt)?;
-                let built = no_panic(target, || {
+                let client = http_client(target, parts.tls, parts.http_clients)?;
+                runtime($rt)?;
+                no_panic(target, || {
                     opentelemetry_otlp::$exporter::builder()
                         .with_http()
                         .with_protocol(protocol(target.transport))
                         .with_endpoint(target.url.clone())
                         .with_timeout(target.timeout)
-                        .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
+                        .with_retry_policy(super::retry::policy())
                         .with_http_client(client)
                         .build()
-                })?;
-                (built, rt)
+                })
             }
             #[allow(unreachable_patterns)]
-            other => return Err(ExportError::FeatureMissing(other)),
-        };
-        Ok(OtlpExporter::new(
-            built.0,
-            built.1,
-            Arc::clone(&parts.probe),
-        ))
+            other => Err(ExportError::FeatureMissing(other)),
+        }
     }};
 }
 
@@ -228,7 +172,7 @@ macro_rules! otlp_exporter {
 pub(crate) fn otlp_spans(
     parts: &OtlpParts<'_>,
     rt: &mut Option<Arc<ExportRuntime>>,
-) -> Result<OtlpExporter<opentelemetry_otlp::SpanExporter>, ExportError> {
+) -> Result<opentelemetry_otlp::SpanExporter, ExportError> {
     otlp_exporter!(SpanExporter, parts, rt)
 }
 
@@ -237,7 +181,7 @@ pub(crate) fn otlp_spans(
 pub(crate) fn otlp_logs(
     parts: &OtlpParts<'_>,
     rt: &mut Option<Arc<ExportRuntime>>,
-) -> Result<OtlpExporter<opentelemetry_otlp::LogExporter>, ExportError> {
+) -> Result<opentelemetry_otlp::LogExporter, ExportError> {
     otlp_exporter!(LogExporter, parts, rt)
 }
 
@@ -246,7 +190,7 @@ pub(crate) fn otlp_logs(
 pub(crate) fn otlp_metrics(
     parts: &OtlpParts<'_>,
     rt: &mut Option<Arc<ExportRuntime>>,
-) -> Result<OtlpExporter<opentelemetry_otlp::MetricExporter>, ExportError> {
+) -> Result<opentelemetry_otlp::MetricExporter, ExportError> {
     otlp_exporter!(MetricExporter, parts, rt)
 }
 
@@ -288,39 +232,52 @@ fn runtime(slot: &mut Option<Arc<ExportRuntime>>) -> Result<Arc<ExportRuntime>, 
     Ok(rt)
 }
 
-/// The TLS settings of a gRPC exporter to an `https` endpoint: the CA bundle
-/// when one is given, else the platform's roots; the client identity for mutual
-/// TLS. `None` for plaintext endpoints (nothing is loaded for them).
+/// The gRPC channel to `target`, connecting through our connector (which sees
+/// failed connections) and, for an `https` endpoint, with TLS: the CA bundle
+/// when one is given, else the platform's roots, and the client identity for
+/// mutual TLS. Built inside the export runtime (it starts its task there).
 #[cfg(feature = "otlp-grpc")]
-fn grpc_tls(
+fn grpc_channel(
     target: &Target,
     tls: &TlsMaterial,
-) -> Option<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig> {
-    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
-    if target.scheme() != Some("https") {
-        return None;
+    connects: &Arc<super::observe::Connects>,
+) -> Result<tonic::transport::Channel, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let chain = |e: tonic::transport::Error| super::observe::error_chain(&e);
+    let mut endpoint = Endpoint::from_shared(target.url.clone())
+        .map_err(|e| {
+            format!(
+                "the endpoint {:?} is not a valid URL: {}",
+                target.url,
+                chain(e)
+            )
+        })?
+        .timeout(target.timeout);
+    if target.scheme() == Some("https") {
+        let config = match &tls.ca_pem {
+            Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        let config = match &tls.identity {
+            Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+            None => config,
+        };
+        endpoint = endpoint.tls_config(config).map_err(chain)?;
     }
-    let config = match &tls.ca_pem {
-        Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
-        None => ClientTlsConfig::new().with_native_roots(),
-    };
-    Some(match &tls.identity {
-        Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
-        None => config,
-    })
+    let connector = super::observe::ObservedConnector::new(Arc::clone(connects));
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
 /// The async HTTP client of one signal (shared with the signals that have the
-/// same settings), observed by `probe`: the export timeout, no redirects (a
+/// same settings), reporting each attempt: the export timeout, no redirects (a
 /// redirected POST would be resent as a GET), and for `https` the CA bundle when
 /// one is given (else the platform's verifier) and the client identity. Its
-/// requests run on the export runtime (the exporter is wrapped in
-/// [`OtlpExporter`]), so the export stack's own telemetry stays suppressed.
+/// requests run on the export runtime (see `Counted`), so the export stack's own
+/// telemetry stays suppressed.
 #[cfg(feature = "otlp-http")]
 fn http_client(
     target: &Target,
     tls: &TlsMaterial,
-    probe: Arc<Probe>,
     clients: &HttpClients,
 ) -> Result<super::observe::ObservedClient, ExportError> {
     if target.scheme().is_none() {
@@ -340,7 +297,7 @@ fn http_client(
     };
     let mut built = clients.built.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, client)) = built.iter().find(|(k, _)| *k == key) {
-        return Ok(super::observe::ObservedClient::new(client.clone(), probe));
+        return Ok(super::observe::ObservedClient(client.clone()));
     }
     let build = || -> Result<reqwest::Client, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
@@ -375,7 +332,7 @@ fn http_client(
         }
     };
     built.push((key, client.clone()));
-    Ok(super::observe::ObservedClient::new(client, probe))
+    Ok(super::observe::ObservedClient(client))
 }
 
 /// The transport used when none is configured: `http/protobuf` (the OTLP default)
