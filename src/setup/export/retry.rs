@@ -28,26 +28,22 @@ use std::time::{Duration, Instant};
 
 use super::failure::Failure;
 
-/// The first wait.
-pub const INITIAL_DELAY: Duration = Duration::from_millis(250);
-/// The longest wait of the backoff (a `Retry-After` or `RetryInfo` may ask for
-/// more, up to 30 s).
-pub const MAX_DELAY: Duration = Duration::from_secs(2);
-/// Up to this much is added to each wait, at random.
-pub const MAX_JITTER: Duration = Duration::from_millis(250);
 /// At shutdown, an export still under way ends this long before the deadline,
 /// so that its warning comes before the guard's report.
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
 
-/// The retry policy of every OTLP exporter: exponential backoff with jitter
-/// (the delays above), as many retries as the export timeout allows.
+/// The retry policy of every OTLP exporter: exponential backoff from 250 ms
+/// doubling to 2 s (a `Retry-After` or `RetryInfo` may ask for more, up to
+/// 30 s), up to 250 ms of jitter added to each wait, as many retries as the
+/// export timeout allows.
 #[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
 pub(crate) fn policy() -> opentelemetry_otlp::RetryPolicy {
+    let ms = Duration::from_millis;
     opentelemetry_otlp::RetryPolicy::default()
         .with_max_retries(usize::MAX)
-        .with_initial_delay(INITIAL_DELAY)
-        .with_max_delay(MAX_DELAY)
-        .with_max_jitter(MAX_JITTER)
+        .with_initial_delay(ms(250))
+        .with_max_delay(ms(2000))
+        .with_max_jitter(ms(250))
 }
 
 /// Tells the exports of a pipeline that it is shutting down, and by when.
