@@ -269,14 +269,10 @@ pub fn log_batch_config() -> opentelemetry_sdk::logs::BatchConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::setup::export::test_env;
 
     fn spans(vars: &[(&str, &str)]) -> (BatchSettings, Vec<String>) {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        BatchSettings::spans_from_lookup(&|k| map.get(k).cloned())
+        BatchSettings::spans_from_lookup(&test_env(vars))
     }
 
     /// Every value a variable can hold: each power of two from 2^0 to 2^64 and
@@ -428,12 +424,10 @@ mod tests {
         let (_, w) = spans(&[("OTEL_BSP_EXPORT_TIMEOUT", "1000")]);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("has no effect") && w[0].contains("OTEL_EXPORTER_OTLP_TIMEOUT"));
-        let map: HashMap<&str, &str> = [
+        let (l, w) = BatchSettings::logs_from_lookup(&test_env(&[
             ("OTEL_BLRP_MAX_QUEUE_SIZE", "18446744073709551615"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "5"),
-        ]
-        .into();
-        let (l, w) = BatchSettings::logs_from_lookup(&|k| map.get(k).map(|v| v.to_string()));
+        ]));
         assert_eq!(l.max_queue_size, MAX_QUEUE_SIZE);
         assert_eq!(
             l.scheduled_delay,

@@ -7,18 +7,25 @@ use crate::setup::export::target::{self, DEFAULT_TIMEOUT};
 use crate::setup::export::tls::TlsVar;
 
 fn target(signal: Signal, transport: Transport, vars: &[(&str, &str)]) -> Target {
-    let map: std::collections::HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    target::resolve(signal, transport, &|k| map.get(k).cloned())
+    target::resolve(signal, transport, &crate::setup::export::test_env(vars))
+}
+
+/// The target of `signal` over `transport` with `OTEL_EXPORTER_OTLP_ENDPOINT=url`.
+fn endpoint(signal: Signal, transport: Transport, url: &str) -> Target {
+    target(signal, transport, &[("OTEL_EXPORTER_OTLP_ENDPOINT", url)])
 }
 
 /// The warning for an export that failed with `error`, or with what its last
 /// attempt got when `seen` (as `Counted` prints it).
-fn warning(t: &Target, error: &str, seen: Option<Failure>, tls: &TlsVars) -> String {
+fn warning(t: &Target, error: &str, seen: Option<Failure>) -> String {
     let failure = seen.unwrap_or_else(|| Failure::of_text(error));
-    export_warning(t, 3, error, &diagnose(t, &failure, tls), true)
+    export_warning(
+        t,
+        3,
+        error,
+        &diagnose(t, &failure, &TlsVars::default()),
+        true,
+    )
 }
 
 /// What our HTTP client makes of a transport error with this text (no type
@@ -36,7 +43,7 @@ fn nothing_configured_names_the_default_endpoint_and_the_console() {
     let refused = "error sending request for url (http://localhost:4318/v1/traces): client error \
                    (Connect): tcp connect error: Connection refused (os error 111)";
     assert_eq!(
-        warning(&t, refused, transport(refused), &TlsVars::default()),
+        warning(&t, refused, transport(refused)),
         format!(
             "could not export 3 spans over http/protobuf to http://localhost:4318/v1/traces \
              ({refused}): connection refused: nothing listens at http://localhost:4318; no \
@@ -75,14 +82,14 @@ fn one_cause_is_one_key_for_every_signal() {
 
 #[test]
 fn a_signal_path_on_the_generic_endpoint() {
-    let t = target(
+    let t = endpoint(
         Signal::Logs,
         Transport::HttpProtobuf,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/v1/traces")],
+        "http://c:4318/v1/traces",
     );
     let error = "Operation failed: HTTP export failed with status code: 404";
     assert_eq!(
-        warning(&t, error, Some(Failure::Status(404)), &TlsVars::default()),
+        warning(&t, error, Some(Failure::Status(404))),
         format!(
             "could not export 3 log records over http/protobuf to \
              http://c:4318/v1/traces/v1/logs ({error}): the collector answered HTTP 404 Not \
@@ -97,16 +104,12 @@ fn a_signal_path_on_the_generic_endpoint() {
 
 #[test]
 fn no_scheme_over_grpc_means_tls_to_a_plaintext_collector() {
-    let t = target(
-        Signal::Traces,
-        Transport::Grpc,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4317")],
-    );
+    let t = endpoint(Signal::Traces, Transport::Grpc, "127.0.0.1:4317");
     let error = "Operation failed: TonicTracesClient export failed with gRPC code: Unavailable: \
                  transport error: received corrupt message of type InvalidContentType: received \
                  corrupt message of type InvalidContentType";
     assert_eq!(
-        warning(&t, error, None, &TlsVars::default()),
+        warning(&t, error, None),
         format!(
             "could not export 3 spans over grpc to https://127.0.0.1:4317 (Operation failed: \
              TonicTracesClient export failed with gRPC code: Unavailable: transport error: \
@@ -135,21 +138,16 @@ fn no_scheme_over_http_is_a_build_error_naming_the_variable() {
 
 #[test]
 fn the_grpc_port_with_an_http_protocol() {
-    let t = target(
+    let t = endpoint(
         Signal::Traces,
         Transport::HttpProtobuf,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")],
+        "http://collector:4317",
     );
     let transport_error =
         "error sending request for url (http://collector:4317/v1/traces): client \
                      error (SendRequest): invalid HTTP version parsed";
     assert_eq!(
-        warning(
-            &t,
-            transport_error,
-            transport(transport_error),
-            &TlsVars::default()
-        ),
+        warning(&t, transport_error, transport(transport_error)),
         format!(
             "could not export 3 spans over http/protobuf to http://collector:4317/v1/traces \
              ({transport_error}): the server at http://collector:4317 did not answer in OTLP/HTTP; \
@@ -162,14 +160,10 @@ fn the_grpc_port_with_an_http_protocol() {
 
 #[test]
 fn the_http_port_with_grpc() {
-    let t = target(
-        Signal::Logs,
-        Transport::Grpc,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")],
-    );
+    let t = endpoint(Signal::Logs, Transport::Grpc, "http://collector:4318");
     let error = "Operation failed: TonicLogsClient export failed with gRPC code: Unimplemented";
     assert_eq!(
-        warning(&t, error, None, &TlsVars::default()),
+        warning(&t, error, None),
         format!(
             "could not export 3 log records over grpc to http://collector:4318 ({error}): the \
              collector answered gRPC status Unimplemented; port 4318 is the OTLP/HTTP port but \
@@ -182,16 +176,12 @@ fn the_http_port_with_grpc() {
 
 #[test]
 fn https_without_trust() {
-    let t = target(
-        Signal::Traces,
-        Transport::Grpc,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4317")],
-    );
+    let t = endpoint(Signal::Traces, Transport::Grpc, "https://127.0.0.1:4317");
     let error = "Operation failed: TonicTracesClient export failed with gRPC code: Unavailable: \
                  transport error: invalid peer certificate: UnknownIssuer: invalid peer \
                  certificate: UnknownIssuer";
     assert_eq!(
-        warning(&t, error, None, &TlsVars::default()),
+        warning(&t, error, None),
         format!(
             "could not export 3 spans over grpc to https://127.0.0.1:4317 (Operation failed: \
              TonicTracesClient export failed with gRPC code: Unavailable: transport error: \
@@ -220,21 +210,16 @@ fn https_without_trust() {
 
 #[test]
 fn a_certificate_for_another_name() {
-    let t = target(
+    let t = endpoint(
         Signal::Traces,
         Transport::HttpProtobuf,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318")],
+        "https://127.0.0.1:4318",
     );
     let transport_error =
         "error sending request for url (https://127.0.0.1:4318/v1/traces): client \
                      error (Connect): invalid peer certificate: certificate not valid for name \
                      \"127.0.0.1\"; certificate is only valid for DnsName(\"localhost\")";
-    let w = warning(
-        &t,
-        transport_error,
-        transport(transport_error),
-        &TlsVars::default(),
-    );
+    let w = warning(&t, transport_error, transport(transport_error));
     assert!(
         w.ends_with(&format!(
             "TLS failed: the collector's certificate is not valid for 127.0.0.1; use the host \
@@ -260,11 +245,7 @@ fn an_expired_certificate() {
 
 #[test]
 fn a_proxy_that_requires_a_client_certificate() {
-    let t = target(
-        Signal::Metrics,
-        Transport::HttpProtobuf,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")],
-    );
+    let t = endpoint(Signal::Metrics, Transport::HttpProtobuf, "https://c:4318");
     let d = diagnose(
         &t,
         &Failure::of_response(400, Some(ProxyPage::ClientCertificate)),
@@ -276,11 +257,7 @@ fn a_proxy_that_requires_a_client_certificate() {
          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY to the client \
          certificate and key (PEM)"
     );
-    let g = target(
-        Signal::Traces,
-        Transport::Grpc,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317")],
-    );
+    let g = endpoint(Signal::Traces, Transport::Grpc, "https://c:4317");
     let error = "Operation failed: TonicTracesClient export failed with gRPC code: Internal";
     let d = diagnose(&g, &Failure::of_text(error), &TlsVars::default());
     assert!(

@@ -86,3 +86,13 @@ impl ExportRuntime {
         match *self {}
     }
 }
+
+/// A variable lookup over `vars`, as the environment would answer (tests).
+#[cfg(test)]
+fn test_env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Clone {
+    let map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}

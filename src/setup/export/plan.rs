@@ -234,14 +234,9 @@ fn group_failures(failures: Vec<(Signal, ExportError)>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn plan(vars: &[(&str, &str)]) -> (OtlpPlan, Vec<String>) {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let lookup = move |k: &str| map.get(k).cloned();
+        let lookup = super::super::test_env(vars);
         let lookup2 = lookup.clone();
         OtlpPlan::from_lookup([true; 3], &lookup, &move |s| {
             let vars = tls::tls_vars(s, &lookup2);

@@ -401,7 +401,7 @@ pub fn transports(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::setup::export::test_env as env;
 
     #[test]
     fn signals_index_per_signal_arrays_in_the_order_of_all() {
@@ -418,14 +418,6 @@ mod tests {
         assert_eq!(origin_of("http://collector:4317"), "http://collector:4317");
         assert_eq!(host_of("http://collector:4317/"), "collector");
         assert_eq!(host_of("collector:4317"), "collector:4317", "no scheme");
-    }
-
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
     }
 
     #[test]

@@ -231,7 +231,6 @@ pub(crate) fn from_env(signal: Signal) -> (TlsVars, Result<TlsMaterial, TlsFileE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
@@ -249,11 +248,7 @@ mod tests {
     }
 
     fn vars(signal: Signal, pairs: &[(&str, &str)]) -> TlsVars {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        tls_vars(signal, &|k| map.get(k).cloned())
+        tls_vars(signal, &super::super::test_env(pairs))
     }
 
     #[test]

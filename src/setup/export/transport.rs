@@ -369,14 +369,9 @@ pub fn transport_from_lookup(
 #[cfg(test)]
 mod transport_tests {
     use super::{default_transport, transport_from_lookup, Transport};
-    use std::collections::HashMap;
 
     fn pick(vars: &[(&str, &str)]) -> (Transport, Vec<String>) {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        transport_from_lookup("TRACES", &|k| map.get(k).cloned())
+        transport_from_lookup("TRACES", &super::super::test_env(vars))
     }
 
     #[test]
