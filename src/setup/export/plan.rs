@@ -41,11 +41,6 @@ pub(crate) struct OtlpPlan {
     report: bool,
 }
 
-/// The signal's place in per-signal arrays (the order of [`Signal::ALL`]).
-fn index(signal: Signal) -> usize {
-    signal as usize
-}
-
 /// Builds one exporter from its parts, starting the export runtime if needed.
 pub(crate) type BuildFn<E> =
     fn(&OtlpParts<'_>, &mut Option<Arc<ExportRuntime>>) -> Result<E, ExportError>;
@@ -83,7 +78,7 @@ impl OtlpPlan {
                 .chain(check::compression_warnings(lookup))
                 .for_each(&mut push);
             for signal in Signal::ALL {
-                let i = index(signal);
+                let i = signal as usize;
                 if !otlp[i] {
                     continue;
                 }
@@ -125,7 +120,7 @@ impl OtlpPlan {
         stats: Arc<DeliveryStats>,
         build: BuildFn<E>,
     ) -> Option<Result<Counted<E>, ExportError>> {
-        let plan = self.signals[index(signal)].as_ref()?;
+        let plan = self.signals[signal as usize].as_ref()?;
         let material = match &plan.material {
             Ok(material) => material,
             Err(e) => return Some(Err(ExportError::TlsFile(e.clone()))),

@@ -42,38 +42,22 @@ impl Signal {
 
     /// The part of the per-signal variable names: `TRACES`, `LOGS`, `METRICS`.
     pub fn env_part(self) -> &'static str {
-        match self {
-            Signal::Traces => "TRACES",
-            Signal::Logs => "LOGS",
-            Signal::Metrics => "METRICS",
-        }
+        ["TRACES", "LOGS", "METRICS"][self as usize]
     }
 
     /// `traces`, `logs`, `metrics`.
     pub fn name(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Logs => "logs",
-            Signal::Metrics => "metrics",
-        }
+        ["traces", "logs", "metrics"][self as usize]
     }
 
     /// What one item is called: `spans`, `log records`, `metric points`.
     pub fn items(self) -> &'static str {
-        match self {
-            Signal::Traces => "spans",
-            Signal::Logs => "log records",
-            Signal::Metrics => "metric points",
-        }
+        ["spans", "log records", "metric points"][self as usize]
     }
 
     /// The OTLP/HTTP path appended to the generic endpoint.
     pub fn http_path(self) -> &'static str {
-        match self {
-            Signal::Traces => "/v1/traces",
-            Signal::Logs => "/v1/logs",
-            Signal::Metrics => "/v1/metrics",
-        }
+        ["/v1/traces", "/v1/logs", "/v1/metrics"][self as usize]
     }
 
     /// `OTEL_EXPORTER_OTLP_{SIGNAL}_{suffix}`.
