@@ -159,16 +159,6 @@ fn reason(status: u16) -> &'static str {
 
 /// Which configuration mistake explains the failure, if any (for the key).
 fn mistake_kind(target: &Target, failure: &Failure) -> Option<&'static str> {
-    let connectish = matches!(
-        failure,
-        Failure::Refused
-            | Failure::Unresolved
-            | Failure::TimedOut
-            | Failure::ShutDown
-            | Failure::Protocol
-            | Failure::Disconnected
-            | Failure::Network
-    );
     if let EndpointSource::Generic(v) = &target.source {
         if is_http(target.transport) && signal_path(v).is_some() {
             return Some("generic-path");
@@ -194,7 +184,12 @@ fn mistake_kind(target: &Target, failure: &Failure) -> Option<&'static str> {
     {
         return Some("http-port");
     }
-    if target.source == EndpointSource::Default && (connectish || failure == &Failure::Other) {
+    // Anything but an answer (a status) or a TLS failure.
+    let no_answer = !matches!(
+        failure,
+        Failure::Tls(_) | Failure::Status(_) | Failure::Grpc(_)
+    );
+    if target.source == EndpointSource::Default && no_answer {
         return Some("default-endpoint");
     }
     None
