@@ -68,8 +68,7 @@ pub fn export_warning(
 /// kind of failure, where the exports go, and the configuration mistake seen.
 pub fn cause_key(target: &Target, failure: &Failure) -> String {
     format!(
-        "{}|{}|{}",
-        failure.kind(),
+        "{failure:?}|{}|{}",
         origin_of(&target.url),
         mistake_kind(target, failure).unwrap_or("")
     )

@@ -233,16 +233,6 @@ impl Failure {
     pub fn unreachable(&self) -> bool {
         matches!(self, Failure::Refused | Failure::Unresolved)
     }
-
-    /// The kind of failure, for the key of its cause.
-    pub(crate) fn kind(&self) -> String {
-        match self {
-            Failure::Tls(p) => format!("tls-{p:?}"),
-            Failure::Status(s) => format!("status-{s}"),
-            Failure::Grpc(c) => format!("grpc-{c}"),
-            other => format!("{other:?}"),
-        }
-    }
 }
 
 /// `Unavailable` from "... export failed with gRPC code: Unavailable: ...": the
