@@ -177,15 +177,10 @@ impl BatchSettings {
             None => vars.default_delay,
             Some(raw) => match parse_duration(&raw) {
                 Ok((d, _)) if !d.is_zero() => d,
-                Ok(_) => {
-                    warnings.push(format!(
-                        "{}={raw:?} is not valid (must be greater than 0); using {} ms",
-                        vars.delay,
-                        vars.default_delay.as_millis()
-                    ));
-                    vars.default_delay
-                }
-                Err(reason) => {
+                zero_or_bad => {
+                    let reason = zero_or_bad
+                        .err()
+                        .unwrap_or_else(|| "must be greater than 0".to_string());
                     warnings.push(format!(
                         "{}={raw:?} is not valid ({reason}); using {} ms",
                         vars.delay,
