@@ -213,6 +213,45 @@ fn the_documented_promql_gives_each_releases_crash_free_rate_to_the_session() {
         server.stderr
     );
 
+    // The file's traces pipeline: each CLI session's summary reached the
+    // backend, with the status the metrics counted.
+    let summaries = backend.wait_for(Duration::from_secs(20), |r| {
+        r.spans.iter().filter(|s| s.name == "session").count() >= 100
+    });
+    let mut statuses: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for s in summaries.spans.iter().filter(|s| s.name == "session") {
+        let version = s
+            .resource
+            .get("service.version")
+            .cloned()
+            .unwrap_or_default();
+        let status = s
+            .attrs
+            .get("otel_session.status")
+            .cloned()
+            .unwrap_or_default();
+        *statuses.entry((version, status)).or_default() += 1;
+    }
+    let of = |v: &str, st: &str| statuses.get(&(v.to_string(), st.to_string())).copied();
+    assert_eq!(
+        summaries
+            .spans
+            .iter()
+            .filter(|s| s.name == "session")
+            .count(),
+        100,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        (of("1.0.0", "crashed"), of("1.0.0", "abnormal")),
+        (Some(4), Some(2))
+    );
+    assert_eq!(
+        (of("2.0.0", "crashed"), of("2.0.0", "abnormal")),
+        (Some(3), Some(1))
+    );
+    drop(summaries);
+
     let queries = documented_queries();
     let crash_free = query_with(&queries, "1 - (");
     let ended = queries
