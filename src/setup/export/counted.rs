@@ -145,7 +145,10 @@ impl DeliveryStats {
                 self.exported.fetch_add(n64, Ordering::Relaxed);
                 return Ok(());
             }
-            Ended::Done(Err(e)) => (Failure::of_text(&e.to_string()), e.to_string(), e),
+            Ended::Done(Err(e)) => {
+                let text = e.to_string();
+                (Failure::of_text(&text), text, e)
+            }
             Ended::TimedOut => {
                 let e = OTelSdkError::Timeout(timeout);
                 (Failure::TimedOut, e.to_string(), e)

@@ -58,6 +58,89 @@ pub enum Failure {
     Other,
 }
 
+/// Words in an error's text and the failure they mean, the first match
+/// winning (so the TLS problems before TLS in general, and both before a
+/// timeout a handshake may also mention).
+const TEXT_CLUES: &[(&[&str], Failure)] = &[
+    (
+        &["unknownissuer", "unknown issuer", "badsignature"],
+        Failure::Tls(TlsProblem::Untrusted),
+    ),
+    (
+        &["notvalidforname", "not valid for name"],
+        Failure::Tls(TlsProblem::WrongName),
+    ),
+    (
+        &[
+            "certificate: expired",
+            "certificate expired",
+            "expiredcontext",
+            "notvalidyet",
+            "not valid yet",
+        ],
+        Failure::Tls(TlsProblem::Expired),
+    ),
+    (
+        &[
+            "certificaterequired",
+            "certificate required",
+            "badcertificate",
+            "bad certificate",
+            "certificateunknown",
+            "unknownca",
+            "unknown ca",
+        ],
+        Failure::Tls(TlsProblem::ClientCertificate),
+    ),
+    (
+        &[
+            "corrupt message",
+            "invalidcontenttype",
+            "wrong version number",
+            "invalid content type",
+        ],
+        Failure::Tls(TlsProblem::NotTls),
+    ),
+    (&["connection refused"], Failure::Refused),
+    (
+        &[
+            "dns error",
+            "failed to lookup address",
+            "name or service not known",
+            "nodename nor servname",
+            "no such host",
+        ],
+        Failure::Unresolved,
+    ),
+    (
+        &["tls", "certificate", "handshake", "alert"],
+        Failure::Tls(TlsProblem::Other),
+    ),
+    (&["timed out", "timeout", "deadline"], Failure::TimedOut),
+    (
+        &[
+            "http2 error",
+            "h2 protocol error",
+            "frame with invalid size",
+            "invalid http version",
+            "received an unexpected",
+            "received unexpected message",
+            "invalid status line",
+        ],
+        Failure::Protocol,
+    ),
+    (
+        &[
+            "connection closed before message completed",
+            "unexpected end of file",
+            "connection reset",
+            "broken pipe",
+            "connection closed",
+        ],
+        Failure::Disconnected,
+    ),
+];
+
 impl Failure {
     /// What an HTTP response with `status` means (a TLS proxy's error `page`
     /// says more than its status).
@@ -110,78 +193,11 @@ impl Failure {
     /// type we can reach (see [`of_transport_error`](Self::of_transport_error)).
     pub fn of_text(error: &str) -> Failure {
         let text = error.to_ascii_lowercase();
-        let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-        if has(&["unknownissuer", "unknown issuer", "badsignature"]) {
-            return Failure::Tls(TlsProblem::Untrusted);
-        }
-        if has(&["notvalidforname", "not valid for name"]) {
-            return Failure::Tls(TlsProblem::WrongName);
-        }
-        if has(&[
-            "certificate: expired",
-            "certificate expired",
-            "expiredcontext",
-            "notvalidyet",
-            "not valid yet",
-        ]) {
-            return Failure::Tls(TlsProblem::Expired);
-        }
-        if has(&[
-            "certificaterequired",
-            "certificate required",
-            "badcertificate",
-            "bad certificate",
-            "certificateunknown",
-            "unknownca",
-            "unknown ca",
-        ]) {
-            return Failure::Tls(TlsProblem::ClientCertificate);
-        }
-        if has(&[
-            "corrupt message",
-            "invalidcontenttype",
-            "wrong version number",
-            "invalid content type",
-        ]) {
-            return Failure::Tls(TlsProblem::NotTls);
-        }
-        if has(&["connection refused"]) {
-            return Failure::Refused;
-        }
-        if has(&[
-            "dns error",
-            "failed to lookup address",
-            "name or service not known",
-            "nodename nor servname",
-            "no such host",
-        ]) {
-            return Failure::Unresolved;
-        }
-        if has(&["tls", "certificate", "handshake", "alert"]) {
-            return Failure::Tls(TlsProblem::Other);
-        }
-        if has(&["timed out", "timeout", "deadline"]) {
-            return Failure::TimedOut;
-        }
-        if has(&[
-            "http2 error",
-            "h2 protocol error",
-            "frame with invalid size",
-            "invalid http version",
-            "received an unexpected",
-            "received unexpected message",
-            "invalid status line",
-        ]) {
-            return Failure::Protocol;
-        }
-        if has(&[
-            "connection closed before message completed",
-            "unexpected end of file",
-            "connection reset",
-            "broken pipe",
-            "connection closed",
-        ]) {
-            return Failure::Disconnected;
+        if let Some((_, failure)) = TEXT_CLUES
+            .iter()
+            .find(|(words, _)| words.iter().any(|w| text.contains(w)))
+        {
+            return failure.clone();
         }
         match grpc_code(error) {
             Some(code) => Failure::Grpc(code),
