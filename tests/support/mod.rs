@@ -507,6 +507,34 @@ pub fn listens_on(pid: u32, ports: &[u16]) -> bool {
     ports.iter().all(|p| listening.contains(p))
 }
 
+/// Waits (up to `limit_s` seconds) until `child`, just started, listens on
+/// 127.0.0.1 at each of `ports` — its own sockets: a port that answers may be
+/// another server's. Else the child is gone and the error is its output
+/// (`log`), where a server says that a port was taken.
+pub fn until_listening(
+    child: &mut Child,
+    ports: &[u16],
+    log: &std::path::Path,
+    limit_s: u64,
+) -> Result<(), String> {
+    let output = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(limit_s);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status}): {}", output()));
+        }
+        if listens_on(child.id(), ports) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no ports open within {limit_s} s: {}", output()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A running rotel, forwarding OTLP to a receiver; killed on drop.
 pub struct Rotel {
     child: Child,
@@ -610,33 +638,20 @@ impl Rotel {
                 .stderr(Stdio::from(log));
             dies_with_test(&mut cmd);
             let mut child = cmd.spawn().expect("start rotel");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(_status)) = child.try_wait() {
-                    let out = std::fs::read_to_string(dir.path("rotel.log")).unwrap_or_default();
-                    if out.contains("Address already in use")
-                        && grpc_port.is_none()
-                        && http_port.is_none()
-                    {
-                        break; // retry with new ports
-                    }
-                    panic!("rotel exited early: {out}");
-                }
-                // Its own sockets: a port that answers may be another server's.
-                if listens_on(child.id(), &[grpc, http]) {
+            match until_listening(&mut child, &[grpc, http], &dir.path("rotel.log"), 10) {
+                Ok(()) => {
                     return Rotel {
                         child,
                         grpc,
                         http,
                         _dir: dir,
-                    };
+                    }
                 }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let out = std::fs::read_to_string(dir.path("rotel.log")).unwrap_or_default();
-                    panic!("rotel did not open its ports within 10 s: {out}");
-                }
-                std::thread::sleep(Duration::from_millis(5));
+                Err(out)
+                    if out.to_ascii_lowercase().contains("address already in use")
+                        && grpc_port.is_none()
+                        && http_port.is_none() => {} // retry with new ports
+                Err(out) => panic!("rotel did not start: {out}"),
             }
         }
         panic!("could not start rotel on free ports after 5 attempts");

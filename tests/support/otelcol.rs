@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::tls::TempDir;
-use super::{dies_with_test, free_ports, listens_on, terminate};
+use super::{dies_with_test, free_ports, terminate, until_listening};
 
 /// The collector binary: `OTELCOL_BIN`, or where `scripts/install-otelcol.sh`
 /// puts it.
@@ -80,17 +80,8 @@ impl Otelcol {
     /// Runs `file` with `env` (plus the receiver's ports) on free ports,
     /// retrying with new ones when a port was taken meanwhile.
     pub fn start(file: &Path, env: &[(&str, String)]) -> Otelcol {
-        Self::start_on(file, env, None)
-    }
-
-    /// As [`start`](Self::start), on the given gRPC port if any.
-    pub fn start_on(file: &Path, env: &[(&str, String)], grpc_port: Option<u16>) -> Otelcol {
         for _attempt in 0..5 {
             let free = free_ports(3);
-            let (grpc, http, metrics) = (grpc_port.unwrap_or(free[0]), free[1], free[2]);
-            if grpc == http || grpc == metrics {
-                continue;
-            }
             let mut col = Otelcol {
                 child: None,
                 file: file.to_path_buf(),
@@ -98,16 +89,14 @@ impl Otelcol {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect(),
-                grpc,
-                http,
-                metrics,
+                grpc: free[0],
+                http: free[1],
+                metrics: free[2],
                 dir: TempDir::new("otelcol"),
             };
             match col.spawn() {
                 Ok(()) => return col,
-                Err(out) if out.contains("address already in use") && grpc_port.is_none() => {
-                    continue
-                }
+                Err(out) if out.contains("address already in use") => continue,
                 Err(out) => panic!("otelcol ({}) did not start: {out}", file.display()),
             }
         }
@@ -134,23 +123,10 @@ impl Otelcol {
             .stderr(Stdio::from(log));
         dies_with_test(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return Err(self.log());
-            }
-            // Its own sockets: a port that answers may be another server's.
-            if listens_on(child.id(), &[self.grpc, self.http]) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no ports open within 20 s: {}", self.log()));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let log = self.dir.path("otelcol.log");
+        until_listening(&mut child, &[self.grpc, self.http], &log, 20)?;
+        self.child = Some(child);
+        Ok(())
     }
 
     pub fn grpc_endpoint(&self) -> String {
@@ -159,21 +135,6 @@ impl Otelcol {
 
     pub fn http_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.http)
-    }
-
-    /// The values of its own metric `name` (one per label set), from `/metrics`.
-    pub fn own_metric(&self, name: &str) -> Vec<(String, f64)> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics);
-        let text = reqwest::blocking::get(url)
-            .and_then(|r| r.text())
-            .unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| {
-                let (series, value) = l.rsplit_once(' ')?;
-                Some((series.to_string(), value.parse().ok()?))
-            })
-            .collect()
     }
 
     /// Everything it printed so far.
@@ -268,24 +229,10 @@ impl Prometheus {
             .stderr(Stdio::from(log));
             dies_with_test(&mut cmd);
             let mut child = cmd.spawn().expect("start prometheus");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    let out =
-                        std::fs::read_to_string(dir.path("prometheus.log")).unwrap_or_default();
-                    if out.contains("address already in use") {
-                        break;
-                    }
-                    panic!("prometheus exited: {out}");
-                }
-                if listens_on(child.id(), &[port]) {
-                    return Prometheus { child, port, dir };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!("prometheus did not open its port within 20 s");
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            match until_listening(&mut child, &[port], &dir.path("prometheus.log"), 20) {
+                Ok(()) => return Prometheus { child, port, dir },
+                Err(out) if out.contains("address already in use") => {}
+                Err(out) => panic!("prometheus did not start: {out}"),
             }
         }
         panic!("could not start prometheus on a free port after 5 attempts");
@@ -294,11 +241,14 @@ impl Prometheus {
     /// An instant query through the HTTP API at `time` (Unix seconds): the
     /// result as (labels, value) pairs.
     pub fn query(&self, promql: &str, time: f64) -> Vec<(serde_json::Value, f64)> {
-        let url = format!(
-            "http://127.0.0.1:{}/api/v1/query?query={}&time={time:.3}",
-            self.port,
-            percent_encode(promql)
-        );
+        let url = reqwest::Url::parse_with_params(
+            &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            &[
+                ("query", promql.to_string()),
+                ("time", format!("{time:.3}")),
+            ],
+        )
+        .expect("a query URL");
         let body = reqwest::blocking::get(url)
             .and_then(|r| r.text())
             .unwrap_or_else(|e| panic!("query {promql}: {e}"));
@@ -330,16 +280,4 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         terminate(&mut self.child, Duration::from_secs(5));
     }
-}
-
-/// `text` as a URL query value.
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
