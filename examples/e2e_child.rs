@@ -52,6 +52,23 @@ fn give_up_on_main() {
     panic!("main thread gives up");
 }
 
+/// One request of a request-mode server: `work` runs in the request's
+/// context on a thread of its own (its panic caught, as a server's would be),
+/// and the request ends with what happened.
+fn serve(request: otel_session::RequestScope, work: impl FnOnce() + Send + 'static) {
+    let cx = request.context().clone();
+    let outcome = std::thread::spawn(move || {
+        let _in = cx.attach();
+        work()
+    })
+    .join();
+    request.finish(if outcome.is_err() {
+        otel_session::RequestOutcome::Panicked
+    } else {
+        otel_session::RequestOutcome::Answered
+    });
+}
+
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -217,18 +234,10 @@ fn main() {
                         request.session().expect("a session").id()
                     );
                 }
-                let cx = request.context().clone();
-                let outcome = std::thread::spawn(move || {
-                    let _in = cx.attach();
+                serve(request, move || {
                     if fail {
                         panic!("handler bug");
                     }
-                })
-                .join();
-                request.finish(if outcome.is_err() {
-                    otel_session::RequestOutcome::Panicked
-                } else {
-                    otel_session::RequestOutcome::Answered
                 });
             }
             println!(
@@ -354,21 +363,12 @@ fn main() {
             let sessions = otel_session::global_manager().expect("manager");
             let serve = || {
                 for i in 0..n {
-                    let request = sessions.begin_request([]);
-                    let cx = request.context().clone();
-                    let outcome = std::thread::spawn(move || {
-                        let _in = cx.attach();
+                    serve(sessions.begin_request([]), move || {
                         tracing::info_span!("request").in_scope(|| match i % 10 {
                             3 => panic!("handler bug"),
                             7 => otel_session::record_handled_error(),
                             _ => {}
                         })
-                    })
-                    .join();
-                    request.finish(if outcome.is_err() {
-                        otel_session::RequestOutcome::Panicked
-                    } else {
-                        otel_session::RequestOutcome::Answered
                     });
                 }
             };
