@@ -78,8 +78,16 @@ pub use crate::core::global::{
     set_global_manager, set_user, start_session,
 };
 pub use crate::core::manager::{SessionManager, SessionManagerBuilder};
+pub use crate::core::properties::{
+    add_feature_flag, clear_feature_flag, remove_session_attribute,
+    set_permanent_session_attribute, set_session_attribute,
+};
 pub use crate::core::scope::SessionContextExt;
 pub use model::attr;
+pub use model::attributes::{
+    AttributeError, MAX_ATTRIBUTE_KEY_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_SESSION_ATTRIBUTES,
+    MAX_STAMPED_ATTRIBUTES,
+};
 pub use model::clock::{Clock, ClockWaker, ManualClock, SystemClock};
 pub use model::id::{session_sampled, session_trace_id, IdGenerator, UuidV4Generator};
 pub use model::session::{

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
 
-use crate::model::attr;
+use crate::model::attributes::{check, AttributeError, MAX_SESSION_ATTRIBUTES};
 use crate::model::session::{EndReason, Session, SessionId, User};
 
 /// The session about to start, as an `on_session` callback sees it.
@@ -66,36 +66,45 @@ impl SessionCandidate {
         self.user_set = true;
     }
 
-    /// Adds an attribute to the session's summary span.
+    /// Adds an attribute to the session (its `session` summary span and
+    /// `session.end` event; see
+    /// [`SessionManager::set_session_attribute`](crate::SessionManager::set_session_attribute)).
+    /// It wins over an attribute of the same key the session carries
+    /// (a permanent one).
     ///
-    /// `session.id`, `session.previous_id` and the `otel_session.*` names belong
-    /// to this crate: setting one is refused (with one warning per process) and
-    /// returns `false`.
+    /// The rules of `set_session_attribute` apply: `session.id`,
+    /// `session.previous_id`, `otel_session.*`, `user.*` and `feature_flag.*`
+    /// are refused, and so are keys and values over the size limits and
+    /// attributes past [`MAX_SESSION_ATTRIBUTES`](crate::MAX_SESSION_ATTRIBUTES)
+    /// (one warning per kind of refusal); it returns `false` then.
     pub fn set_attribute(&mut self, attribute: KeyValue) -> bool {
         let key = attribute.key.as_str();
-        if key == attr::SESSION_ID
-            || key == attr::SESSION_PREVIOUS_ID
-            || key.starts_with(attr::NAMESPACE)
+        let mut checked = check(key, Some(&attribute.value));
+        let existing = self
+            .attributes
+            .iter()
+            .position(|kv| kv.key == attribute.key);
+        if checked.is_ok() && existing.is_none() && self.attributes.len() >= MAX_SESSION_ATTRIBUTES
         {
-            static WARNED: AtomicBool = AtomicBool::new(false);
+            checked = Err(AttributeError::TooMany {
+                key: key.to_string(),
+            });
+        }
+        if let Err(e) = checked {
+            static WARNED: [AtomicBool; 5] = [const { AtomicBool::new(false) }; 5];
             crate::warn::once(
-                &WARNED,
+                &WARNED[e.kind()],
                 format_args!(
-                    "an on_session callback tried to set {key:?}; session.id, \
-                     session.previous_id and otel_session.* are set by otel-session only, \
-                     so it was ignored (reported once)"
+                    "an on_session callback's set_attribute was refused: {e}; {} (reported \
+                     once for this kind of refusal)",
+                    e.fix()
                 ),
             );
             return false;
         }
-        if let Some(existing) = self
-            .attributes
-            .iter_mut()
-            .find(|kv| kv.key == attribute.key)
-        {
-            *existing = attribute;
-        } else {
-            self.attributes.push(attribute);
+        match existing {
+            Some(i) => self.attributes[i] = attribute,
+            None => self.attributes.push(attribute),
         }
         true
     }

@@ -35,4 +35,8 @@ pub enum SessionError {
     /// that.
     #[error("no session was started: the session pipeline has shut down")]
     ShutDown,
+    /// A session attribute or feature flag was refused (a reserved key, a
+    /// size limit); nothing changed.
+    #[error("session attribute refused: {0}")]
+    Attribute(#[from] crate::model::attributes::AttributeError),
 }

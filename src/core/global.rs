@@ -48,7 +48,7 @@ pub fn global_manager() -> Option<SessionManager> {
 }
 
 /// Where a crate-root verb lands.
-enum Target {
+pub(crate) enum Target {
     /// Inside a request: the context that carries its session.
     Request(Context),
     Joined,
@@ -56,7 +56,7 @@ enum Target {
     Nothing,
 }
 
-fn target() -> Target {
+pub(crate) fn target() -> Target {
     let cx = Context::current();
     match Scope::of(&cx).map(|s| s.request().is_some()) {
         Some(true) => Target::Request(cx),
@@ -66,12 +66,12 @@ fn target() -> Target {
 }
 
 /// `f` on the request session `cx` carries.
-fn on_request<R>(cx: &Context, f: impl FnOnce(&RequestSession) -> R) -> Option<R> {
+pub(crate) fn on_request<R>(cx: &Context, f: impl FnOnce(&RequestSession) -> R) -> Option<R> {
     Scope::request_of(cx).map(f)
 }
 
 /// The manager a verb that is not refused in `target` acts on.
-fn manager_of(target: Target) -> Option<SessionManager> {
+pub(crate) fn manager_of(target: Target) -> Option<SessionManager> {
     match target {
         Target::Manager(m) => Some(m),
         Target::Joined => global_manager(),

@@ -62,6 +62,10 @@ pub struct SessionManagerBuilder {
     id: u64,
     /// `service.version` and `service.instance.id`, for the crash marker.
     identity: (Option<String>, Option<String>),
+    /// Session attributes copied onto telemetry (see `properties`).
+    pub(crate) stamped: Vec<String>,
+    /// The session attribute `otel_session.ended` is split by.
+    pub(crate) metrics_split: Option<String>,
 }
 
 impl fmt::Debug for SessionManagerBuilder {
@@ -236,7 +240,18 @@ impl SessionManagerBuilder {
         let id = self.id();
         let next_handle = self.callbacks.len() as u64 + 1;
         let mode = self.tracking.mode;
-        for w in meaningless(&self.tracking, self.store.as_ref().map(|s| s.what.as_str())) {
+        let (stamped, mut refused) = crate::model::attributes::stamp_keys(&self.stamped);
+        let split = self.metrics_split.as_deref().filter(|k| !k.is_empty());
+        let (split, split_refused) = crate::model::attributes::stamp_keys(&Vec::from_iter(split));
+        refused.extend(
+            split_refused
+                .into_iter()
+                .map(|w| w.replace("stamped session attribute", "split of otel_session.ended")),
+        );
+        for w in meaningless(&self.tracking, self.store.as_ref().map(|s| s.what.as_str()))
+            .into_iter()
+            .chain(refused)
+        {
             crate::warn::stderr(format_args!("{w}"));
         }
         // Request mode persists nothing: the file is not even opened.
@@ -268,6 +283,11 @@ impl SessionManagerBuilder {
                 counter: self.counter,
                 sinks: Sinks::new(self.discard_spans, self.discard_logs),
                 store,
+                stamp_keys: stamped
+                    .iter()
+                    .map(|k| crate::model::intern::key(k))
+                    .collect(),
+                metrics_split: split.first().map(|k| crate::model::intern::key(k)),
             }),
         };
         manager.shared.restore();
@@ -286,7 +306,7 @@ impl SessionManager {
         SessionManagerBuilder::default()
     }
 
-    fn refuse_reentrant(&self, verb: &'static str) -> Result<(), SessionError> {
+    pub(crate) fn refuse_reentrant(&self, verb: &'static str) -> Result<(), SessionError> {
         if in_on_session() {
             static WARNED: AtomicBool = AtomicBool::new(false);
             crate::warn::once(

@@ -22,6 +22,7 @@
 //! - `stamp`: what the hot path stamps, and its publication;
 //! - `sync`: the primitives the core's races run on (std, or loom under `--cfg loom`);
 //! - `global`: the global manager and the crate-root verbs;
+//! - `properties`: session properties and feature flags (the verbs);
 //! - `error`: [`SessionError`](crate::SessionError).
 //!
 //! Within `core`, data flows one way: `error`, `rules`, `callbacks`,
@@ -29,7 +30,7 @@
 //! `callbacks`; `request` uses `counts` and `telemetry`; `session` uses
 //! `callbacks`, `counts`, `persist`, `telemetry` and `rules`; `scope`,
 //! `stamp`, `sinks`, `ledger` and `outbox` use those; `machine` uses all of
-//! them; `manager` uses `machine`; `global` uses `manager`
+//! them; `manager` uses `machine`; `global` uses `manager`; `properties` uses `global`
 //! (`tests/layout.rs` checks that no cycle forms).
 //!
 //! May use: [`model`](crate::model). Processors, tracking, stability and setup
@@ -44,6 +45,7 @@ pub(crate) mod machine;
 pub(crate) mod manager;
 pub(crate) mod outbox;
 pub(crate) mod persist;
+pub(crate) mod properties;
 pub(crate) mod request;
 pub(crate) mod rules;
 pub(crate) mod scope;

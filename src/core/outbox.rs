@@ -272,7 +272,14 @@ mod tests {
         fn started(&self) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
-        fn ended(&self, _: SessionStatus, _: SystemTime, _: SystemTime) {}
+        fn ended(
+            &self,
+            _: SessionStatus,
+            _: SystemTime,
+            _: SystemTime,
+            _: Option<opentelemetry::KeyValue>,
+        ) {
+        }
     }
 
     #[test]

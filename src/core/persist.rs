@@ -7,6 +7,7 @@
 
 use std::time::SystemTime;
 
+use crate::model::attributes::Attributes;
 use crate::model::exception::Exception;
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
 
@@ -39,6 +40,8 @@ pub(crate) struct SavedSession {
     /// processes it lived in).
     pub(crate) hangs: u32,
     pub(crate) user: Option<User>,
+    /// Its attributes (properties, permanent ones, feature flags).
+    pub(crate) attributes: Attributes,
 }
 
 /// A session's end that was reported but not yet confirmed delivered (a
@@ -70,6 +73,8 @@ pub(crate) struct Saved {
     pub(crate) last_reported: Option<SessionId>,
     /// Ends not yet confirmed delivered.
     pub(crate) pending_ends: Vec<PendingEnd>,
+    /// Permanent attributes: every later session carries them.
+    pub(crate) permanent: Attributes,
     /// The session a native crash of this process would be in (for the
     /// crash marker; not kept in the file): the live reported session, the
     /// one a fatal panic just ended, or none (a discarded session, none).

@@ -11,10 +11,13 @@
 //! May use: `model`, `counts`, `telemetry`.
 
 use std::sync::{Mutex, OnceLock, Weak};
+
+use arc_swap::ArcSwapOption;
 use std::time::SystemTime;
 
 use crate::core::counts::Counts;
 use crate::core::telemetry::SessionCounter;
+use crate::model::attributes::{AttributeError, Attributes, Entry};
 use crate::model::exception::{CrashSettings, Exception};
 use crate::model::id::{IdGenerator, UuidV4Generator};
 use crate::model::session::{Session, SessionId, SessionStatus, User};
@@ -28,8 +31,11 @@ pub(crate) trait RequestHost: Send + Sync {
     fn now(&self) -> SystemTime;
     /// The stability metrics, if any.
     fn counter(&self) -> Option<&dyn SessionCounter>;
-    /// Sends a crash report of a request (carrying `id`, if given).
-    fn report(&self, e: &Exception, id: Option<&SessionId>);
+    /// The attribute of `a` that `otel_session.ended` is split by, if any.
+    fn split_of(&self, a: &Attributes) -> Option<opentelemetry::KeyValue>;
+    /// Sends a crash report of a request (carrying `id`, if given, and the
+    /// request's feature flags).
+    fn report(&self, e: &Exception, id: Option<&SessionId>, flags: Vec<opentelemetry::KeyValue>);
     /// How crashes are reported.
     fn crash_settings(&self) -> CrashSettings;
 }
@@ -45,6 +51,9 @@ pub(crate) struct RequestSession {
     /// Boxed: a request session lives inline in its context's scope, which is
     /// moved a few times while it is built (small is cheap to move).
     user: Mutex<Option<Box<User>>>,
+    /// Its attributes (the manager's carried ones from its start, then what
+    /// the request sets): read without a lock (stamping, its end).
+    attributes: ArcSwapOption<Vec<Entry>>,
 }
 
 impl std::fmt::Debug for RequestSession {
@@ -77,6 +86,7 @@ impl RequestSession {
         started_at: SystemTime,
         user: Option<User>,
         discarded: bool,
+        attributes: Attributes,
     ) -> Self {
         RequestSession {
             id: id.map_or_else(OnceLock::new, OnceLock::from),
@@ -85,7 +95,33 @@ impl RequestSession {
             discarded,
             counts: Counts::new(discarded),
             user: Mutex::new(user.map(Box::new)),
+            attributes: ArcSwapOption::new(attributes.shared()),
         }
+    }
+
+    /// Its attributes now.
+    pub(crate) fn attributes(&self) -> Attributes {
+        Attributes::from_shared(self.attributes.load_full())
+    }
+
+    /// Sets an attribute (checked by the caller); refused past the limit.
+    pub(crate) fn set_attribute(&self, e: Entry) -> Result<(), AttributeError> {
+        let mut result = Ok(());
+        self.attributes.rcu(|list| {
+            let mut a = Attributes::from_shared(list.clone());
+            result = a.set(e.clone()).map(|_| ());
+            a.shared()
+        });
+        result
+    }
+
+    /// Removes an attribute.
+    pub(crate) fn remove_attribute(&self, key: &str) {
+        self.attributes.rcu(|list| {
+            let mut a = Attributes::from_shared(list.clone());
+            a.remove(key);
+            a.shared()
+        });
     }
 
     /// Its id, made now if nothing read it before.
@@ -100,7 +136,7 @@ impl RequestSession {
     /// (the id its telemetry is stamped with, if any).
     pub(crate) fn report(&self, e: &Exception, id: Option<&SessionId>) {
         if let Some(host) = self.host.upgrade() {
-            host.report(e, id);
+            host.report(e, id, self.attributes().flag_attributes());
         }
     }
 
@@ -140,6 +176,7 @@ impl RequestSession {
                 .unwrap_or_else(|e| e.into_inner())
                 .as_deref()
                 .cloned(),
+            attributes: self.attributes(),
         }
     }
 
@@ -157,7 +194,12 @@ impl RequestSession {
         if !self.discarded {
             if let Some(host) = self.host.upgrade() {
                 if let Some(counter) = host.counter() {
-                    counter.ended(status, self.started_at, host.now());
+                    counter.ended(
+                        status,
+                        self.started_at,
+                        host.now(),
+                        host.split_of(&self.attributes()),
+                    );
                 }
             }
         }

@@ -19,6 +19,7 @@ use crate::core::callbacks::SessionCandidate;
 use crate::core::counts::Counts;
 use crate::core::telemetry::Timeline;
 use crate::model::attr;
+use crate::model::attributes::Attributes;
 use crate::model::id::{session_root_span_id, session_trace_id};
 use crate::model::session::{Session, SessionId, User};
 
@@ -63,6 +64,9 @@ pub(crate) struct Detail {
     pub(crate) timeline: Timeline,
     /// Hangs seen in it (`otel_session.hangs`).
     pub(crate) hangs: u32,
+    /// Its attributes (properties, feature flags, callbacks'), as the rules
+    /// last set them.
+    pub(crate) attributes: Attributes,
 }
 
 /// One live app session.
@@ -80,8 +84,6 @@ pub(crate) struct SessionState {
     pub(crate) root_span_id: SpanId,
     /// Its errors and status.
     pub(crate) counts: Counts,
-    /// Attributes from `on_session` callbacks, for the summary span.
-    pub(crate) attributes: Vec<KeyValue>,
     detail: Mutex<Detail>,
 }
 
@@ -111,11 +113,11 @@ impl SessionState {
             started_at: AtomicU64::new(nanos(c.started_at)),
             discarded,
             counts: Counts::new(discarded),
-            attributes: c.attributes,
             detail: Mutex::new(Detail {
                 user: c.user,
                 timeline: Timeline::default(),
                 hangs: 0,
+                attributes: Attributes::default(),
             }),
         }
     }
@@ -136,7 +138,11 @@ impl SessionState {
         state
             .counts
             .restore(saved.handled, saved.unhandled, saved.status, saved.panicked);
-        state.detail().hangs = saved.hangs;
+        {
+            let mut detail = state.detail();
+            detail.hangs = saved.hangs;
+            detail.attributes = saved.attributes.clone();
+        }
         state
     }
 
@@ -156,6 +162,7 @@ impl SessionState {
 
     pub(crate) fn snapshot(&self, paused: bool) -> Session {
         let (handled, unhandled) = self.counts.counts();
+        let detail = self.detail();
         Session {
             id: self.id.clone(),
             previous_id: self.previous_id.clone(),
@@ -165,7 +172,8 @@ impl SessionState {
             status: self.counts.status(),
             handled_errors: handled,
             unhandled_errors: unhandled,
-            user: self.detail().user.clone(),
+            user: detail.user.clone(),
+            attributes: detail.attributes.clone(),
         }
     }
 

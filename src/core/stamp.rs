@@ -35,7 +35,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use opentelemetry::{Context, Key, StringValue};
+use opentelemetry::{Context, Key, KeyValue, StringValue};
 
 use crate::core::callbacks::in_hook;
 use crate::core::counts::Counts;
@@ -99,13 +99,19 @@ pub(crate) enum Published {
     /// No session yet: the next activity starts one (the caller asks the
     /// driver, which starts it or says why not).
     Restart,
-    /// This session's id.
-    Session(Arc<SessionState>),
+    /// This session's id, and the values of its stamped attributes
+    /// (`OTEL_SESSION_STAMP_ATTRIBUTES`) it has.
+    Session(Arc<SessionState>, Stamped),
     /// No session after a fatal crash on thread number `.0`: only that thread,
     /// once it no longer unwinds, starts the next one (its lookups are not
     /// cached); every other thread gets nothing.
     AfterCrash(u64),
 }
+
+/// The stamped attributes a session has (`None`: none, or none listed), in
+/// the order they are listed; keys and values whose clones are plain copies
+/// where possible (`model::intern`).
+pub(crate) type Stamped = Option<Arc<[KeyValue]>>;
 
 /// This thread's number (ours: `std::thread::ThreadId` has no stable number).
 pub(crate) fn thread_number() -> u64 {
@@ -119,7 +125,7 @@ pub(crate) fn thread_number() -> u64 {
 /// What `p` means for this thread right now, and whether that may be cached.
 fn resolve(p: &Published) -> (Cached, bool) {
     match p {
-        Published::Session(s) => (
+        Published::Session(s, _) => (
             match s.static_id {
                 Some(id) => Cached::Static(id),
                 None => Cached::Dynamic,
@@ -145,7 +151,14 @@ impl Published {
             (Published::Nothing, Published::Nothing) | (Published::Restart, Published::Restart) => {
                 true
             }
-            (Published::Session(a), Published::Session(b)) => Arc::ptr_eq(a, b),
+            (Published::Session(a, x), Published::Session(b, y)) => {
+                Arc::ptr_eq(a, b)
+                    && match (x, y) {
+                        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
             (Published::AfterCrash(a), Published::AfterCrash(b)) => a == b,
             _ => false,
         }
@@ -162,6 +175,9 @@ pub(crate) struct Stamp {
     /// without a call.
     pub(crate) app_key: &'static str,
     pub(crate) scope_key: &'static str,
+    /// Session attributes are stamped too (`OTEL_SESSION_STAMP_ATTRIBUTES`
+    /// lists some): the hot paths check this one flag, next to the keys.
+    pub(crate) stamps_attributes: bool,
 }
 
 impl std::fmt::Debug for Stamp {
@@ -173,7 +189,7 @@ impl std::fmt::Debug for Stamp {
 }
 
 impl Stamp {
-    pub(crate) fn new(manager: u64) -> Self {
+    pub(crate) fn new(manager: u64, stamps_attributes: bool) -> Self {
         let (app_key, scope_key) = *keys();
         Stamp {
             cell: ArcCell::new(Published::Nothing),
@@ -181,7 +197,31 @@ impl Stamp {
             manager,
             app_key,
             scope_key,
+            stamps_attributes,
         }
+    }
+
+    /// Calls `f` with the stamped attributes of the app session telemetry
+    /// is stamped with (this thread caches them per generation, like the id;
+    /// nothing is done without a session or stamped attributes).
+    #[inline(never)]
+    pub(crate) fn with_stamped(&self, f: impl FnOnce(&[KeyValue])) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let _ = STAMPED.try_with(|c| {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                return;
+            };
+            if c.0 != generation || c.1 != self.manager {
+                let list = self.cell.with(|p| match p {
+                    Published::Session(_, list) => list.clone(),
+                    _ => None,
+                });
+                *c = (generation, self.manager, list);
+            }
+            if let Some(list) = &c.2 {
+                f(list);
+            }
+        });
     }
 
     /// Publishes `p` (the driver, under its state lock): the cell, then the
@@ -198,7 +238,7 @@ impl Stamp {
     /// The session telemetry is stamped with now, if any.
     pub(crate) fn session(&self) -> Option<Arc<SessionState>> {
         self.cell.with(|c| match c {
-            Published::Session(s) => Some(Arc::clone(s)),
+            Published::Session(s, _) => Some(Arc::clone(s)),
             _ => None,
         })
     }
@@ -245,7 +285,7 @@ impl Stamp {
             Cached::Nothing => Lookup::Nothing,
             Cached::Static(id) => Lookup::Id(StringValue::from(id)),
             Cached::Dynamic => self.cell.with(|c| match c {
-                Published::Session(s) => Lookup::Id(s.value.clone()),
+                Published::Session(s, _) => Lookup::Id(s.value.clone()),
                 other => match resolve(other).0 {
                     Cached::Restart => Lookup::Restart,
                     _ => Lookup::Nothing,
@@ -303,6 +343,20 @@ thread_local! {
     static CACHE: Cell<Entry> = const {
         Cell::new(Entry { generation: 0, manager: 0, stamp: Cached::Nothing })
     };
+}
+
+/// This thread's copy of the stamped attributes: (generation, manager,
+/// list).
+type StampedEntry = (u64, u64, Stamped);
+
+#[cfg(not(loom))]
+thread_local! {
+    static STAMPED: std::cell::RefCell<StampedEntry> = const { std::cell::RefCell::new((0, 0, None)) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static STAMPED: std::cell::RefCell<StampedEntry> = std::cell::RefCell::new((0, 0, None));
 }
 
 #[cfg(loom)]

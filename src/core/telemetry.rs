@@ -145,7 +145,7 @@ impl LifecycleLog {
 }
 
 /// A span attribute value as a log attribute value.
-fn to_any(v: Value) -> AnyValue {
+pub(crate) fn to_any(v: Value) -> AnyValue {
     match v {
         Value::Bool(b) => AnyValue::Boolean(b),
         Value::I64(i) => AnyValue::Int(i),
@@ -193,20 +193,29 @@ impl LifecycleLog {
 }
 
 /// Counts for the stability metrics.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum CountEffect {
     Started,
     Ended {
         status: SessionStatus,
         started_at: SystemTime,
         ended_at: SystemTime,
+        /// The attribute `otel_session.ended` is split by, as the session
+        /// ended with it (`OTEL_SESSION_METRICS_SPLIT`), if any.
+        split: Option<KeyValue>,
     },
 }
 
 /// Records the stability metrics (implemented by the `stability` module).
 pub(crate) trait SessionCounter: Send + Sync + std::fmt::Debug {
     fn started(&self);
-    fn ended(&self, status: SessionStatus, started_at: SystemTime, ended_at: SystemTime);
+    fn ended(
+        &self,
+        status: SessionStatus,
+        started_at: SystemTime,
+        ended_at: SystemTime,
+        split: Option<KeyValue>,
+    );
 }
 
 impl CountEffect {
@@ -217,7 +226,8 @@ impl CountEffect {
                 status,
                 started_at,
                 ended_at,
-            } => counter.ended(status, started_at, ended_at),
+                split,
+            } => counter.ended(status, started_at, ended_at, split),
         }
     }
 }

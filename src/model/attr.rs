@@ -89,3 +89,14 @@ pub const APP_JANK_TYPE: &str = "app.jank.type";
 pub const APP_JANK_THRESHOLD_MS: &str = "app.jank.threshold_ms";
 /// `otel_session.hang.duration_ms`: how long the hang lasted.
 pub const HANG_DURATION_MS: &str = "otel_session.hang.duration_ms";
+
+/// `feature_flag.key`: a feature flag's name (on `feature_flag.evaluation`
+/// events of the summary span). A session's flags themselves are attributes
+/// `feature_flag.<name>` = variant.
+pub const FEATURE_FLAG_KEY: &str = "feature_flag.key";
+/// `feature_flag.result.variant`: the variant a flag was set to.
+pub const FEATURE_FLAG_VARIANT: &str = "feature_flag.result.variant";
+/// Summary-span event: a feature flag was set (`add_feature_flag`).
+pub const EVENT_FEATURE_FLAG: &str = "feature_flag.evaluation";
+/// Summary-span event: a feature flag was cleared (`clear_feature_flag`).
+pub const EVENT_FEATURE_FLAG_CLEARED: &str = "otel_session.feature_flag.cleared";

@@ -6,13 +6,18 @@
 //! - [`id`]: session id generation and the id → lifecycle trace mapping;
 //! - [`clock`]: the injectable time source;
 //! - `exception`: a crash report's data (panics, native crashes);
-//! - [`attr`]: every attribute, event and span name this crate writes.
+//! - [`attr`]: every attribute, event and span name this crate writes;
+//! - `attributes`: a session's own attributes (properties, permanent ones,
+//!   feature flags), their reserved keys and limits;
+//! - `intern`: strings kept for the process's life (stamped attributes).
 //!
 //! May use: the standard library and `opentelemetry` types only. Nothing here
 //! knows about managers, processors or exporters.
 
 pub mod attr;
+pub(crate) mod attributes;
 pub(crate) mod clock;
 pub(crate) mod exception;
 pub(crate) mod id;
+pub(crate) mod intern;
 pub(crate) mod session;

@@ -279,9 +279,34 @@ pub struct Session {
     pub(crate) handled_errors: u64,
     pub(crate) unhandled_errors: u64,
     pub(crate) user: Option<User>,
+    pub(crate) attributes: crate::model::attributes::Attributes,
 }
 
 impl Session {
+    /// The value of session attribute `key` (a property, a permanent one, a
+    /// callback's, or a feature flag as `feature_flag.<name>`), if set.
+    pub fn attribute(&self, key: &str) -> Option<&opentelemetry::Value> {
+        self.attributes.get(key).map(|e| &e.value)
+    }
+
+    /// Every session attribute, in the order they were first set.
+    pub fn attributes(&self) -> Vec<KeyValue> {
+        self.attributes.key_values().collect()
+    }
+
+    /// The variant of feature flag `name`, if it is active.
+    pub fn feature_flag(&self, name: &str) -> Option<String> {
+        self.attributes
+            .flags()
+            .find(|e| {
+                e.key
+                    .as_str()
+                    .strip_prefix(crate::model::attributes::FEATURE_FLAG_PREFIX)
+                    == Some(name)
+            })
+            .map(|e| e.value.as_str().into_owned())
+    }
+
     /// The session id (`session.id`).
     pub fn id(&self) -> &SessionId {
         &self.id

@@ -133,6 +133,9 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
         && Context::map_current(|cx| match Scope::of(cx) {
             Some(scope) => {
                 stamp_scoped(manager, record, scope, error);
+                if scope.stamp.is_some() && shared.core.stamp.stamps_attributes {
+                    stamp_attributes(manager, record, Some(cx), false);
+                }
                 true
             }
             None => false,
@@ -154,13 +157,33 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
             None => return,
         }
     }
-    if error {
-        return stamp_error(manager, record);
+    let stamped = if error {
+        stamp_error(manager, record)
+    } else {
+        record.add_attribute(
+            Key::from_static_str(shared.core.stamp.app_key),
+            AnyValue::String(id),
+        );
+        true
+    };
+    if stamped && shared.core.stamp.stamps_attributes {
+        stamp_attributes(manager, record, None, true);
     }
-    record.add_attribute(
-        Key::from_static_str(shared.core.stamp.app_key),
-        AnyValue::String(id),
-    );
+}
+
+/// The stamped session attributes (`OTEL_SESSION_STAMP_ATTRIBUTES`) of the
+/// session a record was stamped with: the app session (`app`), else the
+/// request session `cx` carries.
+#[inline(never)]
+fn stamp_attributes(
+    manager: &SessionManager,
+    record: &mut SdkLogRecord,
+    cx: Option<&Context>,
+    app: bool,
+) {
+    manager.shared.stamped_attributes(cx, app, |kv| {
+        record.add_attribute(kv.key, crate::core::telemetry::to_any(kv.value))
+    });
 }
 
 /// A record inside a session scope (a request, a joined session): its stamp,
@@ -179,7 +202,9 @@ fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Sco
     // caller's session is never counted here).
     if error && (stamped || first_sighting(record)) {
         if let Some(r) = scope.request() {
-            r.counts.count_record(error_span(manager, record));
+            if r.counts.count_record(error_span(manager, record)) {
+                add_flags(record, r.attributes().flag_attributes());
+            }
         }
     }
 }
@@ -187,16 +212,33 @@ fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Sco
 /// An ERROR record is stamped with the session it was counted toward, at once:
 /// if that session ends meanwhile (its counts closed), the next one takes both.
 /// So a session's end always counts exactly the error records carrying its id.
+/// `true` if it was stamped.
 #[cold]
-fn stamp_error(manager: &SessionManager, record: &mut SdkLogRecord) {
-    if let Some(id) = count_app(manager, error_span(manager, record)) {
-        record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
+fn stamp_error(manager: &SessionManager, record: &mut SdkLogRecord) -> bool {
+    match count_app(manager, error_span(manager, record)) {
+        Some((id, flags)) => {
+            record.add_attribute(Key::from_static_str(app_key()), AnyValue::String(id));
+            add_flags(record, flags);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The feature flags active when an error was counted, on its record.
+fn add_flags(record: &mut SdkLogRecord, flags: Vec<opentelemetry::KeyValue>) {
+    for kv in flags {
+        record.add_attribute(kv.key, crate::core::telemetry::to_any(kv.value));
     }
 }
 
 /// Counts one error toward the app session telemetry is stamped with now (if
-/// it ends meanwhile, toward the next one); that session's id.
-fn count_app(manager: &SessionManager, span: Option<SpanId>) -> Option<StringValue> {
+/// it ends meanwhile, toward the next one); that session's id and its
+/// active feature flags.
+fn count_app(
+    manager: &SessionManager,
+    span: Option<SpanId>,
+) -> Option<(StringValue, Vec<opentelemetry::KeyValue>)> {
     let shared = &manager.shared;
     loop {
         let Some(session) = shared.core.stamp.session() else {
@@ -205,7 +247,8 @@ fn count_app(manager: &SessionManager, span: Option<SpanId>) -> Option<StringVal
             continue;
         };
         if session.counts.count_record(span) {
-            return Some(session.value.clone());
+            let flags = session.detail().attributes.flag_attributes();
+            return Some((session.value.clone(), flags));
         }
         // Closed: it ended meanwhile; the next one takes the error (unless it
         // is still the one stamped: an end is under way, not ours).

@@ -60,8 +60,13 @@ impl<P: SpanProcessor + 'static> std::fmt::Debug for SessionSpanProcessor<P> {
 impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if let Some(attribute) = self.manager.shared.stamp_attribute(cx) {
-            opentelemetry::trace::Span::set_attribute(span, attribute);
+        let shared = &*self.manager.shared;
+        if let Some(attribute) = shared.stamp_attribute(cx) {
+            if shared.core.stamp.stamps_attributes {
+                stamp_with_attributes(shared, span, cx, attribute);
+            } else {
+                opentelemetry::trace::Span::set_attribute(span, attribute);
+            }
         }
         self.inner.on_start(span, cx);
     }
@@ -138,6 +143,21 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     }
 }
 
+/// `session.id`, then the stamped session attributes of the same session.
+#[inline(never)]
+fn stamp_with_attributes(
+    shared: &crate::core::machine::Shared,
+    span: &mut Span,
+    cx: &Context,
+    id: KeyValue,
+) {
+    let app = std::ptr::eq(id.key.as_str().as_ptr(), shared.core.stamp.app_key.as_ptr());
+    opentelemetry::trace::Span::set_attribute(span, id);
+    shared.stamped_attributes(Some(cx), app, |kv| {
+        opentelemetry::trace::Span::set_attribute(span, kv)
+    });
+}
+
 /// Stamps `session.id` from beside your other span processors. Register it
 /// *before* them (processors see a span in registration order). It costs more
 /// than [`SessionSpanProcessor`] and cannot export lifecycle spans unless given a
@@ -171,10 +191,12 @@ impl SpanProcessor for SessionSpanEnricher {
                     .any(|kv| kv.key.as_str() == attr::SESSION_ID)
             });
             if !has_one {
-                opentelemetry::trace::Span::set_attribute(
-                    span,
-                    KeyValue::new(key, Value::String(id)),
-                );
+                let id = KeyValue::new(key, Value::String(id));
+                if self.manager.shared.core.stamp.stamps_attributes {
+                    stamp_with_attributes(&self.manager.shared, span, cx, id);
+                } else {
+                    opentelemetry::trace::Span::set_attribute(span, id);
+                }
             }
         }
     }

@@ -54,6 +54,10 @@ pub const ENV_REQUEST_IDS: &str = "OTEL_SESSION_REQUEST_IDS";
 pub const ENV_CRASH_BACKTRACE: &str = "OTEL_SESSION_CRASH_BACKTRACE";
 /// `OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN` (`logs` or `logs/dup`)
 pub const ENV_EXCEPTION_SIGNAL: &str = "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN";
+/// `OTEL_SESSION_STAMP_ATTRIBUTES`
+pub const ENV_STAMP_ATTRIBUTES: &str = "OTEL_SESSION_STAMP_ATTRIBUTES";
+/// `OTEL_SESSION_METRICS_SPLIT`
+pub const ENV_METRICS_SPLIT: &str = "OTEL_SESSION_METRICS_SPLIT";
 /// `OTEL_SESSION_HANG_THRESHOLD`
 pub const ENV_HANG_THRESHOLD: &str = "OTEL_SESSION_HANG_THRESHOLD";
 /// `OTEL_SESSION_NATIVE_CRASHES`
@@ -129,6 +133,12 @@ pub struct SessionConfig {
     pub propagate: bool,
     /// `OTEL_SESSION_REQUEST_IDS` (default false).
     pub request_ids: bool,
+    /// `OTEL_SESSION_STAMP_ATTRIBUTES`: session attributes copied onto every
+    /// stamped span and log record (comma-separated; default none).
+    pub stamp_attributes: Vec<String>,
+    /// `OTEL_SESSION_METRICS_SPLIT`: the session attribute `otel_session.ended`
+    /// is split by (default none).
+    pub metrics_split: Option<String>,
     /// `OTEL_SESSION_CRASH_BACKTRACE` (default true): a panic's record carries
     /// its backtrace.
     pub crash_backtrace: bool,
@@ -165,6 +175,8 @@ impl Default for SessionConfig {
             persist_path: None,
             propagate: false,
             request_ids: false,
+            stamp_attributes: Vec::new(),
+            metrics_split: None,
             crash_backtrace: true,
             exception_span_events: false,
             hang_threshold: Some(Duration::from_secs(5)),
@@ -514,6 +526,15 @@ impl SessionConfig {
         let persist_path = r.get(ENV_PERSIST_PATH).map(PathBuf::from);
         let propagate = r.bool(ENV_PROPAGATE, d.propagate);
         let request_ids = r.bool(ENV_REQUEST_IDS, d.request_ids);
+        // Keys are checked when the manager is built (one warning per key).
+        let stamp_attributes = r.get(ENV_STAMP_ATTRIBUTES).map_or(d.stamp_attributes, |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect()
+        });
+        let metrics_split = r.get(ENV_METRICS_SPLIT).map(|v| v.trim().to_string());
         let crash_backtrace = r.bool(ENV_CRASH_BACKTRACE, d.crash_backtrace);
         let exception_span_events = r.choice(
             ENV_EXCEPTION_SIGNAL,
@@ -537,6 +558,8 @@ impl SessionConfig {
             persist_path,
             propagate,
             request_ids,
+            stamp_attributes,
+            metrics_split,
             crash_backtrace,
             exception_span_events,
             hang_threshold,

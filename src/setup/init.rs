@@ -93,6 +93,8 @@ fn sessions_builder(config: &SessionConfig, code: Vec<SessionsFn>) -> SessionMan
         .with_background_timeout(config.background_timeout)
         .with_propagation(config.propagate)
         .with_request_ids(config.request_ids)
+        .with_stamped_attributes(&config.stamp_attributes)
+        .with_metrics_split(config.metrics_split.as_deref())
         .with_error_sources(config.error_sources)
         .with_sample_ratio(config.sample_ratio)
         .with_crash_backtraces(config.crash_backtrace)

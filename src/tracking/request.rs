@@ -26,6 +26,7 @@ use crate::core::manager::SessionManager;
 pub use crate::core::request::RequestOutcome;
 use crate::core::request::{RequestHost, RequestSession};
 use crate::core::scope::{RequestRef, Scope};
+use crate::model::attributes::Attributes;
 use crate::model::session::{Session, SessionId, SessionMode};
 use crate::tracking::join::{session_id_from_baggage, warn_malformed};
 
@@ -126,9 +127,12 @@ impl SessionManager {
         let host = Arc::downgrade(shared) as Weak<dyn RequestHost>;
         let started_at = shared.now();
         let callbacks = shared.callbacks.load();
+        // What the manager's sessions carry (flags, permanent attributes set
+        // outside any request): one lock-free load.
+        let carried = Attributes::from_shared(shared.core.carried.load_full());
         let session = if callbacks.is_empty() {
             let id = shared.tracking.request_ids.then(|| shared.new_id());
-            RequestSession::new(host, id, started_at, None, false)
+            RequestSession::new(host, id, started_at, None, false, carried)
         } else {
             let mut candidate = SessionCandidate {
                 id: shared.new_id(),
@@ -139,7 +143,15 @@ impl SessionManager {
                 attributes: Vec::new(),
             };
             let keep = run_on_session(&callbacks, &mut candidate);
-            RequestSession::new(host, Some(candidate.id), started_at, candidate.user, !keep)
+            let attributes = carried.merged(&Attributes::from_callbacks(candidate.attributes));
+            RequestSession::new(
+                host,
+                Some(candidate.id),
+                started_at,
+                candidate.user,
+                !keep,
+                attributes,
+            )
         };
         if !session.discarded {
             if let Some(counter) = &shared.counter {

@@ -94,10 +94,15 @@ impl Shared {
                             attr::EVENT_USER_CHANGE,
                             user.as_ref().map(User::attributes).unwrap_or_default(),
                         ),
+                        Mark::Flag { key, variant } => flag_event(&key, variant),
                     };
                     session.push_event(name, at, attrs);
                 }
                 Effect::UserSet { session, user } => session.detail().user = user,
+                Effect::Attributes {
+                    session,
+                    attributes,
+                } => session.detail().attributes = attributes,
                 Effect::Count { session, unhandled } => {
                     // A hang that ended is counted as a handled error, its
                     // report with it.
@@ -173,13 +178,16 @@ impl Shared {
             ),
         ];
         let mut end_attributes = end_attributes;
-        let (user, hangs) = {
+        let (user, hangs, attributes) = {
             let detail = s.detail();
-            (detail.user.clone(), detail.hangs)
+            (detail.user.clone(), detail.hangs, detail.attributes.clone())
         };
         if hangs > 0 {
             end_attributes.push(KeyValue::new(attr::HANGS, i64::from(hangs)));
         }
+        // Its properties and feature flags: on the end event and the summary.
+        end_attributes.extend(attributes.key_values());
+        let attributes = attributes.clone();
         let log_seq = self.transition(s, attr::EVENT_END, at, end_attributes.clone(), true);
         let timeline = std::mem::take(&mut s.detail().timeline);
         let mut summary = end_attributes;
@@ -192,7 +200,6 @@ impl Shared {
         if let Some(user) = &user {
             summary.extend(user.attributes());
         }
-        summary.extend(s.attributes.iter().cloned());
         let (events, dropped) = timeline.into_events();
         if dropped > 0 {
             summary.push(KeyValue::new(attr::DROPPED_EVENTS, i64::from(dropped)));
@@ -240,6 +247,7 @@ impl Shared {
                     status,
                     started_at: s.started_at(),
                     ended_at: at,
+                    split: self.split_of(&attributes),
                 },
                 Arc::clone(counter),
             ));
@@ -307,5 +315,23 @@ impl Shared {
         if !observers.is_empty() {
             self.outbox.push(Item::Notify(notes, observers));
         }
+    }
+}
+
+/// The summary-span event of a feature flag set to `variant` (`None`:
+/// cleared): `feature_flag.evaluation` with the conventions' names.
+fn flag_event(key: &opentelemetry::Key, variant: Option<Value>) -> (&'static str, Vec<KeyValue>) {
+    let name = key
+        .as_str()
+        .strip_prefix(crate::model::attributes::FEATURE_FLAG_PREFIX)
+        .unwrap_or(key.as_str())
+        .to_string();
+    let mut attrs = vec![KeyValue::new(attr::FEATURE_FLAG_KEY, name)];
+    match variant {
+        Some(v) => {
+            attrs.push(KeyValue::new(attr::FEATURE_FLAG_VARIANT, v));
+            (attr::EVENT_FEATURE_FLAG, attrs)
+        }
+        None => (attr::EVENT_FEATURE_FLAG_CLEARED, attrs),
     }
 }

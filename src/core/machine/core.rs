@@ -26,8 +26,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::rules::{self, Effect, Event, Phase, Purpose, Reply};
 use crate::core::session::{from_nanos, nanos, Activity, SessionState};
-use crate::core::stamp::{Published, Stamp};
+use crate::core::stamp::{Published, Stamp, Stamped};
 use crate::core::sync::{lock, Condvar, Mutex, MutexGuard};
+use crate::model::attributes::{Attributes, Entry};
+use crate::model::intern;
+use arc_swap::ArcSwapOption;
+use opentelemetry::{Key, KeyValue};
 
 /// The rules' state over our sessions.
 pub(crate) type RulesState = rules::State<Arc<SessionState>>;
@@ -52,6 +56,11 @@ pub(crate) struct Inner {
     pub(crate) user_version: u64,
     /// The live session the activity atomics are armed for.
     armed: Option<Arc<SessionState>>,
+    /// What `carried` was last published from.
+    carried_from: Attributes,
+    /// The stamped attributes of the live session, and what they were
+    /// made from.
+    stamped: (Attributes, Stamped),
 }
 
 /// The outcome of asking to build a candidate.
@@ -72,10 +81,21 @@ pub(crate) struct Core {
     pub(crate) stamp: Stamp,
     pub(crate) activity: Activity,
     pub(crate) config: rules::Config,
+    /// What later sessions carry (permanent attributes, feature flags), for
+    /// request sessions to start with, read without the lock.
+    pub(crate) carried: ArcSwapOption<Vec<Entry>>,
+    /// The session attributes stamped on telemetry
+    /// (`OTEL_SESSION_STAMP_ATTRIBUTES`), as kept keys (`model::intern`).
+    pub(crate) stamp_keys: Arc<[Key]>,
 }
 
 impl Core {
-    pub(crate) fn new(manager: u64, config: rules::Config, user: Option<crate::User>) -> Self {
+    pub(crate) fn new(
+        manager: u64,
+        config: rules::Config,
+        user: Option<crate::User>,
+        stamp_keys: Arc<[Key]>,
+    ) -> Self {
         Core {
             state: Mutex::new(Inner {
                 rules: rules::State {
@@ -87,11 +107,15 @@ impl Core {
                 start_requested_by: rules::Actor::default(),
                 user_version: 0,
                 armed: None,
+                carried_from: Attributes::default(),
+                stamped: (Attributes::default(), None),
             }),
             built: Condvar::new(),
-            stamp: Stamp::new(manager),
+            stamp: Stamp::new(manager, !stamp_keys.is_empty()),
             activity: Activity::default(),
             config,
+            carried: ArcSwapOption::empty(),
+            stamp_keys,
         }
     }
 
@@ -120,7 +144,7 @@ impl Core {
         let committing = matches!(event, Event::Commit { .. });
         let mut out = Vec::new();
         let reply = rules::step(&mut st.rules, &self.config, event, now, &mut out);
-        let at = self.publish(&st, resolve).max(now);
+        let at = self.publish(&mut st, resolve).max(now);
         if committing && reply.done {
             // The new session starts at the moment of the change.
             if let Phase::Live(l) = &mut st.rules.phase {
@@ -129,6 +153,10 @@ impl Core {
             }
         }
         self.arm(&mut st);
+        if !st.rules.next.same(&st.carried_from) {
+            st.carried_from = st.rules.next.clone();
+            self.carried.store(st.rules.next.carried().shared());
+        }
         let r = apply(&mut st, out, at);
         // Threads waiting for a start re-check when one may have happened.
         if was != (st.rules.start_due(), st.rules.live().is_some()) {
@@ -154,21 +182,22 @@ impl Core {
     /// published after (so none stamped with it starts before its start or
     /// resume). A replacement does both, in that order: the new session starts
     /// no earlier than the old one ended.
-    fn publish(&self, st: &Inner, resolve: impl FnOnce() -> SystemTime) -> SystemTime {
+    fn publish(&self, st: &mut Inner, resolve: impl FnOnce() -> SystemTime) -> SystemTime {
+        let stamped = self.stamped(st);
         let p = match (st.rules.stamped(), st.rules.crashed_thread()) {
-            (Some(s), _) => Published::Session(Arc::clone(s)),
+            (Some(s), _) => Published::Session(Arc::clone(s), stamped),
             (None, _) if st.rules.start_due() => Published::Restart,
             (None, Some(thread)) => Published::AfterCrash(thread),
             (None, None) => Published::Nothing,
         };
         let withdrawn = match (self.stamp.session(), &p) {
-            (Some(old), Published::Session(new)) => !Arc::ptr_eq(&old, new),
+            (Some(old), Published::Session(new, _)) => !Arc::ptr_eq(&old, new),
             (Some(_), _) => true,
             (None, _) => false,
         };
         if withdrawn {
             let interim = match p {
-                Published::Session(_) => Published::Nothing,
+                Published::Session(..) => Published::Nothing,
                 ref other => other.clone(),
             };
             self.stamp.publish(interim);
@@ -176,6 +205,31 @@ impl Core {
         let at = resolve();
         self.stamp.publish(p);
         at
+    }
+
+    /// The stamped attributes of the live session (made again only when its
+    /// attributes changed).
+    fn stamped(&self, st: &mut Inner) -> Stamped {
+        if self.stamp_keys.is_empty() {
+            return None;
+        }
+        let l = st.rules.live()?;
+        if !st.stamped.0.same(&l.attributes) {
+            let list: Vec<KeyValue> = self
+                .stamp_keys
+                .iter()
+                .filter_map(|k| {
+                    l.attributes
+                        .get(k.as_str())
+                        .map(|e| KeyValue::new(k.clone(), intern::value(&e.value)))
+                })
+                .collect();
+            st.stamped = (
+                l.attributes.clone(),
+                (!list.is_empty()).then(|| Arc::from(list)),
+            );
+        }
+        st.stamped.1.clone()
     }
 
     /// Arms (or disarms) the activity atomics for the live session (dating a
@@ -355,7 +409,7 @@ mod loom_tests {
     fn threads_racing_past_an_expiry_get_one_new_session() {
         loom::model(|| {
             RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let core = Arc::new(Core::new(1, config(), None));
+            let core = Arc::new(Core::new(1, config(), None, Arc::from([])));
             drive(&core, Event::Boot, t(0), "first");
             // The deadline passed: the next activity ends it and starts one.
             let racers: Vec<_> = ["a", "b"]
@@ -385,7 +439,7 @@ mod loom_tests {
     fn a_lookup_racing_a_publication_never_caches_a_stale_answer() {
         loom::model(|| {
             RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let core = Arc::new(Core::new(2, config(), None));
+            let core = Arc::new(Core::new(2, config(), None, Arc::from([])));
             drive(&core, Event::Boot, t(0), "first");
             let reader = {
                 let core = Arc::clone(&core);

@@ -36,6 +36,7 @@ fn record_of(
     e: &Exception,
     id: Option<KeyValue>,
     session_trace: Option<(TraceId, SpanId)>,
+    flags: Vec<KeyValue>,
 ) -> LifecycleLog {
     let (trace_id, span_id) = e
         .span
@@ -48,6 +49,7 @@ fn record_of(
             .map(|sid| KeyValue::new(attr::SESSION_ID, sid.clone()))
     }));
     attributes.extend(e.attributes());
+    attributes.extend(flags);
     LifecycleLog {
         name: e.event_name,
         at: e.at,
@@ -84,7 +86,7 @@ impl Shared {
         let _ = REPORT.try_with(|r| *r.borrow_mut() = report);
         drive();
         if let Some(e) = REPORT.try_with(|r| r.borrow_mut().take()).ok().flatten() {
-            self.deliver(Item::Log(record_of(&e, None, None)));
+            self.deliver(Item::Log(record_of(&e, None, None, Vec::new())));
         }
     }
 
@@ -100,11 +102,16 @@ impl Shared {
         } else {
             attr::EVENT_EXCEPTION
         };
-        s.push_event(event, e.at, e.attributes());
+        // The feature flags active when it happened, on its record and event.
+        let flags = s.detail().attributes.flag_attributes();
+        let mut attributes = e.attributes();
+        attributes.extend(flags.iter().cloned());
+        s.push_event(event, e.at, attributes);
         self.outbox.push(Item::Log(record_of(
             &e,
             Some(s.id_attribute()),
             Some((s.trace_id, s.root_span_id)),
+            flags,
         )));
     }
 
@@ -131,8 +138,13 @@ impl Shared {
     /// A report that belongs to no app session of this manager (a request's
     /// panic; a native crash of an earlier run), carrying `id` if given:
     /// queued and delivered now.
-    pub(crate) fn report_exception(&self, e: &Exception, id: Option<&SessionId>) {
+    pub(crate) fn report_exception(
+        &self,
+        e: &Exception,
+        id: Option<&SessionId>,
+        flags: Vec<KeyValue>,
+    ) {
         let id = id.map(|id| KeyValue::new(attr::SESSION_ID, id.to_string()));
-        self.deliver(Item::Log(record_of(e, id, None)));
+        self.deliver(Item::Log(record_of(e, id, None, flags)));
     }
 }

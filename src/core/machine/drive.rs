@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::core::callbacks::{run_on_session, SessionCandidate};
 use crate::core::rules::{self, Actor, Event, Purpose, Reply};
 use crate::core::session::SessionState;
+use crate::model::attributes::Attributes;
 use crate::model::clock::TimeJump;
 use crate::model::session::User;
 
@@ -195,9 +196,11 @@ impl Shared {
             c.user = st.rules.user.clone();
         }
         let user: Option<User> = c.user.clone();
+        let attributes = Attributes::from_callbacks(std::mem::take(&mut c.attributes));
         Event::Commit {
             session: Arc::new(SessionState::new(c, !candidate.keep)),
             user,
+            attributes,
             purpose,
         }
     }

@@ -147,6 +147,46 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The stamped session attributes (`OTEL_SESSION_STAMP_ATTRIBUTES`) of
+    /// telemetry stamped with the app session (`app`), else of the request
+    /// session `cx` carries (none for a caller's session joined): each
+    /// handed to `push`. Out of line: only managers that stamp attributes
+    /// come here.
+    #[inline(never)]
+    pub(crate) fn stamped_attributes(
+        &self,
+        cx: Option<&opentelemetry::Context>,
+        app: bool,
+        mut push: impl FnMut(KeyValue),
+    ) {
+        if app {
+            self.core.stamp.with_stamped(|list| {
+                for kv in list {
+                    push(kv.clone());
+                }
+            });
+            return;
+        }
+        // A joined caller's session: its attributes are the caller's.
+        let Some(scope) = cx.and_then(crate::core::scope::Scope::of) else {
+            return;
+        };
+        let Some(request) = scope.request().filter(|_| scope.joined.is_none()) else {
+            return;
+        };
+        let attributes = request.attributes();
+        if attributes.is_empty() {
+            return;
+        }
+        for k in self.core.stamp_keys.iter() {
+            if let Some(e) = attributes.get(k.as_str()) {
+                push(KeyValue::new(k.clone(), e.value.clone()));
+            }
+        }
+    }
+}
+
 impl Actor {
     /// This thread, now.
     pub(crate) fn current() -> Actor {

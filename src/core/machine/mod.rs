@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     pub(crate) warned_baggage: AtomicBool,
     /// A request began (request mode's layer is in place).
     pub(crate) saw_request: AtomicBool,
+    /// The session attribute `otel_session.ended` is split by.
+    pub(crate) metrics_split: Option<opentelemetry::Key>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -153,9 +155,24 @@ pub(crate) struct SharedParts {
     pub(crate) counter: Option<Arc<dyn SessionCounter>>,
     pub(crate) sinks: Sinks,
     pub(crate) store: Option<Arc<dyn Store>>,
+    /// Session attributes stamped on telemetry (kept keys).
+    pub(crate) stamp_keys: Arc<[opentelemetry::Key]>,
+    /// The session attribute `otel_session.ended` is split by.
+    pub(crate) metrics_split: Option<opentelemetry::Key>,
 }
 
 impl Shared {
+    /// The attribute of `a` that `otel_session.ended` is split by
+    /// (`OTEL_SESSION_METRICS_SPLIT`), if it is configured and set.
+    pub(crate) fn split_of(
+        &self,
+        a: &crate::model::attributes::Attributes,
+    ) -> Option<opentelemetry::KeyValue> {
+        let key = self.metrics_split.as_ref()?;
+        a.get(key.as_str())
+            .map(|e| opentelemetry::KeyValue::new(key.clone(), e.value.clone()))
+    }
+
     pub(crate) fn new(p: SharedParts) -> Arc<Shared> {
         let t = p.tracking;
         let config = rules::Config {
@@ -167,7 +184,8 @@ impl Shared {
         };
         let shared = Arc::new_cyclic(|me| Shared {
             id: p.id,
-            core: Core::new(p.id, config, p.user),
+            core: Core::new(p.id, config, p.user, p.stamp_keys),
+            metrics_split: p.metrics_split,
             outbox: Outbox::default(),
             sinks: p.sinks,
             ledger: Ledger::default(),
@@ -341,8 +359,19 @@ impl crate::core::request::RequestHost for Shared {
     fn counter(&self) -> Option<&dyn SessionCounter> {
         self.counter.as_deref()
     }
-    fn report(&self, e: &crate::model::exception::Exception, id: Option<&SessionId>) {
-        self.report_exception(e, id);
+    fn split_of(
+        &self,
+        a: &crate::model::attributes::Attributes,
+    ) -> Option<opentelemetry::KeyValue> {
+        Shared::split_of(self, a)
+    }
+    fn report(
+        &self,
+        e: &crate::model::exception::Exception,
+        id: Option<&SessionId>,
+        flags: Vec<opentelemetry::KeyValue>,
+    ) {
+        self.report_exception(e, id, flags);
     }
     fn crash_settings(&self) -> CrashSettings {
         self.tracking.crash

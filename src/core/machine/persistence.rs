@@ -17,10 +17,20 @@ use crate::core::persist::{Saved, SavedSession, SavedState};
 use crate::core::rules::{Event, Live, Phase, Restored};
 use crate::core::session::{from_nanos, SessionState};
 use crate::core::sinks::{SinkKind, SinkRef};
+use crate::model::attributes::{Attributes, Kind};
 use crate::model::session::SessionMode;
 
 use super::core::Inner;
 use super::{Shared, Site};
+
+/// The permanent attributes of `a` (what is saved for later sessions).
+fn permanent(a: &Attributes) -> Attributes {
+    let mut out = Attributes::default();
+    for e in a.entries().iter().filter(|e| e.kind == Kind::Permanent) {
+        let _ = out.set(e.clone());
+    }
+    out
+}
 
 /// Activity is saved at most this often (the last activity of a session whose
 /// process dies is known to within this).
@@ -36,9 +46,9 @@ impl Shared {
         paused: bool,
     ) -> SavedSession {
         let (handled, unhandled) = s.counts.counts();
-        let (user, hangs) = {
+        let (user, hangs, attributes) = {
             let detail = s.detail();
-            (detail.user.clone(), detail.hangs)
+            (detail.user.clone(), detail.hangs, detail.attributes.clone())
         };
         SavedSession {
             id: s.id.clone(),
@@ -53,6 +63,7 @@ impl Shared {
             panicked: s.counts.panicked(),
             hangs,
             user,
+            attributes,
         }
     }
 
@@ -81,6 +92,7 @@ impl Shared {
             session,
             last_reported: st.rules.last_reported.clone(),
             pending_ends: self.ledger.pending(),
+            permanent: permanent(&st.rules.next),
             running,
         };
         self.mark_saved(activity);
@@ -194,6 +206,9 @@ impl Shared {
                     self.ended(&session, p.reason, p.ended_at, false, true);
                 }
                 st.rules.last_reported = saved.last_reported.clone();
+                // Later sessions carry the permanent attributes (feature
+                // flags are set again by each process).
+                st.rules.next = st.rules.next.merged(&permanent(&saved.permanent));
                 if saved.session.is_none() {
                     self.persist(&st);
                 }
@@ -205,6 +220,7 @@ impl Shared {
                     last_activity: s.last_activity,
                     paused: s.paused,
                     user: s.user.clone(),
+                    attributes: s.attributes.clone(),
                 };
                 let suspended = s.state == SavedState::Suspended;
                 let died = if suspended { None } else { reason };

@@ -1,6 +1,9 @@
 //! The session API on the driver: each verb is one event.
 
+use opentelemetry::Key;
+
 use crate::core::rules::{Actor, Event, Phase};
+use crate::model::attributes::Entry;
 use crate::model::session::{Session, User};
 
 use super::{Shared, Site};
@@ -31,6 +34,17 @@ impl Shared {
     pub(crate) fn set_user(&self, user: Option<User>) {
         self.core.lock().user_version += 1;
         self.drive(Event::SetUser(user), Site::Safe);
+    }
+
+    /// Sets a session attribute (of any kind): `false` if refused, the
+    /// session (or what the next carries) having as many as it may.
+    pub(crate) fn set_attribute(&self, e: Entry) -> bool {
+        !self.drive(Event::SetAttribute(e), Site::Safe).reply.full
+    }
+
+    /// Removes a session attribute (a property of any kind, or a flag).
+    pub(crate) fn remove_attribute(&self, key: Key) {
+        self.drive(Event::RemoveAttribute(key), Site::Safe);
     }
 
     pub(crate) fn background(&self) {

@@ -77,9 +77,22 @@
 //!    says how it died: a fatal signal ends it `crash`, `crashed` (counted as
 //!    its crash); dying during a hang ends it `hang`, `abnormal`. Either way
 //!    the next `previous_id` points at it.
+//! 9. **Attributes** (properties, permanent properties, feature flags) are
+//!    state, not telemetry: setting or removing one is activity of a live
+//!    session (paused or not, reported or not) and changes it; a permanent
+//!    one or a flag is also carried into every later session (a permanent
+//!    one across restarts too, through persistence; a flag only within the
+//!    process). With no live session a property waits for the next session
+//!    (non-permanent ones for that session only); nothing starts for it. A
+//!    new session starts with what is carried and waiting, then what its
+//!    `on_session` callbacks added (they win on the same key). A set that
+//!    would give a session (or what the next carries) more than
+//!    [`MAX_SESSION_ATTRIBUTES`](crate::model::attributes::MAX_SESSION_ATTRIBUTES)
+//!    is refused (`Reply::full`); a flag's change is a timeline mark.
 
 use std::time::SystemTime;
 
+use crate::model::attributes::{Attributes, Entry, Kind};
 use crate::model::session::{EndReason, SessionMode, User};
 
 mod types;
@@ -150,8 +163,9 @@ pub(crate) fn step<S: Handle>(
         Event::Commit {
             session,
             user,
+            attributes,
             purpose,
-        } => reply.done = commit(st, session, user, purpose, now, out),
+        } => reply.done = commit(st, session, user, attributes, purpose, now, out),
         Event::End => {
             end_current(st, EndReason::Manual, When::Now, out);
             st.phase = Phase::Idle;
@@ -206,6 +220,8 @@ pub(crate) fn step<S: Handle>(
                 }
             }
         }
+        Event::SetAttribute(e) => reply.full = !set_attribute(st, e, now, out),
+        Event::RemoveAttribute(key) => remove_attribute(st, &key, now, out),
         Event::Background => {
             if st.background_since.is_none() {
                 st.background_since = Some(now);
@@ -362,11 +378,108 @@ fn end_current<S: Handle>(
     out.push(Effect::Save);
 }
 
+/// Rule 9: sets `e` on the live session (and on what later sessions carry,
+/// if it is carried), or on what the next session starts with; `false` if
+/// refused (too many).
+fn set_attribute<S: Handle>(
+    st: &mut State<S>,
+    e: Entry,
+    now: SystemTime,
+    out: &mut Vec<Effect<S>>,
+) -> bool {
+    let mut next = st.next.clone();
+    let next_ok = if e.kind.carried() || st.live().is_none() {
+        next.set(e.clone()).is_ok()
+    } else {
+        // A property of this session only: later sessions no longer carry
+        // a permanent one of that key.
+        next.remove(e.key.as_str());
+        true
+    };
+    let Phase::Live(l) = &mut st.phase else {
+        if next_ok {
+            st.next = next;
+        }
+        return next_ok;
+    };
+    touch(l, now);
+    let mut attributes = l.attributes.clone();
+    let changed = match attributes.set(e.clone()) {
+        Ok(changed) => changed,
+        Err(_) => return false,
+    };
+    if !next_ok {
+        return false;
+    }
+    st.next = next;
+    if changed {
+        if e.kind == Kind::Flag {
+            mark(
+                l,
+                Mark::Flag {
+                    key: e.key.clone(),
+                    variant: Some(e.value.clone()),
+                },
+                out,
+            );
+        }
+        attributes_changed(l, attributes, out);
+    }
+    true
+}
+
+/// Rule 9: removes `key` from the live session and from what later
+/// sessions carry.
+fn remove_attribute<S: Handle>(
+    st: &mut State<S>,
+    key: &opentelemetry::Key,
+    now: SystemTime,
+    out: &mut Vec<Effect<S>>,
+) {
+    let mut next = st.next.clone();
+    if next.remove(key.as_str()).is_some() {
+        st.next = next;
+        out.push(Effect::Save);
+    }
+    let Phase::Live(l) = &mut st.phase else {
+        return;
+    };
+    touch(l, now);
+    let mut attributes = l.attributes.clone();
+    if let Some(e) = attributes.remove(key.as_str()) {
+        if e.kind == Kind::Flag {
+            mark(
+                l,
+                Mark::Flag {
+                    key: e.key,
+                    variant: None,
+                },
+                out,
+            );
+        }
+        attributes_changed(l, attributes, out);
+    }
+}
+
+fn attributes_changed<S: Handle>(
+    l: &mut Live<S>,
+    attributes: Attributes,
+    out: &mut Vec<Effect<S>>,
+) {
+    l.attributes = attributes.clone();
+    out.push(Effect::Attributes {
+        session: l.session.clone(),
+        attributes,
+    });
+    out.push(Effect::Save);
+}
+
 /// Rule 3: a built candidate becomes current (`true`), or is not needed.
 fn commit<S: Handle>(
     st: &mut State<S>,
     session: S,
     user: Option<User>,
+    added: Attributes,
     purpose: Purpose,
     now: SystemTime,
     out: &mut Vec<Effect<S>>,
@@ -378,6 +491,14 @@ fn commit<S: Handle>(
         Phase::Live(_) => end_current(st, EndReason::Replaced, When::Now, out),
         Phase::Suspended(_) => end_current(st, EndReason::Shutdown, When::Now, out),
         Phase::Idle | Phase::Due | Phase::Crashed { .. } => {}
+    }
+    let attributes = st.next.merged(&added);
+    st.next = st.next.carried();
+    if !attributes.is_empty() {
+        out.push(Effect::Attributes {
+            session: session.clone(),
+            attributes: attributes.clone(),
+        });
     }
     if session.reported() {
         st.last_reported = Some(session.id().clone());
@@ -391,6 +512,7 @@ fn commit<S: Handle>(
         last_activity: now,
         paused: false,
         user,
+        attributes,
     });
     out.push(Effect::Save);
     true

@@ -2,6 +2,7 @@
 //! the public API: `tests/model.rs`).
 
 use super::*;
+use crate::model::attributes::{Attributes, Entry, Kind};
 use crate::model::session::SessionId;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -48,6 +49,7 @@ fn run(st: &mut State<H>, c: &Config, e: Event<H>, now: SystemTime, id: &str) ->
         let commit = Event::Commit {
             session: H(SessionId::from(id), true),
             user: st.user.clone(),
+            attributes: Attributes::default(),
             purpose,
         };
         step(st, c, commit, now, &mut out);
@@ -189,6 +191,7 @@ fn a_discarded_session_is_current_but_emits_nothing() {
         Event::Commit {
             session: silent,
             user: None,
+            attributes: Attributes::default(),
             purpose: Purpose::Replace,
         },
         t(0),
@@ -280,6 +283,7 @@ fn a_start_asked_for_before_a_fatal_crash_of_another_thread_is_not_committed() {
         Event::Commit {
             session: H(SessionId::from("late"), true),
             user: None,
+            attributes: Attributes::default(),
             purpose,
         },
         t(20),
@@ -296,6 +300,7 @@ fn dead(id: &str) -> Live<H> {
         last_activity: t(3),
         paused: false,
         user: None,
+        attributes: Attributes::default(),
     }
 }
 
@@ -337,4 +342,206 @@ fn a_restored_session_whose_marker_says_how_it_died_ends_for_that() {
     }
     // A suspended session (a clean exit) is not ended by a marker: the
     // driver only passes `died` for a session saved active.
+}
+
+// ---------------------------------------------------------------- rule 9
+
+fn entry(key: &'static str, value: &'static str, kind: Kind) -> Entry {
+    Entry {
+        key: opentelemetry::Key::from_static_str(key),
+        value: opentelemetry::Value::from(value),
+        kind,
+    }
+}
+
+/// The live session's attributes, as `key=value` strings.
+fn attrs(st: &State<H>) -> Vec<String> {
+    st.live()
+        .map(|l| {
+            l.attributes
+                .entries()
+                .iter()
+                .map(|e| format!("{}={}", e.key, e.value))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_property_is_the_sessions_and_a_permanent_one_or_a_flag_is_carried() {
+    let c = cfg(SessionMode::App);
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    let set = |st: &mut State<H>, e| run(st, &c, Event::SetAttribute(e), t(1), "-");
+    let out = set(&mut st, entry("app.screen", "cart", Kind::Session));
+    assert!(out.iter().any(|e| matches!(e, Effect::Attributes { .. })));
+    set(&mut st, entry("app.region", "eu", Kind::Permanent));
+    let out = set(&mut st, entry("feature_flag.new-cart", "b", Kind::Flag));
+    assert!(
+        out.iter().any(|e| matches!(
+            e,
+            Effect::Marked {
+                mark: Mark::Flag {
+                    variant: Some(_),
+                    ..
+                },
+                ..
+            }
+        )),
+        "a flag set is a timeline mark: {out:?}"
+    );
+    // Overwritten in place.
+    set(&mut st, entry("app.screen", "pay", Kind::Session));
+    assert_eq!(
+        attrs(&st),
+        ["app.screen=pay", "app.region=eu", "feature_flag.new-cart=b"]
+    );
+    // Setting the same value again changes nothing.
+    let out = set(&mut st, entry("app.screen", "pay", Kind::Session));
+    assert!(!out.iter().any(|e| matches!(e, Effect::Attributes { .. })));
+    // A rotation (start_session): only the carried ones.
+    run(&mut st, &c, Event::Start, t(2), "b");
+    assert_eq!(attrs(&st), ["app.region=eu", "feature_flag.new-cart=b"]);
+    // A timeout, then activity: still carried.
+    run(&mut st, &c, Event::Activity(MAIN), t(40), "c");
+    assert_eq!(st.live().unwrap().session.0.as_str(), "c");
+    assert_eq!(attrs(&st), ["app.region=eu", "feature_flag.new-cart=b"]);
+    // A long absence in the background: carried into the session after it.
+    run(&mut st, &c, Event::Background, t(41), "-");
+    run(&mut st, &c, Event::Foreground, t(43), "d");
+    assert_eq!(st.live().unwrap().session.0.as_str(), "d");
+    assert_eq!(attrs(&st), ["app.region=eu", "feature_flag.new-cart=b"]);
+    // Removed and cleared: from this session and the next ones.
+    let out = run(
+        &mut st,
+        &c,
+        Event::RemoveAttribute(opentelemetry::Key::from_static_str("feature_flag.new-cart")),
+        t(44),
+        "-",
+    );
+    assert!(out.iter().any(|e| matches!(
+        e,
+        Effect::Marked {
+            mark: Mark::Flag { variant: None, .. },
+            ..
+        }
+    )));
+    run(
+        &mut st,
+        &c,
+        Event::RemoveAttribute(opentelemetry::Key::from_static_str("app.region")),
+        t(44),
+        "-",
+    );
+    assert!(attrs(&st).is_empty());
+    run(&mut st, &c, Event::Start, t(45), "e");
+    assert!(attrs(&st).is_empty(), "{:?}", attrs(&st));
+}
+
+#[test]
+fn a_property_made_session_only_is_no_longer_carried() {
+    let c = cfg(SessionMode::App);
+    let mut st = State::default();
+    run(&mut st, &c, Event::Boot, t(0), "a");
+    run(
+        &mut st,
+        &c,
+        Event::SetAttribute(entry("k", "1", Kind::Permanent)),
+        t(1),
+        "-",
+    );
+    run(
+        &mut st,
+        &c,
+        Event::SetAttribute(entry("k", "2", Kind::Session)),
+        t(1),
+        "-",
+    );
+    run(&mut st, &c, Event::Start, t(2), "b");
+    assert!(attrs(&st).is_empty());
+}
+
+#[test]
+fn with_no_session_a_property_waits_for_the_next_and_starts_nothing() {
+    let c = cfg(SessionMode::Manual);
+    let mut st = State::default();
+    let out = run(
+        &mut st,
+        &c,
+        Event::SetAttribute(entry("app.screen", "home", Kind::Session)),
+        t(0),
+        "-",
+    );
+    assert!(st.live().is_none(), "nothing started");
+    assert!(!out.iter().any(|e| matches!(e, Effect::Build { .. })));
+    run(&mut st, &c, Event::Start, t(1), "a");
+    assert_eq!(attrs(&st), ["app.screen=home"]);
+    // For that session only.
+    run(&mut st, &c, Event::Start, t(2), "b");
+    assert!(attrs(&st).is_empty());
+}
+
+#[test]
+fn a_callbacks_attribute_wins_over_a_carried_one() {
+    let c = cfg(SessionMode::Manual);
+    let mut st = State::default();
+    run(
+        &mut st,
+        &c,
+        Event::SetAttribute(entry("tier", "free", Kind::Permanent)),
+        t(0),
+        "-",
+    );
+    let mut added = Attributes::default();
+    added.set(entry("tier", "gold", Kind::Session)).unwrap();
+    added.set(entry("cb", "1", Kind::Session)).unwrap();
+    let mut out = Vec::new();
+    step(
+        &mut st,
+        &c,
+        Event::Commit {
+            session: H(SessionId::from("a"), true),
+            user: None,
+            attributes: added,
+            purpose: Purpose::Replace,
+        },
+        t(1),
+        &mut out,
+    );
+    assert_eq!(attrs(&st), ["tier=gold", "cb=1"]);
+    // The carried one is still what the next session starts with.
+    run(&mut st, &c, Event::Start, t(2), "b");
+    assert_eq!(attrs(&st), ["tier=free"]);
+}
+
+#[test]
+fn one_attribute_past_the_limit_is_refused_and_changes_nothing() {
+    use crate::model::attributes::MAX_SESSION_ATTRIBUTES;
+    let c = cfg(SessionMode::Manual);
+    let mut st = State::default();
+    run(&mut st, &c, Event::Start, t(0), "a");
+    for i in 0..MAX_SESSION_ATTRIBUTES {
+        let e = Entry {
+            key: opentelemetry::Key::from(format!("k{i}")),
+            value: opentelemetry::Value::from(1),
+            kind: Kind::Session,
+        };
+        let mut out = Vec::new();
+        assert!(!step(&mut st, &c, Event::SetAttribute(e), t(1), &mut out).full);
+    }
+    let mut out = Vec::new();
+    let reply = step(
+        &mut st,
+        &c,
+        Event::SetAttribute(entry("x", "1", Kind::Permanent)),
+        t(1),
+        &mut out,
+    );
+    assert!(reply.full);
+    assert_eq!(attrs(&st).len(), MAX_SESSION_ATTRIBUTES);
+    run(&mut st, &c, Event::Start, t(2), "b");
+    assert!(
+        attrs(&st).is_empty(),
+        "the refused permanent one is not carried either"
+    );
 }

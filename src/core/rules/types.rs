@@ -3,6 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use opentelemetry::{Key, Value};
+
+use crate::model::attributes::{Attributes, Entry};
 use crate::model::session::{EndReason, SessionId, SessionMode, User};
 
 /// What the rules read of a session's handle (the driver's live session).
@@ -32,6 +35,8 @@ pub(crate) struct Live<S> {
     pub(crate) last_activity: SystemTime,
     pub(crate) paused: bool,
     pub(crate) user: Option<User>,
+    /// Its own attributes (properties, feature flags, callbacks').
+    pub(crate) attributes: Attributes,
 }
 
 /// Where the manager's app session is (see the module docs).
@@ -61,6 +66,10 @@ pub(crate) struct State<S> {
     /// guard's drop or the provider's shutdown must not start a session that
     /// would never end, or turn a suspended one into a lost one).
     pub(crate) shut: bool,
+    /// What the next session starts with: permanent attributes and feature
+    /// flags (carried), and properties set while no session was live (for
+    /// the next one only).
+    pub(crate) next: Attributes,
 }
 
 impl<S> Default for State<S> {
@@ -71,6 +80,7 @@ impl<S> Default for State<S> {
             user: None,
             background_since: None,
             shut: false,
+            next: Attributes::default(),
         }
     }
 }
@@ -175,12 +185,19 @@ pub(crate) enum Event<S> {
     Commit {
         session: S,
         user: Option<User>,
+        /// Attributes its `on_session` callbacks added (they win over those
+        /// it carries).
+        attributes: Attributes,
         purpose: Purpose,
     },
     End,
     Pause,
     Resume,
     SetUser(Option<User>),
+    /// A session attribute, permanent attribute or feature flag set.
+    SetAttribute(Entry),
+    /// An attribute removed (a property of any kind, or a flag cleared).
+    RemoveAttribute(Key),
     Background,
     Foreground,
     /// `record_handled_error()` / `record_unhandled_error()`.
@@ -213,6 +230,11 @@ pub(crate) enum Mark {
     Background,
     Foreground,
     User(Option<User>),
+    /// A feature flag set to `Some(variant)`, or cleared.
+    Flag {
+        key: Key,
+        variant: Option<Value>,
+    },
 }
 
 /// What a step asks the driver to do (lifecycle effects only for reported
@@ -252,6 +274,12 @@ pub(crate) enum Effect<S> {
         session: S,
         user: Option<User>,
     },
+    /// The session's attributes are now these (recorded on it, reported
+    /// or not).
+    Attributes {
+        session: S,
+        attributes: Attributes,
+    },
     Count {
         session: S,
         unhandled: bool,
@@ -268,4 +296,7 @@ pub(crate) enum Effect<S> {
 pub(crate) struct Reply {
     /// `Resume` resumed a paused session; `Commit` made its session current.
     pub(crate) done: bool,
+    /// `SetAttribute` was refused: the session (or what the next one
+    /// carries) has as many attributes as it may.
+    pub(crate) full: bool,
 }

@@ -38,14 +38,20 @@ use crate::core::session::{from_nanos, nanos};
 use crate::model::session::{EndReason, SessionId, SessionStatus, User};
 use crate::stability::crash::native::MarkerSettings;
 
+use self::attributes::{from_v4, to_v4, AttributeV4};
+
+mod attributes;
+
 /// The format tag of the file this version writes. Version 2 added `paused`
-/// and `panicked`, version 3 `hangs`; version 1 and 2 files are read too. A
-/// file of a later version is left alone.
-pub(crate) const PERSIST_FORMAT: &str = "otel-session/session/3";
+/// and `panicked`, version 3 `hangs`, version 4 session attributes and the
+/// permanent ones; files of versions 1 to 3 are read too. A file of a later
+/// version is left alone.
+pub(crate) const PERSIST_FORMAT: &str = "otel-session/session/4";
 /// The format tags this version reads.
-const READS: [&str; 3] = [
+const READS: [&str; 4] = [
     "otel-session/session/1",
     "otel-session/session/2",
+    "otel-session/session/3",
     PERSIST_FORMAT,
 ];
 /// The prefix of every format tag of ours.
@@ -67,6 +73,9 @@ struct FileV1 {
     last_reported: Option<String>,
     #[serde(default)]
     pending_ends: Vec<EndV1>,
+    /// Since version 4.
+    #[serde(default)]
+    permanent: Vec<AttributeV4>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,6 +102,9 @@ struct SessionV1 {
     hangs: u32,
     #[serde(default)]
     user: Option<UserV1>,
+    /// Since version 4.
+    #[serde(default)]
+    attributes: Vec<AttributeV4>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -172,6 +184,7 @@ fn to_v1(s: &SavedSession) -> SessionV1 {
             email: u.email.clone(),
             full_name: u.full_name.clone(),
         }),
+        attributes: to_v4(&s.attributes),
     }
 }
 
@@ -199,6 +212,7 @@ fn from_v1(s: SessionV1) -> Result<SavedSession, String> {
             email: u.email,
             full_name: u.full_name,
         }),
+        attributes: from_v4(s.attributes)?,
     })
 }
 
@@ -222,7 +236,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Saved, Unreadable> {
             .format
             .strip_prefix(FORMAT_PREFIX)
             .and_then(|v| v.parse::<u32>().ok())
-            .is_some_and(|v| v > 2);
+            .is_some_and(|v| v > 4);
         return Err(if later {
             Unreadable::Newer(shown())
         } else {
@@ -273,6 +287,7 @@ fn parse_known(bytes: &[u8]) -> Result<Saved, String> {
         session: file.session.map(from_v1).transpose()?,
         last_reported: file.last_reported.map(id_of).transpose()?,
         pending_ends,
+        permanent: from_v4(file.permanent)?,
     })
 }
 
@@ -291,6 +306,7 @@ pub(crate) fn render(saved: &Saved) -> Vec<u8> {
                 ended_at_ns: nanos(p.ended_at),
             })
             .collect(),
+        permanent: to_v4(&saved.permanent),
     };
     serde_json::to_vec_pretty(&file).unwrap_or_default()
 }

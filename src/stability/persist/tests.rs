@@ -20,6 +20,7 @@ fn sample() -> Saved {
         panicked: true,
         hangs: 2,
         user: Some(User::with_id("u-1").email("a@b.c")),
+        attributes: sample_attributes(),
     };
     Saved {
         running: None,
@@ -30,7 +31,34 @@ fn sample() -> Saved {
             reason: EndReason::Inactivity,
             ended_at: from_nanos(1_700_000_060_000_000_000),
         }],
+        permanent: sample_attributes().carried(),
     }
+}
+
+fn sample_attributes() -> crate::model::attributes::Attributes {
+    use crate::model::attributes::{Attributes, Entry, Kind};
+    use opentelemetry::{Array, Key, Value};
+    let mut a = Attributes::default();
+    for (k, v, kind) in [
+        ("app.screen", Value::from("checkout"), Kind::Session),
+        ("app.tier", Value::from(3i64), Kind::Permanent),
+        ("app.ratio", Value::from(0.5), Kind::Session),
+        ("app.offline", Value::from(true), Kind::Session),
+        (
+            "app.tags",
+            Value::Array(Array::String(vec!["a".into(), "b".into()])),
+            Kind::Permanent,
+        ),
+        ("feature_flag.new-cart", Value::from("b"), Kind::Flag),
+    ] {
+        a.set(Entry {
+            key: Key::from_static_str(k),
+            value: v,
+            kind,
+        })
+        .unwrap();
+    }
+    a
 }
 
 fn id() -> impl Strategy<Value = SessionId> {
@@ -77,6 +105,11 @@ fn saved_session() -> impl Strategy<Value = SavedSession> {
                         email: None,
                         full_name: name,
                     }),
+                    attributes: if hangs % 2 == 0 {
+                        sample_attributes()
+                    } else {
+                        Default::default()
+                    },
                 }
             },
         )
@@ -102,6 +135,11 @@ fn saved() -> impl Strategy<Value = Saved> {
     )
         .prop_map(|(session, last_reported, ends)| Saved {
             running: None,
+            permanent: if ends.len() % 2 == 0 {
+                sample_attributes().carried()
+            } else {
+                Default::default()
+            },
             session,
             last_reported,
             pending_ends: ends
@@ -183,6 +221,16 @@ fn a_saved_state_reads_back_unchanged_and_formats_1_and_2_are_still_read() {
     let s = read.session.unwrap();
     assert!(s.paused && s.panicked);
     assert_eq!(s.hangs, 0);
+    // A version-3 file (no attributes): none.
+    let v3 = r#"{"format":"otel-session/session/3","session":{"id":"a","started_at_ns":1,"last_activity_ns":2,"handled":0,"unhandled":0,"status":"ok","state":"suspended","hangs":1}}"#;
+    let read = parse(v3.as_bytes()).expect("a version-3 file");
+    assert!(read.permanent.is_empty());
+    assert!(read.session.unwrap().attributes.is_empty());
+    // Attributes a verb would refuse make the file damaged.
+    let bad = String::from_utf8(render(&saved))
+        .unwrap()
+        .replace("\"app.screen\"", "\"session.id\"");
+    assert!(matches!(parse(bad.as_bytes()), Err(Unreadable::Damaged(_))));
 }
 
 #[test]
@@ -220,7 +268,7 @@ fn foreign_damaged_and_later_files_are_told_apart() {
         "no serde wording (\"invalid type: integer `-1`, expected u64\")"
     );
     for later in [
-        r#"{"format":"otel-session/session/4"}"#,
+        r#"{"format":"otel-session/session/5"}"#,
         r#"{"format":"otel-session/session/99","anything":[1,2]}"#,
     ] {
         assert!(
