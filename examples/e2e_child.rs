@@ -355,6 +355,48 @@ fn main() {
             });
             otel_session::end_session();
         }
+        // Session properties and feature flags: a first session with two
+        // properties, flag new-cart=b and flag dark-mode set and cleared, its
+        // work in spans (an info and an ERROR record); then one session per
+        // arm of ARMS, the flag set before it starts: work in a span, and
+        // `!` a crash (record_unhandled_error), `?` a handled error; the flag
+        // cleared before the last, which ends at shutdown. The ids in order.
+        "properties" => {
+            const ARMS: [&str; 6] = ["a", "a!", "a", "b", "b?", ""];
+            let first = otel_session::current_session().expect("a session");
+            let mut ids = vec![first.id().to_string()];
+            otel_session::set_session_attribute("app.screen", "checkout").expect("a property");
+            otel_session::set_session_attribute("app.offline", true).expect("a property");
+            otel_session::add_feature_flag("new-cart", "b").expect("a flag");
+            otel_session::add_feature_flag("dark-mode", "on").expect("a flag");
+            otel_session::clear_feature_flag("dark-mode").expect("cleared");
+            tracing::info_span!("cart").in_scope(|| {
+                tracing::info_span!("cart-step").in_scope(|| tracing::info!("cart opened"));
+                tracing::error!("cart failed");
+            });
+            otel_session::end_session();
+            for arm in ARMS {
+                let variant = arm.trim_end_matches(['!', '?']);
+                if variant.is_empty() {
+                    otel_session::clear_feature_flag("new-cart").expect("cleared");
+                } else {
+                    otel_session::add_feature_flag("new-cart", variant).expect("a flag");
+                }
+                let s = otel_session::start_session().expect("a session");
+                ids.push(s.id().to_string());
+                tracing::info_span!("arm-work").in_scope(|| tracing::info!("in an arm"));
+                match arm.chars().last() {
+                    Some('!') => otel_session::record_unhandled_error(),
+                    Some('?') => otel_session::record_handled_error(),
+                    _ => {}
+                }
+                if !variant.is_empty() {
+                    otel_session::end_session();
+                }
+            }
+            println!("SESSIONS={}", ids.join(","));
+            println!("ARMS={}", ARMS.join(","));
+        }
         // Request mode: E2E_REQUESTS requests (every tenth from the fourth
         // panics, every tenth from the eighth records a handled error), then
         // WAIT, then as many again.

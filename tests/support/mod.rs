@@ -64,6 +64,8 @@ pub struct GotSpan {
     pub resource: HashMap<String, String>,
     /// The span status code (0 unset, 1 ok, 2 error).
     pub status_code: i32,
+    /// Attribute keys the span carries more than once (OTLP wants them unique).
+    pub repeated_keys: Vec<String>,
 }
 
 impl GotSpan {
@@ -83,6 +85,8 @@ pub struct GotLog {
     pub resource: HashMap<String, String>,
     pub trace_id: Vec<u8>,
     pub span_id: Vec<u8>,
+    /// Attribute keys the record carries more than once.
+    pub repeated_keys: Vec<String>,
 }
 
 impl GotLog {
@@ -150,6 +154,19 @@ fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
         .collect()
 }
 
+/// The keys that occur more than once in `kvs` (a map of them keeps one).
+fn repeated_keys(kvs: &[KeyValue]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated: Vec<String> = kvs
+        .iter()
+        .filter(|kv| !seen.insert(kv.key.as_str()))
+        .map(|kv| kv.key.clone())
+        .collect();
+    repeated.sort();
+    repeated.dedup();
+    repeated
+}
+
 #[derive(Clone, Default)]
 struct Sink(Arc<Mutex<Received>>, bool, Duration);
 
@@ -181,6 +198,7 @@ impl TraceService for Sink {
                             scope: String::new(),
                             resource: HashMap::new(),
                             status_code: 0,
+                            repeated_keys: Vec::new(),
                         });
                     }
                 }
@@ -222,6 +240,7 @@ impl TraceService for Sink {
                         scope: scope.clone(),
                         resource: resource.clone(),
                         status_code: s.status.as_ref().map_or(0, |st| st.code),
+                        repeated_keys: repeated_keys(&s.attributes),
                     });
                 }
             }
@@ -260,6 +279,7 @@ impl LogsService for Sink {
                         resource: resource.clone(),
                         trace_id: l.trace_id.clone(),
                         span_id: l.span_id.clone(),
+                        repeated_keys: repeated_keys(&l.attributes),
                     });
                 }
             }
