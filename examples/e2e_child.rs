@@ -345,14 +345,22 @@ fn main() {
         }
         // A command-line run: some work (an ERROR with E2E_ERROR=1), then the
         // session ends with the command, as a CLI with persistence does (the
-        // file then only ever holds a run that died).
+        // file then only ever holds a run that died). E2E_FLAG: the run is in
+        // that arm of feature flag `new-cart`; E2E_CRASH=1: it panics on the
+        // main thread instead of ending the session.
         "cli" => {
+            if let Ok(variant) = std::env::var("E2E_FLAG") {
+                otel_session::add_feature_flag("new-cart", variant).expect("a flag");
+            }
             tracing::info_span!("command").in_scope(|| {
                 tracing::info!("working");
                 if std::env::var("E2E_ERROR").is_ok_and(|v| v == "1") {
                     tracing::error!("the command failed");
                 }
             });
+            if std::env::var("E2E_CRASH").is_ok_and(|v| v == "1") {
+                tracing::info_span!("doomed").in_scope(give_up_on_main);
+            }
             otel_session::end_session();
         }
         // Session properties and feature flags: a first session with two

@@ -5,7 +5,10 @@
 //! request-mode server of a third. The PromQL of `crash-free-rate.md`, read
 //! from the file, must give each release's crash-free rate to the session, over
 //! the whole run and over a window that starts between the two releases' runs;
-//! the Grafana dashboard must hold exactly those queries.
+//! the Grafana dashboard must hold exactly those queries. And the per-arm query:
+//! short-lived processes splitting `otel_session.ended` by a feature flag
+//! (`OTEL_SESSION_METRICS_SPLIT`), in two arms and without the flag, must give
+//! each arm's crash-free rate to the session.
 //!
 //! Needs the collector and Prometheus: `bash scripts/install-otelcol.sh` and
 //! `bash scripts/install-prometheus.sh` (the README's test command runs both).
@@ -63,16 +66,52 @@ fn query_with<'a>(queries: &'a [String], marker: &str) -> &'a str {
 }
 
 /// Evaluates `promql` (its `1d` windows replaced by `window`) at `at`: the
-/// value per `service_version`.
-fn per_version(prom: &Prometheus, promql: &str, window: &str, at: f64) -> BTreeMap<String, f64> {
+/// value per value of `label` (`""`: without it).
+fn per(
+    prom: &Prometheus,
+    label: &str,
+    promql: &str,
+    window: &str,
+    at: f64,
+) -> BTreeMap<String, f64> {
     let q = promql.replace("1d", window);
     prom.query(&q, at)
         .into_iter()
-        .map(|(labels, v)| {
-            let version = labels["service_version"].as_str().unwrap_or("").to_string();
-            (version, v)
-        })
+        .map(|(labels, v)| (labels[label].as_str().unwrap_or("").to_string(), v))
         .collect()
+}
+
+/// [`per`] release.
+fn per_version(prom: &Prometheus, promql: &str, window: &str, at: f64) -> BTreeMap<String, f64> {
+    per(prom, "service_version", promql, window, at)
+}
+
+/// The stability file in the Collector (traces and logs forwarded to
+/// `backend`), scraped by a Prometheus of its own.
+struct Stack {
+    prom: Prometheus,
+    col: Otelcol,
+    backend: Receiver,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let backend = Receiver::start();
+        let scrape_port = free_ports(1)[0];
+        let col = Otelcol::start(
+            &config("otelcol-stability.yaml"),
+            &[
+                ("OTELCOL_BACKEND", backend.addr.to_string()),
+                ("OTELCOL_BATCH_TIMEOUT", "10ms".into()),
+                (
+                    "OTELCOL_PROMETHEUS_ENDPOINT",
+                    format!("127.0.0.1:{scrape_port}"),
+                ),
+            ],
+        );
+        let prom = Prometheus::start(&[format!("127.0.0.1:{scrape_port}")], SCRAPE);
+        Stack { prom, col, backend }
+    }
 }
 
 /// What one release's processes do, in order.
@@ -100,49 +139,63 @@ fn plan(crashes: &[usize], kills: &[usize], errors_every: usize) -> Vec<Run> {
         .collect()
 }
 
+/// One short-lived process of the "cli" scenario doing `run`, with `env`
+/// (the endpoint, the release, …): its one session ends ok, errored, crashed
+/// (a panic on the main thread) or not at all (killed).
+fn run_process(run: Run, mut env: Vec<(&'static str, String)>) {
+    let scenario = match run {
+        Run::Ok => "cli",
+        Run::Errored => {
+            env.push(("E2E_ERROR", "1".into()));
+            "cli"
+        }
+        Run::Crash => {
+            env.push(("E2E_CRASH", "1".into()));
+            "cli"
+        }
+        Run::Kill => "persist-kill",
+    };
+    let out = run_child(scenario, &env, LIMIT);
+    if matches!(run, Run::Ok | Run::Errored) {
+        assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    } else {
+        assert!(!out.status.success(), "{run:?} must end the process");
+    }
+}
+
 /// Runs a release's processes one after another, sharing one persistence file
 /// (the next start finds a killed run's session).
 fn run_release(endpoint: &str, version: &str, runs: &[Run], state: &std::path::Path) {
     for run in runs {
-        let mut env = vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()),
-            ("OTEL_SERVICE_NAME", "stability-cli".to_string()),
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                format!("service.version={version}"),
-            ),
-            ("OTEL_SESSION_PERSIST_PATH", state.display().to_string()),
-        ];
-        let scenario = match run {
-            Run::Ok => "cli",
-            Run::Errored => {
-                env.push(("E2E_ERROR", "1".into()));
-                "cli"
-            }
-            Run::Crash => "panic-main",
-            Run::Kill => "persist-kill",
-        };
-        let out = run_child(scenario, &env, LIMIT);
-        if matches!(run, Run::Ok | Run::Errored) {
-            assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
-        } else {
-            assert!(!out.status.success(), "{run:?} must end the process");
-        }
+        run_process(
+            *run,
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()),
+                ("OTEL_SERVICE_NAME", "stability-cli".to_string()),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    format!("service.version={version}"),
+                ),
+                ("OTEL_SESSION_PERSIST_PATH", state.display().to_string()),
+            ],
+        );
     }
 }
 
-/// A moment (Unix seconds) at which Prometheus holds, for each release, the
-/// total of `otel_session_ended_total` given (waits, bounded, for one).
-fn settled(prom: &Prometheus, totals: &[(&str, f64)]) -> f64 {
+/// A moment (Unix seconds) at which Prometheus holds, for each value of
+/// `label`, the total of `otel_session_ended_total` given (waits, bounded,
+/// for one).
+fn settled(prom: &Prometheus, label: &str, totals: &[(&str, f64)]) -> f64 {
     let want: BTreeMap<String, f64> = totals.iter().map(|(v, n)| (v.to_string(), *n)).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let t = now_secs();
         // Two scrapes later, what Prometheus says held at `t`.
         std::thread::sleep(SCRAPE * 3);
-        let got = per_version(
+        let got = per(
             prom,
-            "sum by (service_version) (otel_session_ended_total)",
+            label,
+            &format!("sum by ({label}) (otel_session_ended_total)"),
             "1d",
             t,
         );
@@ -159,20 +212,7 @@ fn settled(prom: &Prometheus, totals: &[(&str, f64)]) -> f64 {
 
 #[test]
 fn the_documented_promql_gives_each_releases_crash_free_rate_to_the_session() {
-    let backend = Receiver::start();
-    let scrape_port = free_ports(1)[0];
-    let col = Otelcol::start(
-        &config("otelcol-stability.yaml"),
-        &[
-            ("OTELCOL_BACKEND", backend.addr.to_string()),
-            ("OTELCOL_BATCH_TIMEOUT", "10ms".into()),
-            (
-                "OTELCOL_PROMETHEUS_ENDPOINT",
-                format!("127.0.0.1:{scrape_port}"),
-            ),
-        ],
-    );
-    let prom = Prometheus::start(&[format!("127.0.0.1:{scrape_port}")], SCRAPE);
+    let Stack { prom, col, backend } = Stack::start();
     let endpoint = col.http_endpoint();
     let dir = support::tls::TempDir::new("stability");
 
@@ -201,7 +241,11 @@ fn the_documented_promql_gives_each_releases_crash_free_rate_to_the_session() {
             // The window starts at a moment whose scrape Prometheus has: a
             // scrape that fails (a loaded machine) marks the target's series
             // stale, and a window may not start on a gap.
-            window_start = settled(&prom, &[("1.0.0", 50.0), ("3.0.0", 20.0)]);
+            window_start = settled(
+                &prom,
+                "service_version",
+                &[("1.0.0", 50.0), ("3.0.0", 20.0)],
+            );
             std::thread::sleep(SCRAPE * 2);
             run_release(&endpoint, "2.0.0", &v2, &dir.path("v2.session"));
         },
@@ -253,7 +297,7 @@ fn the_documented_promql_gives_each_releases_crash_free_rate_to_the_session() {
     drop(summaries);
 
     let queries = documented_queries();
-    let crash_free = query_with(&queries, "1 - (");
+    let crash_free = query_with(&queries, "1 - (\nsum by (service_version)");
     let ended = queries
         .iter()
         .find(|q| q.starts_with("sum by (service_version)") && !q.contains('/'))
@@ -336,6 +380,60 @@ fn the_documented_promql_gives_each_releases_crash_free_rate_to_the_session() {
             assert_eq!(*v, 0.0, "{labels}");
         }
     }
+}
+
+#[test]
+fn the_documented_per_arm_query_gives_each_arms_crash_free_rate_to_the_session() {
+    let Stack { prom, col, .. } = Stack::start();
+    let endpoint = col.http_endpoint();
+    // Short-lived processes of one release splitting otel_session.ended by
+    // flag new-cart: arm `a` (2 of 6 crash), arm `b` (1 of 5 crashes, 1
+    // errored) and, left out of the query, 3 without the flag (1 crashes).
+    let arms: [(&str, &[Run]); 3] = [
+        (
+            "a",
+            &[Run::Ok, Run::Crash, Run::Ok, Run::Ok, Run::Crash, Run::Ok],
+        ),
+        ("b", &[Run::Ok, Run::Errored, Run::Crash, Run::Ok, Run::Ok]),
+        ("", &[Run::Ok, Run::Crash, Run::Ok]),
+    ];
+    for (variant, runs) in arms {
+        for run in runs {
+            let mut env = vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+                ("OTEL_SERVICE_NAME", "stability-flags".to_string()),
+                ("OTEL_RESOURCE_ATTRIBUTES", "service.version=4.0.0".into()),
+                ("OTEL_SESSION_METRICS_SPLIT", "feature_flag.new-cart".into()),
+            ];
+            if !variant.is_empty() {
+                env.push(("E2E_FLAG", variant.to_string()));
+            }
+            run_process(*run, env);
+        }
+    }
+    let label = "feature_flag_new_cart";
+    settled(&prom, label, &[("", 3.0), ("a", 6.0), ("b", 5.0)]);
+    let per_arm = query_with(&documented_queries(), label).to_string();
+    let at = now_secs();
+    let measured = per(&prom, label, &per_arm, "1d", at);
+    let expected = BTreeMap::from([
+        ("a".to_string(), 1.0 - 2.0 / 6.0),
+        ("b".to_string(), 1.0 - 1.0 / 5.0),
+    ]);
+    let everyone = per_version(
+        &prom,
+        query_with(&documented_queries(), "1 - (\nsum by (service_version)"),
+        "1d",
+        at,
+    );
+    println!("PROMETHEUS crash-free rate per arm: expected {expected:?}, measured {measured:?}");
+    println!("PROMETHEUS the same sessions per release: {everyone:?}");
+    assert_eq!(measured, expected, "prometheus: {}", prom.log());
+    // The release's rate counts every session, with the flag or without.
+    assert_eq!(
+        everyone,
+        BTreeMap::from([("4.0.0".into(), 1.0 - 4.0 / 14.0)])
+    );
 }
 
 #[test]
