@@ -6,8 +6,11 @@
 //! panic hook), and compared with what a few lines of obvious code say should
 //! happen: after every step the current session (id, `previous_id`, paused,
 //! discarded, counts, status, user), and at the end every reported session's
-//! summary (end reason, end time, counts, status, `previous_id`), each exactly
-//! once.
+//! summary (end reason, end time, counts, status, `previous_id`, session
+//! attributes), each exactly once. Session properties (plain and permanent),
+//! their removal and feature flags set and cleared are operations too: what
+//! each session carries, and what survives a restart, is checked the same
+//! way.
 //!
 //! `PROPTEST_CASES` sets the number of cases (10,000 by default).
 
@@ -161,6 +164,17 @@ impl Real {
             Op::Read => {
                 let _ = s.current_session();
             }
+            Op::SetProp(k, v) => s
+                .set_session_attribute(format!("p{k}"), format!("v{v}"))
+                .unwrap(),
+            Op::SetPermanent(k, v) => s
+                .set_permanent_session_attribute(format!("p{k}"), format!("v{v}"))
+                .unwrap(),
+            Op::RemoveProp(k) => s.remove_session_attribute(format!("p{k}")).unwrap(),
+            Op::AddFlag(f, v) => s
+                .add_feature_flag(&format!("f{f}"), format!("v{v}"))
+                .unwrap(),
+            Op::ClearFlag(f) => s.clear_feature_flag(&format!("f{f}")).unwrap(),
             Op::Restart => {
                 self.shutdown();
                 let (sessions, tp, lp) = {
@@ -226,6 +240,13 @@ fn compare_current(m: &Model, r: &Real, ops: &[Op]) -> Result<(), TestCaseError>
                 ms.user.map(|u| format!("u{u}")),
                 "user"
             );
+            let mut attrs: Vec<(String, String)> = rs
+                .attributes()
+                .into_iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect();
+            attrs.sort();
+            prop_assert_eq!(attrs, ms.attrs.shown(), "attributes after {:?}", ops);
         }
         (MPhase::Live(_), None) => {
             prop_assert!(
@@ -268,7 +289,18 @@ fn summaries(spans: &[SpanData]) -> Vec<MEnd<String>> {
                 "abnormal" => "abnormal",
                 other => panic!("unexpected status {other}"),
             };
+            let mut attrs: Vec<(String, String)> = s
+                .attributes
+                .iter()
+                .filter(|kv| {
+                    let k = kv.key.as_str();
+                    k.starts_with('p') || k.starts_with("feature_flag.")
+                })
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect();
+            attrs.sort();
             MEnd {
+                attrs,
                 id: get("session.id"),
                 reason,
                 at: secs(s.end_time),
@@ -305,6 +337,7 @@ fn run(app: bool, ops: &[Op], case: u64) -> Result<(), TestCaseError> {
             unhandled: e.unhandled,
             status: e.status,
             previous: e.previous.map(|p| ids[p].clone()),
+            attrs: e.attrs.clone(),
         })
         .collect();
     drop(real);

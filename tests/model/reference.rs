@@ -25,6 +25,16 @@ enum Op {
     Consent(bool),
     Read,
     Restart,
+    /// `set_session_attribute("p{k}", "v{v}")`.
+    SetProp(u8, u8),
+    /// `set_permanent_session_attribute("p{k}", "v{v}")`.
+    SetPermanent(u8, u8),
+    /// `remove_session_attribute("p{k}")`.
+    RemoveProp(u8),
+    /// `add_feature_flag("f{f}", "v{v}")`.
+    AddFlag(u8, u8),
+    /// `clear_feature_flag("f{f}")`.
+    ClearFlag(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -47,10 +57,48 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::Consent),
         1 => Just(Op::Read),
         1 => Just(Op::Restart),
+        2 => (0..3u8, 0..3u8).prop_map(|(k, v)| Op::SetProp(k, v)),
+        1 => (0..3u8, 0..3u8).prop_map(|(k, v)| Op::SetPermanent(k, v)),
+        1 => (0..3u8).prop_map(Op::RemoveProp),
+        1 => (0..2u8, 0..3u8).prop_map(|(f, v)| Op::AddFlag(f, v)),
+        1 => (0..2u8).prop_map(Op::ClearFlag),
     ]
 }
 
 // ---------------------------------------------------------------- the model
+
+/// How long a session attribute lives (the rules' rule 9).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MKind {
+    Session,
+    Permanent,
+    Flag,
+}
+
+/// Session attributes: (key, value, kind), in the order first set.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct MAttrs(Vec<(String, String, MKind)>);
+
+impl MAttrs {
+    fn set(&mut self, k: &str, v: &str, kind: MKind) {
+        match self.0.iter_mut().find(|e| e.0 == k) {
+            Some(e) => *e = (k.into(), v.into(), kind),
+            None => self.0.push((k.into(), v.into(), kind)),
+        }
+    }
+    fn remove(&mut self, k: &str) {
+        self.0.retain(|e| e.0 != k);
+    }
+    fn only(&self, keep: impl Fn(MKind) -> bool) -> MAttrs {
+        MAttrs(self.0.iter().filter(|e| keep(e.2)).cloned().collect())
+    }
+    /// (key, value) pairs, sorted: what a summary or a snapshot shows.
+    fn shown(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self.0.iter().map(|e| (e.0.clone(), e.1.clone())).collect();
+        v.sort();
+        v
+    }
+}
 
 #[derive(Debug, Clone)]
 struct MSession {
@@ -66,6 +114,7 @@ struct MSession {
     unhandled: u64,
     panicked: bool,
     user: Option<u8>,
+    attrs: MAttrs,
 }
 
 impl MSession {
@@ -98,6 +147,7 @@ struct MEnd<I> {
     unhandled: u64,
     status: &'static str,
     previous: Option<I>,
+    attrs: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -111,6 +161,8 @@ struct Model {
     user: Option<u8>,
     consent: bool,
     ends: Vec<MEnd<usize>>,
+    /// What the next session starts with (carried, and waiting).
+    next: MAttrs,
 }
 
 impl Model {
@@ -125,6 +177,7 @@ impl Model {
             user: None,
             consent: true,
             ends: Vec::new(),
+            next: MAttrs::default(),
         };
         if app {
             m.start();
@@ -167,7 +220,9 @@ impl Model {
             unhandled: 0,
             panicked: false,
             user: self.user,
+            attrs: self.next.clone(),
         });
+        self.next = self.next.only(|k| k != MKind::Session);
     }
 
     fn end(&mut self, reason: &'static str, at: u64) {
@@ -183,6 +238,7 @@ impl Model {
                 unhandled: s.unhandled,
                 status: s.status().as_str(),
                 previous: s.previous,
+                attrs: s.attrs.shown(),
             });
         }
     }
@@ -332,6 +388,37 @@ impl Model {
                     self.start();
                 }
             }
+            Op::SetProp(k, v) | Op::SetPermanent(k, v) | Op::AddFlag(k, v) => {
+                let (key, kind) = match op {
+                    Op::SetProp(..) => (format!("p{k}"), MKind::Session),
+                    Op::SetPermanent(..) => (format!("p{k}"), MKind::Permanent),
+                    _ => (format!("feature_flag.f{k}"), MKind::Flag),
+                };
+                let value = format!("v{v}");
+                self.touch();
+                match self.live() {
+                    Some(s) => {
+                        s.attrs.set(&key, &value, kind);
+                        if kind == MKind::Session {
+                            self.next.remove(&key);
+                        } else {
+                            self.next.set(&key, &value, kind);
+                        }
+                    }
+                    None => self.next.set(&key, &value, kind),
+                }
+            }
+            Op::RemoveProp(k) | Op::ClearFlag(k) => {
+                let key = match op {
+                    Op::RemoveProp(_) => format!("p{k}"),
+                    _ => format!("feature_flag.f{k}"),
+                };
+                self.touch();
+                self.next.remove(&key);
+                if let Some(s) = self.live() {
+                    s.attrs.remove(&key);
+                }
+            }
             Op::Restart => {
                 // Shutdown: timeouts first (nothing restarts), then suspended.
                 self.expire(true);
@@ -340,9 +427,12 @@ impl Model {
                     _ => None,
                 };
                 // The next process: a new process knows no user and is in
-                // the foreground.
+                // the foreground; of what later sessions carry, only the
+                // permanent attributes were saved (flags are set again by
+                // each process).
                 self.user = None;
                 self.background = None;
+                self.next = self.next.only(|k| k == MKind::Permanent);
                 if let Some(s) = suspended {
                     self.phase = MPhase::Live(s);
                     self.expire(true);

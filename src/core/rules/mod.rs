@@ -396,23 +396,21 @@ fn set_attribute<S: Handle>(
         next.remove(e.key.as_str());
         true
     };
-    let Phase::Live(l) = &mut st.phase else {
-        if next_ok {
-            st.next = next;
+    let live = match &mut st.phase {
+        Phase::Live(l) => {
+            touch(l, now);
+            let mut attributes = l.attributes.clone();
+            match attributes.set(e.clone()) {
+                Ok(changed) => Some((l, attributes, changed)),
+                Err(_) => return false,
+            }
         }
-        return next_ok;
-    };
-    touch(l, now);
-    let mut attributes = l.attributes.clone();
-    let changed = match attributes.set(e.clone()) {
-        Ok(changed) => changed,
-        Err(_) => return false,
+        _ => None,
     };
     if !next_ok {
         return false;
     }
-    st.next = next;
-    if changed {
+    if let Some((l, attributes, true)) = live {
         if e.kind == Kind::Flag {
             mark(
                 l,
@@ -424,6 +422,11 @@ fn set_attribute<S: Handle>(
             );
         }
         attributes_changed(l, attributes, out);
+    }
+    // What later sessions carry is saved too (persistence).
+    if !next.same(&st.next) {
+        st.next = next;
+        out.push(Effect::Save);
     }
     true
 }

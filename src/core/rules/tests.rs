@@ -545,3 +545,31 @@ fn one_attribute_past_the_limit_is_refused_and_changes_nothing() {
         "the refused permanent one is not carried either"
     );
 }
+
+/// Found by the model (tests/model.rs: `SetPermanent, Restart, Start` lost
+/// the attribute): what later sessions carry is persisted even when no
+/// session is live to save with it.
+#[test]
+fn a_carried_attribute_set_with_no_session_is_saved() {
+    let c = cfg(SessionMode::Manual);
+    let mut st = State::default();
+    let out = run(
+        &mut st,
+        &c,
+        Event::SetAttribute(entry("k", "1", Kind::Permanent)),
+        t(0),
+        "-",
+    );
+    assert!(out.iter().any(|e| matches!(e, Effect::Save)), "{out:?}");
+    let out = run(
+        &mut st,
+        &c,
+        Event::SetAttribute(entry("k", "1", Kind::Permanent)),
+        t(0),
+        "-",
+    );
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Save)),
+        "unchanged: no save"
+    );
+}
