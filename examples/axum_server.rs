@@ -12,6 +12,19 @@
 //! curl -H 'baggage: session.id=browser-7' localhost:3000/   # joins browser-7
 //! ```
 //!
+//! Every request session carries the feature flag `new-checkout` set at
+//! startup (its arm from `CHECKOUT_ARM`, default `treatment`: in a real server,
+//! from your flag provider), and `/checkout` sets a property of its own request,
+//! `checkout.payment_method`. Request sessions have no summary span: to see
+//! them on the request's telemetry, stamp them (they go where the request's id
+//! goes, so with `OTEL_SESSION_REQUEST_IDS=true`); to count crash-free requests
+//! per arm, split the stability counter by the flag:
+//!
+//! ```text
+//! OTEL_SESSION_STAMP_ATTRIBUTES=feature_flag.new-checkout,checkout.payment_method \
+//! OTEL_SESSION_METRICS_SPLIT=feature_flag.new-checkout ...
+//! ```
+//!
 //! `PORT` chooses the port (`0`: any free one; the address is printed as
 //! `LISTEN=…`). Ctrl-C or SIGTERM stops it gracefully; the guard then flushes.
 //! The order of layers matters: `SessionLayer` goes outside tower-http's
@@ -31,16 +44,25 @@ use tracing_subscriber::layer::SubscriberExt as _;
 async fn hello() -> String {
     tracing::info!("hello");
     let joined = otel_session::stamped_session_id();
+    let session = otel_session::current_session();
     format!(
-        "request session {}, telemetry carries {}\n",
-        otel_session::current_session()
+        "request session {}, telemetry carries {}, new-checkout arm {}\n",
+        session
+            .as_ref()
             .map(|s| s.id().to_string())
             .unwrap_or_else(|| "-".into()),
-        joined.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+        joined.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        session
+            .and_then(|s| s.feature_flag("new-checkout"))
+            .unwrap_or_else(|| "-".into())
     )
 }
 
 async fn checkout() -> &'static str {
+    // Inside a handler the crate-root verbs act on the request's session: this
+    // property is this request's only.
+    otel_session::set_session_attribute("checkout.payment_method", "card")
+        .expect("a valid property");
     // A failure the handler dealt with: the request's session is `errored`.
     tracing::warn!("card declined");
     otel_session::record_handled_error();
@@ -62,6 +84,9 @@ async fn main() {
         .with(guard.tracing_layer())
         .with(guard.log_layer());
     tracing::subscriber::set_global_default(subscriber).expect("subscriber");
+    // Outside any request: every request session carries it from its start.
+    let arm = std::env::var("CHECKOUT_ARM").unwrap_or_else(|_| "treatment".into());
+    otel_session::add_feature_flag("new-checkout", arm).expect("a valid flag");
 
     let app = axum::Router::new()
         .route("/", get(hello))
