@@ -185,6 +185,15 @@ fn permanent_properties_and_flags_are_carried_and_plain_ones_are_not() {
     }
     for summary in later {
         assert_eq!(span_attr(summary, "app.screen"), None, "not carried");
+        // The flag it started with is on its timeline.
+        assert!(
+            summary
+                .events
+                .iter()
+                .any(|e| e.name == "feature_flag.evaluation"),
+            "{:?}",
+            summary.events
+        );
     }
     assert_eq!(
         all.iter()
@@ -394,6 +403,16 @@ fn stamped_attributes_are_on_every_span_and_log_of_the_session() {
             flag,
             "{body}"
         );
+        // Once, also on the counted ERROR record (an active flag of the
+        // error and a stamped attribute both).
+        for key in ["session.id", "app.screen", "feature_flag.new-cart"] {
+            let n = l
+                .record
+                .attributes_iter()
+                .filter(|(k, _)| k.as_str() == key)
+                .count();
+            assert!(n <= 1, "{key} {n} times on {body}");
+        }
     }
 }
 

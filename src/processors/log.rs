@@ -28,6 +28,7 @@ use crate::core::manager::SessionManager;
 use crate::core::scope::{scopes_exist, Scope};
 use crate::core::sinks::SinkRef;
 use crate::core::stamp::{app_key, origin, scope_key, with_counted_session, Origin};
+use crate::model::attributes::FEATURE_FLAG_PREFIX;
 use crate::model::id::keeps;
 use crate::processors::link::SinkLink;
 use crate::processors::span_end::is_session_id;
@@ -132,9 +133,9 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     let scoped = scopes_exist()
         && Context::map_current(|cx| match Scope::of(cx) {
             Some(scope) => {
-                stamp_scoped(manager, record, scope, error);
+                let flagged = stamp_scoped(manager, record, scope, error);
                 if scope.stamp.is_some() && shared.core.stamp.stamps_attributes {
-                    stamp_attributes(manager, record, Some(cx), false);
+                    stamp_attributes(manager, record, Some(cx), false, flagged);
                 }
                 true
             }
@@ -167,30 +168,42 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
         true
     };
     if stamped && shared.core.stamp.stamps_attributes {
-        stamp_attributes(manager, record, None, true);
+        // A counted error record has its session's flags already.
+        stamp_attributes(manager, record, None, true, error);
     }
 }
 
 /// The stamped session attributes (`OTEL_SESSION_STAMP_ATTRIBUTES`) of the
 /// session a record was stamped with: the app session (`app`), else the
-/// request session `cx` carries.
+/// request session `cx` carries. `flagged`: the record carries the session's
+/// feature flags already (a counted error), so stamped flags are not added
+/// again (a key appears once on a record).
 #[inline(never)]
 fn stamp_attributes(
     manager: &SessionManager,
     record: &mut SdkLogRecord,
     cx: Option<&Context>,
     app: bool,
+    flagged: bool,
 ) {
     manager.shared.stamped_attributes(cx, app, |kv| {
-        record.add_attribute(kv.key, crate::core::telemetry::to_any(kv.value))
+        if !(flagged && kv.key.as_str().starts_with(FEATURE_FLAG_PREFIX)) {
+            record.add_attribute(kv.key, crate::core::telemetry::to_any(kv.value))
+        }
     });
 }
 
 /// A record inside a session scope (a request, a joined session): its stamp,
-/// if the scope has one, and its error counted toward the request's session.
+/// if the scope has one, and its error counted toward the request's session
+/// (`true`: counted, with the request's flags added).
 /// Out of line: the app-session path keeps `Context::map_current` inlined.
 #[inline(never)]
-fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Scope, error: bool) {
+fn stamp_scoped(
+    manager: &SessionManager,
+    record: &mut SdkLogRecord,
+    scope: &Scope,
+    error: bool,
+) -> bool {
     let stamped = scope.stamp.is_some();
     if let Some(id) = &scope.stamp {
         record.add_attribute(
@@ -204,9 +217,11 @@ fn stamp_scoped(manager: &SessionManager, record: &mut SdkLogRecord, scope: &Sco
         if let Some(r) = scope.request() {
             if r.counts.count_record(error_span(manager, record)) {
                 add_flags(record, r.attributes().flag_attributes());
+                return true;
             }
         }
     }
+    false
 }
 
 /// An ERROR record is stamped with the session it was counted toward, at once:

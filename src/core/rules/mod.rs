@@ -88,7 +88,8 @@
 //!    `on_session` callbacks added (they win on the same key). A set that
 //!    would give a session (or what the next carries) more than
 //!    [`MAX_SESSION_ATTRIBUTES`](crate::model::attributes::MAX_SESSION_ATTRIBUTES)
-//!    is refused (`Reply::full`); a flag's change is a timeline mark.
+//!    is refused (`Reply::full`); a flag's change, and each flag a session
+//!    starts with, is a timeline mark.
 
 use std::time::SystemTime;
 
@@ -508,6 +509,17 @@ fn commit<S: Handle>(
         out.push(Effect::Started {
             session: session.clone(),
         });
+        // The flags it starts with are on its timeline too: a flag it
+        // carried and then changed still shows.
+        for e in attributes.flags() {
+            out.push(Effect::Marked {
+                session: session.clone(),
+                mark: Mark::Flag {
+                    key: e.key.clone(),
+                    variant: Some(e.value.clone()),
+                },
+            });
+        }
     }
     st.phase = Phase::Live(Live {
         session,

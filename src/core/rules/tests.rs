@@ -399,8 +399,11 @@ fn a_property_is_the_sessions_and_a_permanent_one_or_a_flag_is_carried() {
     // Setting the same value again changes nothing.
     let out = set(&mut st, entry("app.screen", "pay", Kind::Session));
     assert!(!out.iter().any(|e| matches!(e, Effect::Attributes { .. })));
-    // A rotation (start_session): only the carried ones.
-    run(&mut st, &c, Event::Start, t(2), "b");
+    // A rotation (start_session): only the carried ones; the flag it starts
+    // with is on its timeline.
+    let out = run(&mut st, &c, Event::Start, t(2), "b");
+    assert!(out.iter().any(|e| matches!(e,
+        Effect::Marked { session, mark: Mark::Flag { variant: Some(_), .. } } if session.0.as_str() == "b")));
     assert_eq!(attrs(&st), ["app.region=eu", "feature_flag.new-cart=b"]);
     // A timeout, then activity: still carried.
     run(&mut st, &c, Event::Activity(MAIN), t(40), "c");
