@@ -646,3 +646,38 @@ fn request_sessions_take_their_own_properties_and_the_managers_flags() {
     let _ = tp.shutdown();
     provider.shutdown().unwrap();
 }
+
+#[test]
+fn a_crash_record_carries_the_stamped_properties_as_every_stamped_record_does() {
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Manual)
+            .with_stamped_attributes(["app.screen", "feature_flag.new-cart"]),
+    );
+    otel_session::install_panic_hook(&p.sessions);
+    let s = &p.sessions;
+    s.start_session().unwrap();
+    s.set_session_attribute("app.screen", "cart").unwrap();
+    s.add_feature_flag("new-cart", "b").unwrap();
+    let caught = std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(|| panic!("the stamped crash panics"))
+        .unwrap()
+        .join();
+    assert!(caught.is_err());
+    s.end_session();
+    let logs = p.logs();
+    let crash = logs
+        .iter()
+        .find(|l| body_of(l).contains("the stamped crash panics"))
+        .expect("the crash record");
+    for (key, value) in [("app.screen", "cart"), ("feature_flag.new-cart", "b")] {
+        assert_eq!(log_attr(crash, key).as_deref(), Some(value), "{key}");
+        let n = crash
+            .record
+            .attributes_iter()
+            .filter(|(k, _)| k.as_str() == key)
+            .count();
+        assert_eq!(n, 1, "{key} once");
+    }
+}

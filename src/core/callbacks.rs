@@ -73,7 +73,7 @@ impl SessionCandidate {
     /// (a permanent one).
     ///
     /// The rules of `set_session_attribute` apply: `session.id`,
-    /// `session.previous_id`, `otel_session.*`, `user.*` and `feature_flag.*`
+    /// `session.previous_id`, `otel_session.*`, `user.id`, `user.email`, `user.full_name` and `feature_flag.*`
     /// are refused, and so are keys and values over the size limits and
     /// attributes past [`MAX_SESSION_ATTRIBUTES`](crate::MAX_SESSION_ATTRIBUTES)
     /// (one warning per kind of refusal); it returns `false` then.

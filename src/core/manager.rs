@@ -241,6 +241,15 @@ impl SessionManagerBuilder {
         let next_handle = self.callbacks.len() as u64 + 1;
         let mode = self.tracking.mode;
         let (stamped, mut refused) = crate::model::attributes::stamp_keys(&self.stamped);
+        if mode == SessionMode::Request && !self.tracking.request_ids && !stamped.is_empty() {
+            refused.push(format!(
+                "OTEL_SESSION_STAMP_ATTRIBUTES={} (with_stamped_attributes) does nothing in \
+                 request mode without OTEL_SESSION_REQUEST_IDS=true: request telemetry carries \
+                 no session.id, so nothing is stamped (set OTEL_SESSION_REQUEST_IDS=true, or \
+                 unset it)",
+                stamped.join(",")
+            ));
+        }
         let split = self.metrics_split.as_deref().filter(|k| !k.is_empty());
         let (split, split_refused) = crate::model::attributes::stamp_keys(&Vec::from_iter(split));
         refused.extend(

@@ -70,7 +70,7 @@ impl SessionManagerBuilder {
     /// set is left off. Each key is one more attribute on every span and log
     /// record (BENCHMARKS.md); at most
     /// [`MAX_STAMPED_ATTRIBUTES`](crate::MAX_STAMPED_ATTRIBUTES), and keys no
-    /// session can carry (`session.id`, `user.*`, …) are left out with a
+    /// session can carry (`session.id`, `user.id`, …) are left out with a
     /// warning at [`build`](Self::build). A span that sets a listed key
     /// itself at its start carries both values.
     pub fn with_stamped_attributes<I, K>(mut self, keys: I) -> Self
@@ -114,7 +114,7 @@ impl SessionManager {
     /// # Errors
     /// [`SessionError::Attribute`] for a key that belongs to this crate
     /// (`session.id`, `session.previous_id`, `otel_session.*`), to
-    /// [`set_user`](Self::set_user) (`user.*`) or to
+    /// [`set_user`](Self::set_user) (`user.id`, `user.email`, `user.full_name`) or to
     /// [`add_feature_flag`](Self::add_feature_flag) (`feature_flag.*`), a key
     /// or value over the size limits, or one attribute more than
     /// [`MAX_SESSION_ATTRIBUTES`](crate::MAX_SESSION_ATTRIBUTES); each kind of
@@ -217,6 +217,19 @@ impl SessionManager {
 
     fn set_entry(&self, verb: &str, e: Entry) -> Result<(), SessionError> {
         let key = e.key.to_string();
+        if e.kind == Kind::Session && self.mode() == crate::SessionMode::Request {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            crate::warn::once(
+                &WARNED,
+                format_args!(
+                    "{verb}({key:?}) outside a request in request mode belongs to no session: \
+                     request sessions carry only permanent attributes and feature flags set \
+                     outside a request (set_permanent_session_attribute, add_feature_flag); \
+                     inside a handler, otel_session::{verb}() acts on the request's session \
+                     (reported once)"
+                ),
+            );
+        }
         if self.shared.set_attribute(e) {
             Ok(())
         } else {

@@ -126,7 +126,7 @@ fn owner(key: &str) -> Option<&'static str> {
     {
         Some("session.id, session.previous_id and otel_session.* are set by otel-session")
     } else if key == attr::USER_ID || key == attr::USER_EMAIL || key == attr::USER_FULL_NAME {
-        Some("user.* is set with set_user()")
+        Some("user.id, user.email and user.full_name are set with set_user()")
     } else if key.starts_with(FEATURE_FLAG_PREFIX) {
         Some("feature_flag.* is set with add_feature_flag()")
     } else {
