@@ -10,7 +10,8 @@
 mod common;
 
 use common::{
-    attrs, contention_run, log_batch, one_log, provider, thread_cpu, ConstLogWrapper, FORMS,
+    attrs, contention_run, log_batch, one_log, provider, stamping, thread_cpu, Const2LogWrapper,
+    ConstLogWrapper, FORMS,
 };
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
@@ -109,6 +110,12 @@ fn main() {
             "wrapper" => SdkLoggerProvider::builder()
                 .with_log_processor(sessions.log_processor(log_batch()))
                 .build(),
+            "wrapper_stamp1" => SdkLoggerProvider::builder()
+                .with_log_processor(stamping(1).log_processor(log_batch()))
+                .build(),
+            "const2" => SdkLoggerProvider::builder()
+                .with_log_processor(Const2LogWrapper(log_batch()))
+                .build(),
             "const" => SdkLoggerProvider::builder()
                 .with_log_processor(ConstLogWrapper(log_batch()))
                 .build(),
@@ -203,6 +210,50 @@ fn main() {
     );
     for p in log_forms {
         let _ = p.shutdown();
+    }
+
+    // Stamped session attributes (OTEL_SESSION_STAMP_ATTRIBUTES): what one
+    // and two stamped keys add to the wrapper, against what one more
+    // constant attribute adds to the floor; rotated and paired per round.
+    for spare in [false, true] {
+        let sessions = SessionManager::builder().build();
+        let forms = [
+            "const_wrapper",
+            "const_wrapper2",
+            "wrapper",
+            "wrapper_stamp1",
+            "wrapper_stamp2",
+        ];
+        let providers: Vec<_> = forms.iter().map(|f| provider(f, &sessions)).collect();
+        sessions.start_session().unwrap();
+        let tracers: Vec<_> = providers.iter().map(|p| p.tracer("bench")).collect();
+        let mut r = vec![Vec::new(); forms.len()];
+        for round in 0..sizes().1 {
+            for k in 0..forms.len() {
+                let i = (k + round) % forms.len();
+                r[i].push(run(&tracers[i], spare));
+                let _ = providers[i].force_flush();
+            }
+        }
+        let pair =
+            |a: usize, b: usize| median(r[a].iter().zip(&r[b]).map(|(x, y)| x / y).collect());
+        let vec = if spare { "spare" } else { "full" };
+        println!(
+            "{vec:5} stamped: one key / wrapper {:.3}x, two keys / wrapper {:.3}x; one more \
+             constant / floor {:.3}x  (ns: floor {:.1}, floor+1 {:.1}, wrapper {:.1}, +1 key {:.1}, \
+             +2 keys {:.1})",
+            pair(3, 2),
+            pair(4, 2),
+            pair(1, 0),
+            median(r[0].clone()),
+            median(r[1].clone()),
+            median(r[2].clone()),
+            median(r[3].clone()),
+            median(r[4].clone())
+        );
+        for p in providers {
+            let _ = p.shutdown();
+        }
     }
 
     // Contention: 2 span threads, with and without a pause/resume flipper.

@@ -42,6 +42,9 @@ fn info_log(p: &Pipeline, body: &'static str) {
     log(p, Severity::Info, body);
 }
 
+/// The panic hook is process-wide: one test that panics at a time.
+static PANICS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn body_of(l: &common::LogDataWithResource) -> String {
     l.record
         .body()
@@ -418,6 +421,7 @@ fn stamped_attributes_are_on_every_span_and_log_of_the_session() {
 
 #[test]
 fn flags_active_when_an_error_or_a_crash_is_counted_are_on_its_record() {
+    let _one = PANICS.lock().unwrap_or_else(|e| e.into_inner());
     let p = pipeline(SessionManager::builder().with_mode(SessionMode::Manual));
     otel_session::install_panic_hook(&p.sessions);
     let s = &p.sessions;
@@ -654,6 +658,7 @@ fn a_crash_record_carries_the_stamped_properties_as_every_stamped_record_does() 
             .with_mode(SessionMode::Manual)
             .with_stamped_attributes(["app.screen", "feature_flag.new-cart"]),
     );
+    let _one = PANICS.lock().unwrap_or_else(|e| e.into_inner());
     otel_session::install_panic_hook(&p.sessions);
     let s = &p.sessions;
     s.start_session().unwrap();

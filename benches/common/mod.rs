@@ -87,6 +87,46 @@ impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
     }
 }
 
+/// The floor of one stamped session attribute: the constant `session.id`
+/// plus one more constant attribute (what each stamped key is measured
+/// against).
+#[derive(Debug)]
+pub struct Const2Wrapper<P>(pub P);
+impl<P: SpanProcessor> SpanProcessor for Const2Wrapper<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        span.set_attribute(KeyValue::new(
+            "session.id",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+        ));
+        span.set_attribute(KeyValue::new("feature_flag.new-cart", "b"));
+        self.0.on_start(span, cx);
+    }
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, t: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(t)
+    }
+}
+
+/// The keys `wrapper_stamp1` / `wrapper_stamp2` stamp.
+pub const STAMPED: [&str; 2] = ["feature_flag.new-cart", "app.screen"];
+
+/// A manager that stamps `keys` of [`STAMPED`] (its session started, the
+/// attributes set).
+pub fn stamping(keys: usize) -> SessionManager {
+    let m = SessionManager::builder()
+        .with_stamped_attributes(&STAMPED[..keys])
+        .build();
+    m.start_session().unwrap();
+    m.add_feature_flag("new-cart", "b").unwrap();
+    m.set_session_attribute("app.screen", "checkout").unwrap();
+    m
+}
+
 /// The log floor: a wrapper that adds a constant `session.id` and delegates.
 #[derive(Debug)]
 pub struct ConstLogWrapper<P>(pub P);
@@ -100,6 +140,30 @@ impl<P: opentelemetry_sdk::logs::LogProcessor> opentelemetry_sdk::logs::LogProce
     ) {
         use opentelemetry::logs::LogRecord as _;
         record.add_attribute("session.id", "0f8fad5b-d9cb-469f-a165-70867728950e");
+        self.0.emit(record, scope);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, t: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(t)
+    }
+}
+
+/// The log floor of one stamped attribute: two constant attributes.
+#[derive(Debug)]
+pub struct Const2LogWrapper<P>(pub P);
+impl<P: opentelemetry_sdk::logs::LogProcessor> opentelemetry_sdk::logs::LogProcessor
+    for Const2LogWrapper<P>
+{
+    fn emit(
+        &self,
+        record: &mut opentelemetry_sdk::logs::SdkLogRecord,
+        scope: &opentelemetry::InstrumentationScope,
+    ) {
+        use opentelemetry::logs::LogRecord as _;
+        record.add_attribute("session.id", "0f8fad5b-d9cb-469f-a165-70867728950e");
+        record.add_attribute("feature_flag.new-cart", "b");
         self.0.emit(record, scope);
     }
     fn force_flush(&self) -> OTelSdkResult {
@@ -134,6 +198,9 @@ pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
         "bare" => b.with_span_processor(batch()),
         "const_wrapper" => b.with_span_processor(ConstWrapper(batch())),
         "wrapper" => b.with_span_processor(sessions.span_processor(batch())),
+        "const_wrapper2" => b.with_span_processor(Const2Wrapper(batch())),
+        "wrapper_stamp1" => b.with_span_processor(stamping(1).span_processor(batch())),
+        "wrapper_stamp2" => b.with_span_processor(stamping(2).span_processor(batch())),
         "wrapper_untimed" => {
             let untimed = SessionManager::builder()
                 .with_inactivity_timeout(None)

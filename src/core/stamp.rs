@@ -43,6 +43,7 @@ use crate::core::scope::Scope;
 use crate::core::session::SessionState;
 use crate::core::sync::{ArcCell, AtomicU64};
 use crate::model::attr;
+use crate::model::intern::FixedKv;
 use crate::model::session::SessionId;
 
 /// The two key strings, made once per process on the heap.
@@ -108,10 +109,17 @@ pub(crate) enum Published {
     AfterCrash(u64),
 }
 
-/// The stamped attributes a session has (`None`: none, or none listed), in
-/// the order they are listed; keys and values whose clones are plain copies
-/// where possible (`model::intern`).
-pub(crate) type Stamped = Option<Arc<[KeyValue]>>;
+/// The stamped attributes a session has (`None`: none listed), in the order
+/// they are listed: as kept parts when they can be (`model::intern::list`),
+/// and as attributes.
+pub(crate) type Stamped = Option<Arc<StampedSet>>;
+
+/// See [`Stamped`].
+#[derive(Debug)]
+pub(crate) struct StampedSet {
+    pub(crate) list: Vec<KeyValue>,
+    pub(crate) fixed: Option<&'static [FixedKv]>,
+}
 
 /// This thread's number (ours: `std::thread::ThreadId` has no stable number).
 pub(crate) fn thread_number() -> u64 {
@@ -120,6 +128,15 @@ pub(crate) fn thread_number() -> u64 {
         static NUMBER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     NUMBER.try_with(|n| *n).unwrap_or(0)
+}
+
+/// The stamped attributes of what `p` publishes as a kept combination
+/// (none to stamp: the empty one; `None`: not kept, ask the cell).
+fn fixed_of(p: &Published) -> Option<&'static [FixedKv]> {
+    match p {
+        Published::Session(_, Some(set)) => set.fixed,
+        _ => Some(&[]),
+    }
 }
 
 /// What `p` means for this thread right now, and whether that may be cached.
@@ -201,27 +218,72 @@ impl Stamp {
         }
     }
 
-    /// Calls `f` with the stamped attributes of the app session telemetry
-    /// is stamped with (this thread caches them per generation, like the id;
-    /// nothing is done without a session or stamped attributes).
-    #[inline(never)]
-    pub(crate) fn with_stamped(&self, f: impl FnOnce(&[KeyValue])) {
+    /// What this thread's cache says, if it is current and complete: a
+    /// static id (or nothing) and the session's stamped attributes as a kept
+    /// combination (`Err`: take the long way).
+    #[inline]
+    pub(crate) fn cached_with_stamped(
+        &self,
+    ) -> Result<(Option<&'static str>, &'static [FixedKv]), ()> {
         let generation = self.generation.load(Ordering::Acquire);
-        let _ = STAMPED.try_with(|c| {
-            let Ok(mut c) = c.try_borrow_mut() else {
-                return;
-            };
-            if c.0 != generation || c.1 != self.manager {
-                let list = self.cell.with(|p| match p {
-                    Published::Session(_, list) => list.clone(),
-                    _ => None,
-                });
-                *c = (generation, self.manager, list);
-            }
-            if let Some(list) = &c.2 {
-                f(list);
-            }
+        match CACHE.try_with(Cell::get) {
+            Ok(Entry {
+                generation: g,
+                manager,
+                stamp,
+                fixed: Some(fixed),
+            }) if g == generation && manager == self.manager => match stamp {
+                Cached::Static(id) => Ok((Some(id), fixed)),
+                Cached::Nothing => Ok((None, &[])),
+                Cached::Dynamic | Cached::Restart => Err(()),
+            },
+            _ => Err(()),
+        }
+    }
+
+    /// The stamped attributes of the app session telemetry is stamped with,
+    /// as a kept combination from this thread's cache when it is current
+    /// (`None`: ask [`push_stamped_slow`](Self::push_stamped_slow)).
+    #[inline]
+    pub(crate) fn cached_stamped(&self) -> Option<&'static [FixedKv]> {
+        let generation = self.generation.load(Ordering::Acquire);
+        match CACHE.try_with(Cell::get) {
+            Ok(Entry {
+                generation: g,
+                manager,
+                fixed,
+                ..
+            }) if g == generation && manager == self.manager => fixed,
+            _ => None,
+        }
+    }
+
+    /// Hands each stamped attribute of the app session telemetry is stamped
+    /// with to `push` (nothing without a session or stamped attributes).
+    #[inline]
+    pub(crate) fn push_stamped(&self, mut push: impl FnMut(KeyValue)) {
+        match self.cached_stamped() {
+            Some(list) => list.iter().for_each(|kv| push(kv.key_value())),
+            None => self.push_stamped_slow(push),
+        }
+    }
+
+    /// The long way of [`push_stamped`](Self::push_stamped): from the cell
+    /// (and this thread's cache refreshed for the next time).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn push_stamped_slow(&self, mut push: impl FnMut(KeyValue)) {
+        let generation = self.generation.load(Ordering::Acquire);
+        self.refresh(generation);
+        let set = self.cell.with(|p| match p {
+            Published::Session(_, set) => set.clone(),
+            _ => None,
         });
+        if let Some(set) = set {
+            for kv in &set.list {
+                push(kv.clone());
+            }
+        }
     }
 
     /// Publishes `p` (the driver, under its state lock): the cell, then the
@@ -297,7 +359,7 @@ impl Stamp {
 
     #[cold]
     fn refresh(&self, generation: u64) -> Cached {
-        let (stamp, cacheable) = self.cell.with(resolve);
+        let ((stamp, cacheable), fixed) = self.cell.with(|p| (resolve(p), fixed_of(p)));
         if !cacheable {
             return stamp;
         }
@@ -306,6 +368,7 @@ impl Stamp {
                 generation,
                 manager: self.manager,
                 stamp,
+                fixed,
             })
         });
         stamp
@@ -336,33 +399,22 @@ struct Entry {
     generation: u64,
     manager: u64,
     stamp: Cached,
+    /// The session's stamped attributes as a kept combination, when they
+    /// are one (`None`: ask the cell).
+    fixed: Option<&'static [FixedKv]>,
 }
 
 #[cfg(not(loom))]
 thread_local! {
     static CACHE: Cell<Entry> = const {
-        Cell::new(Entry { generation: 0, manager: 0, stamp: Cached::Nothing })
+        Cell::new(Entry { generation: 0, manager: 0, stamp: Cached::Nothing, fixed: None })
     };
-}
-
-/// This thread's copy of the stamped attributes: (generation, manager,
-/// list).
-type StampedEntry = (u64, u64, Stamped);
-
-#[cfg(not(loom))]
-thread_local! {
-    static STAMPED: std::cell::RefCell<StampedEntry> = const { std::cell::RefCell::new((0, 0, None)) };
-}
-
-#[cfg(loom)]
-loom::thread_local! {
-    static STAMPED: std::cell::RefCell<StampedEntry> = std::cell::RefCell::new((0, 0, None));
 }
 
 #[cfg(loom)]
 loom::thread_local! {
     static CACHE: Cell<Entry> =
-        Cell::new(Entry { generation: 0, manager: 0, stamp: Cached::Nothing });
+        Cell::new(Entry { generation: 0, manager: 0, stamp: Cached::Nothing, fixed: None });
 }
 
 /// A context's own stamp: `Some(answer)` when `cx` carries a session scope

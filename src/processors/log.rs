@@ -169,7 +169,15 @@ fn stamp_new(manager: &SessionManager, record: &mut SdkLogRecord) {
     };
     if stamped && shared.core.stamp.stamps_attributes {
         // A counted error record has its session's flags already.
-        stamp_attributes(manager, record, None, true, error);
+        let stamp = &shared.core.stamp;
+        match stamp.cached_stamped() {
+            Some(list) if !error => {
+                for kv in list {
+                    record.add_attribute(kv.key(), kv.any_value());
+                }
+            }
+            _ => stamp_attributes(manager, record, None, true, error),
+        }
     }
 }
 

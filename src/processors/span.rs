@@ -61,12 +61,10 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     #[inline]
     fn on_start(&self, span: &mut Span, cx: &Context) {
         let shared = &*self.manager.shared;
-        if let Some(attribute) = shared.stamp_attribute(cx) {
-            if shared.core.stamp.stamps_attributes {
-                stamp_with_attributes(shared, span, cx, attribute);
-            } else {
-                opentelemetry::trace::Span::set_attribute(span, attribute);
-            }
+        if shared.core.stamp.stamps_attributes {
+            stamp_with_attributes(shared, span, cx, None);
+        } else if let Some(attribute) = shared.stamp_attribute(cx) {
+            opentelemetry::trace::Span::set_attribute(span, attribute);
         }
         self.inner.on_start(span, cx);
     }
@@ -143,19 +141,41 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
     }
 }
 
-/// `session.id`, then the stamped session attributes of the same session.
+/// `session.id`, then the stamped session attributes of the same session:
+/// from this thread's cache (one read for both) when it is current, else the
+/// long way.
 #[inline(never)]
 fn stamp_with_attributes(
     shared: &crate::core::machine::Shared,
     span: &mut Span,
     cx: &Context,
-    id: KeyValue,
+    id: Option<KeyValue>,
 ) {
-    let app = std::ptr::eq(id.key.as_str().as_ptr(), shared.core.stamp.app_key.as_ptr());
-    opentelemetry::trace::Span::set_attribute(span, id);
-    shared.stamped_attributes(Some(cx), app, |kv| {
-        opentelemetry::trace::Span::set_attribute(span, kv)
-    });
+    use opentelemetry::trace::Span as _;
+    let stamp = &shared.core.stamp;
+    if id.is_none() && !crate::core::callbacks::in_hook() && !crate::core::scope::scopes_exist() {
+        if let Ok((id, list)) = stamp.cached_with_stamped() {
+            if let Some(id) = id {
+                let key = opentelemetry::Key::from_static_str(stamp.app_key);
+                span.set_attribute(KeyValue::new(key, Value::String(id.into())));
+                for kv in list {
+                    span.set_attribute(kv.key_value());
+                }
+            }
+            return;
+        }
+    }
+    let Some(id) = id.or_else(|| shared.stamp_attribute(cx)) else {
+        return;
+    };
+    let app = std::ptr::eq(id.key.as_str().as_ptr(), stamp.app_key.as_ptr());
+    span.set_attribute(id);
+    let push = |kv| span.set_attribute(kv);
+    if app {
+        stamp.push_stamped(push);
+    } else {
+        shared.stamped_attributes(Some(cx), false, push);
+    }
 }
 
 /// Stamps `session.id` from beside your other span processors. Register it
@@ -193,7 +213,7 @@ impl SpanProcessor for SessionSpanEnricher {
             if !has_one {
                 let id = KeyValue::new(key, Value::String(id));
                 if self.manager.shared.core.stamp.stamps_attributes {
-                    stamp_with_attributes(&self.manager.shared, span, cx, id);
+                    stamp_with_attributes(&self.manager.shared, span, cx, Some(id));
                 } else {
                     opentelemetry::trace::Span::set_attribute(span, id);
                 }

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::rules::{self, Effect, Event, Phase, Purpose, Reply};
 use crate::core::session::{from_nanos, nanos, Activity, SessionState};
-use crate::core::stamp::{Published, Stamp, Stamped};
+use crate::core::stamp::{Published, Stamp, Stamped, StampedSet};
 use crate::core::sync::{lock, Condvar, Mutex, MutexGuard};
 use crate::model::attributes::{Attributes, Entry};
 use crate::model::intern;
@@ -224,9 +224,10 @@ impl Core {
                         .map(|e| KeyValue::new(k.clone(), intern::value(&e.value)))
                 })
                 .collect();
+            let fixed = intern::list(&list);
             st.stamped = (
                 l.attributes.clone(),
-                (!list.is_empty()).then(|| Arc::from(list)),
+                Some(Arc::new(StampedSet { list, fixed })),
             );
         }
         st.stamped.1.clone()
@@ -369,6 +370,7 @@ mod loom_tests {
                         |_| Event::Commit {
                             session: session(id),
                             user: None,
+                            attributes: Attributes::default(),
                             purpose,
                         },
                         now,
@@ -461,6 +463,44 @@ mod loom_tests {
             assert_eq!(id_of(core.stamp.lookup()).as_deref(), Some("second"));
         });
         explored("a_lookup_racing_a_publication_never_caches_a_stale_answer");
+    }
+
+    /// A lookup racing a change of the session's stamped attributes never
+    /// keeps a stale list: after the writer is done, this thread's cached
+    /// list is the one published last.
+    #[test]
+    fn a_lookup_racing_an_attribute_change_never_caches_stale_attributes() {
+        use crate::model::attributes::{Entry, Kind};
+        use opentelemetry::Value;
+        let set = |v: &'static str| {
+            Event::SetAttribute(Entry {
+                key: crate::model::intern::key("app.screen"),
+                value: Value::from(v),
+                kind: Kind::Session,
+            })
+        };
+        let values = |core: &Core| {
+            let mut got = Vec::new();
+            core.stamp.push_stamped(|kv| got.push(kv.value.to_string()));
+            got
+        };
+        loom::model(move || {
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let keys: Arc<[opentelemetry::Key]> =
+                Arc::from([crate::model::intern::key("app.screen")]);
+            let core = Arc::new(Core::new(3, config(), None, keys));
+            drive(&core, Event::Boot, t(0), "first");
+            drive(&core, set("home"), t(1), "-");
+            let reader = {
+                let core = Arc::clone(&core);
+                loom::thread::spawn(move || values(&core))
+            };
+            drive(&core, set("cart"), t(2), "-");
+            let during = reader.join().unwrap();
+            assert!(during == ["home"] || during == ["cart"], "{during:?}");
+            assert_eq!(values(&core), ["cart"]);
+        });
+        explored("a_lookup_racing_an_attribute_change_never_caches_stale_attributes");
     }
 
     /// The ordering the published stamp replaced (issue 11, "a caught

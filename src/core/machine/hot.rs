@@ -161,11 +161,7 @@ impl Shared {
         mut push: impl FnMut(KeyValue),
     ) {
         if app {
-            self.core.stamp.with_stamped(|list| {
-                for kv in list {
-                    push(kv.clone());
-                }
-            });
+            self.core.stamp.push_stamped(push);
             return;
         }
         // A joined caller's session: its attributes are the caller's.
