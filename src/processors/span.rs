@@ -144,7 +144,7 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
 /// `session.id`, then the stamped session attributes of the same session:
 /// from this thread's cache (one read for both) when it is current, else the
 /// long way.
-#[inline(never)]
+#[inline]
 fn stamp_with_attributes(
     shared: &crate::core::machine::Shared,
     span: &mut Span,
