@@ -11,8 +11,6 @@
 //! May use: `model`, `counts`, `telemetry`.
 
 use std::sync::{Mutex, OnceLock, Weak};
-
-use arc_swap::ArcSwapOption;
 use std::time::SystemTime;
 
 use crate::core::counts::Counts;
@@ -31,8 +29,8 @@ pub(crate) trait RequestHost: Send + Sync {
     fn now(&self) -> SystemTime;
     /// The stability metrics, if any.
     fn counter(&self) -> Option<&dyn SessionCounter>;
-    /// The attribute of `a` that `otel_session.ended` is split by, if any.
-    fn split_of(&self, a: &Attributes) -> Option<opentelemetry::KeyValue>;
+    /// The session attribute `otel_session.ended` is split by, if any.
+    fn split_key(&self) -> Option<&opentelemetry::Key>;
     /// Sends a crash report of a request (carrying `id`, if given, and the
     /// request's feature flags).
     fn report(&self, e: &Exception, id: Option<&SessionId>, flags: Vec<opentelemetry::KeyValue>);
@@ -52,8 +50,10 @@ pub(crate) struct RequestSession {
     /// moved a few times while it is built (small is cheap to move).
     user: Mutex<Option<Box<User>>>,
     /// Its attributes (the manager's carried ones from its start, then what
-    /// the request sets): read without a lock (stamping, its end).
-    attributes: ArcSwapOption<Vec<Entry>>,
+    /// the request sets). A mutex of its own, never contended across
+    /// requests (an `ArcSwap` here cost ~400 instructions a request: its drop
+    /// settles every thread's debts).
+    attributes: Mutex<Attributes>,
 }
 
 impl std::fmt::Debug for RequestSession {
@@ -95,33 +95,33 @@ impl RequestSession {
             discarded,
             counts: Counts::new(discarded),
             user: Mutex::new(user.map(Box::new)),
-            attributes: ArcSwapOption::new(attributes.shared()),
+            attributes: Mutex::new(attributes),
         }
+    }
+
+    fn attributes_mut(&self) -> std::sync::MutexGuard<'_, Attributes> {
+        self.attributes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Its attributes now.
     pub(crate) fn attributes(&self) -> Attributes {
-        Attributes::from_shared(self.attributes.load_full())
+        self.attributes_mut().clone()
+    }
+
+    /// Calls `f` with its attributes (no copy: the list may be shared with
+    /// every request's, and its reference count with it).
+    pub(crate) fn with_attributes<R>(&self, f: impl FnOnce(&Attributes) -> R) -> R {
+        f(&self.attributes_mut())
     }
 
     /// Sets an attribute (checked by the caller); refused past the limit.
     pub(crate) fn set_attribute(&self, e: Entry) -> Result<(), AttributeError> {
-        let mut result = Ok(());
-        self.attributes.rcu(|list| {
-            let mut a = Attributes::from_shared(list.clone());
-            result = a.set(e.clone()).map(|_| ());
-            a.shared()
-        });
-        result
+        self.attributes_mut().set(e).map(|_| ())
     }
 
     /// Removes an attribute.
     pub(crate) fn remove_attribute(&self, key: &str) {
-        self.attributes.rcu(|list| {
-            let mut a = Attributes::from_shared(list.clone());
-            a.remove(key);
-            a.shared()
-        });
+        self.attributes_mut().remove(key);
     }
 
     /// Its id, made now if nothing read it before.
@@ -194,12 +194,14 @@ impl RequestSession {
         if !self.discarded {
             if let Some(host) = self.host.upgrade() {
                 if let Some(counter) = host.counter() {
-                    counter.ended(
-                        status,
-                        self.started_at,
-                        host.now(),
-                        host.split_of(&self.attributes()),
-                    );
+                    // Its attributes are read only when the counts are split.
+                    let split = host.split_key().and_then(|key| {
+                        self.with_attributes(|a| {
+                            a.get(key.as_str())
+                                .map(|e| opentelemetry::KeyValue::new(key.clone(), e.value.clone()))
+                        })
+                    });
+                    counter.ended(status, self.started_at, host.now(), split);
                 }
             }
         }

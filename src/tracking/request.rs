@@ -129,7 +129,7 @@ impl SessionManager {
         let callbacks = shared.callbacks.load();
         // What the manager's sessions carry (flags, permanent attributes set
         // outside any request): one lock-free load.
-        let carried = Attributes::from_shared(shared.core.carried.load_full());
+        let carried = shared.core.carried();
         let session = if callbacks.is_empty() {
             let id = shared.tracking.request_ids.then(|| shared.new_id());
             RequestSession::new(host, id, started_at, None, false, carried)

@@ -82,8 +82,10 @@ pub(crate) struct Core {
     pub(crate) activity: Activity,
     pub(crate) config: rules::Config,
     /// What later sessions carry (permanent attributes, feature flags), for
-    /// request sessions to start with, read without the lock.
-    pub(crate) carried: ArcSwapOption<Vec<Entry>>,
+    /// request sessions to start with, read without the lock; `carries` says
+    /// whether there is anything (a request reads only that, usually).
+    carried: ArcSwapOption<Vec<Entry>>,
+    carries: std::sync::atomic::AtomicBool,
     /// The session attributes stamped on telemetry
     /// (`OTEL_SESSION_STAMP_ATTRIBUTES`), as kept keys (`model::intern`).
     pub(crate) stamp_keys: Arc<[Key]>,
@@ -115,6 +117,7 @@ impl Core {
             activity: Activity::default(),
             config,
             carried: ArcSwapOption::empty(),
+            carries: std::sync::atomic::AtomicBool::new(false),
             stamp_keys,
         }
     }
@@ -155,7 +158,10 @@ impl Core {
         self.arm(&mut st);
         if !st.rules.next.same(&st.carried_from) {
             st.carried_from = st.rules.next.clone();
-            self.carried.store(st.rules.next.carried().shared());
+            let carried = st.rules.next.carried().shared();
+            self.carries
+                .store(carried.is_some(), std::sync::atomic::Ordering::Release);
+            self.carried.store(carried);
         }
         let r = apply(&mut st, out, at);
         // Threads waiting for a start re-check when one may have happened.
@@ -258,6 +264,15 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// What later sessions carry now (permanent attributes, feature flags):
+    /// one atomic load when there is nothing.
+    pub(crate) fn carried(&self) -> Attributes {
+        if !self.carries.load(std::sync::atomic::Ordering::Acquire) {
+            return Attributes::default();
+        }
+        Attributes::from_shared(self.carried.load_full())
     }
 
     /// Asks to build a candidate for `purpose` (single flight). With `wait`,

@@ -171,15 +171,16 @@ impl Shared {
         let Some(request) = scope.request().filter(|_| scope.joined.is_none()) else {
             return;
         };
-        let attributes = request.attributes();
-        if attributes.is_empty() {
-            return;
-        }
-        for k in self.core.stamp_keys.iter() {
-            if let Some(e) = attributes.get(k.as_str()) {
-                push(KeyValue::new(k.clone(), e.value.clone()));
+        request.with_attributes(|attributes| {
+            if attributes.is_empty() {
+                return;
             }
-        }
+            for k in self.core.stamp_keys.iter() {
+                if let Some(e) = attributes.get(k.as_str()) {
+                    push(KeyValue::new(k.clone(), e.value.clone()));
+                }
+            }
+        });
     }
 }
 

@@ -359,11 +359,8 @@ impl crate::core::request::RequestHost for Shared {
     fn counter(&self) -> Option<&dyn SessionCounter> {
         self.counter.as_deref()
     }
-    fn split_of(
-        &self,
-        a: &crate::model::attributes::Attributes,
-    ) -> Option<opentelemetry::KeyValue> {
-        Shared::split_of(self, a)
+    fn split_key(&self) -> Option<&opentelemetry::Key> {
+        self.metrics_split.as_ref()
     }
     fn report(
         &self,
