@@ -10,8 +10,8 @@
 mod common;
 
 use common::{
-    attrs, contention_run, log_batch, one_log, provider, stamping, thread_cpu, Const2LogWrapper,
-    ConstLogWrapper, FORMS,
+    attrs, contention_run, log_batch, one_log, provider, stamping, thread_cpu, ConstLogWrapper,
+    FORMS,
 };
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
@@ -114,10 +114,10 @@ fn main() {
                 .with_log_processor(stamping(1).log_processor(log_batch()))
                 .build(),
             "const2" => SdkLoggerProvider::builder()
-                .with_log_processor(Const2LogWrapper(log_batch()))
+                .with_log_processor(ConstLogWrapper::<_, true>(log_batch()))
                 .build(),
             "const" => SdkLoggerProvider::builder()
-                .with_log_processor(ConstLogWrapper(log_batch()))
+                .with_log_processor(ConstLogWrapper::<_, false>(log_batch()))
                 .build(),
             _ => SdkLoggerProvider::builder()
                 .with_log_processor(log_batch())
@@ -184,7 +184,7 @@ fn main() {
             .with_log_processor(log_batch())
             .build(),
         SdkLoggerProvider::builder()
-            .with_log_processor(ConstLogWrapper(log_batch()))
+            .with_log_processor(ConstLogWrapper::<_, false>(log_batch()))
             .build(),
         SdkLoggerProvider::builder()
             .with_log_processor(sessions.log_processor(log_batch()))

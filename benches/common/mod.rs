@@ -63,14 +63,19 @@ pub fn log_batch() -> BatchLogProcessor {
 }
 
 /// The floor: a wrapper that adds a constant `session.id` and delegates.
+/// With `EXTRA`, one more constant attribute (`feature_flag.new-cart`): the
+/// floor of one stamped session attribute (`const_wrapper2`).
 #[derive(Debug)]
-pub struct ConstWrapper<P>(pub P);
-impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
+pub struct ConstWrapper<P, const EXTRA: bool = false>(pub P);
+impl<P: SpanProcessor, const EXTRA: bool> SpanProcessor for ConstWrapper<P, EXTRA> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
         span.set_attribute(KeyValue::new(
             "session.id",
             "0f8fad5b-d9cb-469f-a165-70867728950e",
         ));
+        if EXTRA {
+            span.set_attribute(KeyValue::new("feature_flag.new-cart", "b"));
+        }
         self.0.on_start(span, cx);
     }
     fn on_end(&self, span: SpanData) {
@@ -84,31 +89,6 @@ impl<P: SpanProcessor> SpanProcessor for ConstWrapper<P> {
     }
     fn set_resource(&mut self, r: &opentelemetry_sdk::Resource) {
         self.0.set_resource(r);
-    }
-}
-
-/// The floor of one stamped session attribute: the constant `session.id`
-/// plus one more constant attribute (what each stamped key is measured
-/// against).
-#[derive(Debug)]
-pub struct Const2Wrapper<P>(pub P);
-impl<P: SpanProcessor> SpanProcessor for Const2Wrapper<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        span.set_attribute(KeyValue::new(
-            "session.id",
-            "0f8fad5b-d9cb-469f-a165-70867728950e",
-        ));
-        span.set_attribute(KeyValue::new("feature_flag.new-cart", "b"));
-        self.0.on_start(span, cx);
-    }
-    fn on_end(&self, span: SpanData) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(&self, t: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(t)
     }
 }
 
@@ -127,11 +107,12 @@ pub fn stamping(keys: usize) -> SessionManager {
     m
 }
 
-/// The log floor: a wrapper that adds a constant `session.id` and delegates.
+/// The log floor: a wrapper that adds a constant `session.id` and delegates
+/// (with `EXTRA`, one more constant attribute, as [`ConstWrapper`]).
 #[derive(Debug)]
-pub struct ConstLogWrapper<P>(pub P);
-impl<P: opentelemetry_sdk::logs::LogProcessor> opentelemetry_sdk::logs::LogProcessor
-    for ConstLogWrapper<P>
+pub struct ConstLogWrapper<P, const EXTRA: bool = false>(pub P);
+impl<P: opentelemetry_sdk::logs::LogProcessor, const EXTRA: bool>
+    opentelemetry_sdk::logs::LogProcessor for ConstLogWrapper<P, EXTRA>
 {
     fn emit(
         &self,
@@ -140,30 +121,9 @@ impl<P: opentelemetry_sdk::logs::LogProcessor> opentelemetry_sdk::logs::LogProce
     ) {
         use opentelemetry::logs::LogRecord as _;
         record.add_attribute("session.id", "0f8fad5b-d9cb-469f-a165-70867728950e");
-        self.0.emit(record, scope);
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(&self, t: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(t)
-    }
-}
-
-/// The log floor of one stamped attribute: two constant attributes.
-#[derive(Debug)]
-pub struct Const2LogWrapper<P>(pub P);
-impl<P: opentelemetry_sdk::logs::LogProcessor> opentelemetry_sdk::logs::LogProcessor
-    for Const2LogWrapper<P>
-{
-    fn emit(
-        &self,
-        record: &mut opentelemetry_sdk::logs::SdkLogRecord,
-        scope: &opentelemetry::InstrumentationScope,
-    ) {
-        use opentelemetry::logs::LogRecord as _;
-        record.add_attribute("session.id", "0f8fad5b-d9cb-469f-a165-70867728950e");
-        record.add_attribute("feature_flag.new-cart", "b");
+        if EXTRA {
+            record.add_attribute("feature_flag.new-cart", "b");
+        }
         self.0.emit(record, scope);
     }
     fn force_flush(&self) -> OTelSdkResult {
@@ -196,9 +156,9 @@ pub fn provider(form: &str, sessions: &SessionManager) -> SdkTracerProvider {
     let b = SdkTracerProvider::builder();
     match form {
         "bare" => b.with_span_processor(batch()),
-        "const_wrapper" => b.with_span_processor(ConstWrapper(batch())),
+        "const_wrapper" => b.with_span_processor(ConstWrapper::<_, false>(batch())),
         "wrapper" => b.with_span_processor(sessions.span_processor(batch())),
-        "const_wrapper2" => b.with_span_processor(Const2Wrapper(batch())),
+        "const_wrapper2" => b.with_span_processor(ConstWrapper::<_, true>(batch())),
         "wrapper_stamp1" => b.with_span_processor(stamping(1).span_processor(batch())),
         "wrapper_stamp2" => b.with_span_processor(stamping(2).span_processor(batch())),
         "wrapper_untimed" => {
