@@ -686,3 +686,52 @@ fn a_crash_record_carries_the_stamped_properties_as_every_stamped_record_does() 
         assert_eq!(n, 1, "{key} once");
     }
 }
+
+#[test]
+fn a_request_crash_record_carries_the_requests_flags_and_stamped_properties() {
+    let p = pipeline(
+        SessionManager::builder()
+            .with_mode(SessionMode::Request)
+            .with_request_ids(true)
+            .with_stamped_attributes(["app.route", "feature_flag.canary"]),
+    );
+    let _one = PANICS.lock().unwrap_or_else(|e| e.into_inner());
+    otel_session::install_panic_hook(&p.sessions);
+    // Outside any request: every request session carries it.
+    p.sessions.add_feature_flag("canary", "on").unwrap();
+    let request = p.sessions.begin_request([]);
+    let cx = request.context().clone();
+    let tracer = p.tracer();
+    let outcome = std::thread::spawn(move || {
+        let _in = cx.attach();
+        otel_session::set_session_attribute("app.route", "/pay").unwrap();
+        otel_session::set_session_attribute("app.unlisted", "x").unwrap();
+        tracer.in_span("handler", |_| panic!("the request panics"));
+    })
+    .join();
+    assert!(outcome.is_err());
+    let id = request.session().unwrap().id().to_string();
+    request.finish(otel_session::RequestOutcome::Panicked);
+    let logs = p.logs();
+    let crash = logs
+        .iter()
+        .find(|l| body_of(l).contains("the request panics"))
+        .expect("the request's crash record");
+    assert_eq!(log_attr(crash, "session.id"), Some(id));
+    for (key, value) in [
+        ("app.route", Some("/pay")),
+        ("feature_flag.canary", Some("on")),
+        ("app.unlisted", None),
+    ] {
+        assert_eq!(log_attr(crash, key).as_deref(), value, "{key}");
+        let n = crash
+            .record
+            .attributes_iter()
+            .filter(|(k, _)| k.as_str() == key)
+            .count();
+        assert!(n <= 1, "{key} {n} times");
+    }
+    // The handler's span, started after the property was set, has it too.
+    let handler = p.app_span("handler");
+    assert_eq!(span_attr(&handler, "app.route").as_deref(), Some("/pay"));
+}

@@ -36,6 +36,9 @@ pub(crate) trait RequestHost: Send + Sync {
     fn report(&self, e: &Exception, id: Option<&SessionId>, flags: Vec<opentelemetry::KeyValue>);
     /// How crashes are reported.
     fn crash_settings(&self) -> CrashSettings;
+    /// The session attributes stamped on telemetry
+    /// (`OTEL_SESSION_STAMP_ATTRIBUTES`).
+    fn stamp_keys(&self) -> &[opentelemetry::Key];
 }
 
 /// One request's session.
@@ -134,10 +137,17 @@ impl RequestSession {
 
     /// Sends a crash report of this request to its manager, carrying `id`
     /// (the id its telemetry is stamped with, if any).
+    ///
+    /// The record carries the request's feature flags and, when it carries
+    /// the request's own id, its stamped attributes (as every record stamped
+    /// with that id does; each key once).
     pub(crate) fn report(&self, e: &Exception, id: Option<&SessionId>) {
-        if let Some(host) = self.host.upgrade() {
-            host.report(e, id, self.attributes().flag_attributes());
-        }
+        let Some(host) = self.host.upgrade() else {
+            return;
+        };
+        let own = id.is_some() && id == self.made_id();
+        let extra = self.with_attributes(|a| a.crash_attributes(host.stamp_keys(), own));
+        host.report(e, id, extra);
     }
 
     /// How its manager reports crashes (`None`: the manager is gone).

@@ -396,6 +396,21 @@ impl Attributes {
             .collect()
     }
 
+    /// What a crash record of this session carries: its feature flags and
+    /// (`stamped`: the record carries the session's own id) the attributes
+    /// of `stamp_keys` it has, each key once.
+    pub(crate) fn crash_attributes(&self, stamp_keys: &[Key], stamped: bool) -> Vec<KeyValue> {
+        let mut kept = self.flag_attributes();
+        for k in stamp_keys.iter().filter(|_| stamped) {
+            if let Some(e) = self.get(k.as_str()) {
+                if !kept.iter().any(|kv| kv.key == e.key) {
+                    kept.push(KeyValue::new(e.key.clone(), e.value.clone()));
+                }
+            }
+        }
+        kept
+    }
+
     /// Attributes set by callbacks (their list, as it was built).
     pub(crate) fn from_callbacks(list: Vec<KeyValue>) -> Attributes {
         let mut out = Attributes::default();

@@ -102,21 +102,13 @@ impl Shared {
         } else {
             attr::EVENT_EXCEPTION
         };
-        // The feature flags active when it happened, on its record and event.
-        let flags = {
-            let detail = s.detail();
-            let mut kept = detail.attributes.flag_attributes();
-            // A record stamped with the session's id carries its stamped
-            // attributes too (flags are there already).
-            for k in self.core.stamp_keys.iter() {
-                if let Some(e) = detail.attributes.get(k.as_str()) {
-                    if !kept.iter().any(|kv| kv.key == e.key) {
-                        kept.push(KeyValue::new(e.key.clone(), e.value.clone()));
-                    }
-                }
-            }
-            kept
-        };
+        // The feature flags active when it happened, and the stamped
+        // attributes (the record carries the session's id), on its record
+        // and event.
+        let flags = s
+            .detail()
+            .attributes
+            .crash_attributes(&self.core.stamp_keys, true);
         let mut attributes = e.attributes();
         attributes.extend(flags.iter().cloned());
         s.push_event(event, e.at, attributes);

@@ -362,6 +362,9 @@ impl crate::core::request::RequestHost for Shared {
     fn split_key(&self) -> Option<&opentelemetry::Key> {
         self.metrics_split.as_ref()
     }
+    fn stamp_keys(&self) -> &[opentelemetry::Key] {
+        &self.core.stamp_keys
+    }
     fn report(
         &self,
         e: &crate::model::exception::Exception,
