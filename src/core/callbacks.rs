@@ -91,15 +91,8 @@ impl SessionCandidate {
             });
         }
         if let Err(e) = checked {
-            static WARNED: [AtomicBool; 5] = [const { AtomicBool::new(false) }; 5];
-            crate::warn::once(
-                &WARNED[e.kind()],
-                format_args!(
-                    "an on_session callback's set_attribute was refused: {e}; {} (reported \
-                     once for this kind of refusal)",
-                    e.fix()
-                ),
-            );
+            static WARNED: RefusalWarnings = RefusalWarnings::new();
+            WARNED.warn("an on_session callback's set_attribute", &e);
             return false;
         }
         match existing {
@@ -112,6 +105,27 @@ impl SessionCandidate {
     /// Attributes added so far.
     pub fn attributes(&self) -> &[KeyValue] {
         &self.attributes
+    }
+}
+
+/// One warning per kind of attribute refusal (an API's own set: callbacks
+/// and the verbs each say theirs once).
+pub(crate) struct RefusalWarnings([AtomicBool; 5]);
+
+impl RefusalWarnings {
+    pub(crate) const fn new() -> Self {
+        RefusalWarnings([const { AtomicBool::new(false) }; 5])
+    }
+
+    /// Says that `what` was refused for `e`, the first time for its kind.
+    pub(crate) fn warn(&self, what: &str, e: &AttributeError) {
+        crate::warn::once(
+            &self.0[e.kind()],
+            format_args!(
+                "{what} was refused: {e}; {} (reported once for this kind of refusal)",
+                e.fix()
+            ),
+        );
     }
 }
 

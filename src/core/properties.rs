@@ -16,12 +16,14 @@
 //! (request sessions carry the manager's permanent attributes and flags set
 //! outside any request, from their start).
 //!
-//! May use: `manager`, `global`, `request`, `scope`, `error`, `model`.
+//! May use: `manager`, `global`, `request`, `scope`, `callbacks`, `error`,
+//! `model`.
 
 use std::sync::atomic::AtomicBool;
 
 use opentelemetry::{Key, Value};
 
+use crate::core::callbacks::RefusalWarnings;
 use crate::core::error::SessionError;
 use crate::core::global::{manager_of, on_request, target, Target};
 use crate::core::manager::{SessionManager, SessionManagerBuilder};
@@ -29,19 +31,9 @@ use crate::model::attributes::{check, flag_key, flag_variant, AttributeError, En
 
 /// One warning per kind of refusal per process (the `Result` tells every
 /// caller each time).
-fn warn_refused(verb: &str, e: &AttributeError) {
-    static WARNED: [AtomicBool; 5] = [const { AtomicBool::new(false) }; 5];
-    crate::warn::once(
-        &WARNED[e.kind()],
-        format_args!(
-            "{verb}() was refused: {e}; {} (reported once for this kind of refusal)",
-            e.fix()
-        ),
-    );
-}
-
 fn refused(verb: &str, e: AttributeError) -> SessionError {
-    warn_refused(verb, &e);
+    static WARNED: RefusalWarnings = RefusalWarnings::new();
+    WARNED.warn(&format!("{verb}()"), &e);
     SessionError::Attribute(e)
 }
 
@@ -126,10 +118,12 @@ impl SessionManager {
         key: impl Into<Key>,
         value: impl Into<Value>,
     ) -> Result<(), SessionError> {
-        const VERB: &str = "set_session_attribute";
-        self.refuse_reentrant(VERB)?;
-        let e = property(VERB, key.into(), value.into(), Kind::Session)?;
-        self.set_entry(VERB, e)
+        self.set_property(
+            "set_session_attribute",
+            key.into(),
+            value.into(),
+            Kind::Session,
+        )
     }
 
     /// Like [`set_session_attribute`](Self::set_session_attribute), and every
@@ -144,10 +138,12 @@ impl SessionManager {
         key: impl Into<Key>,
         value: impl Into<Value>,
     ) -> Result<(), SessionError> {
-        const VERB: &str = "set_permanent_session_attribute";
-        self.refuse_reentrant(VERB)?;
-        let e = property(VERB, key.into(), value.into(), Kind::Permanent)?;
-        self.set_entry(VERB, e)
+        self.set_property(
+            "set_permanent_session_attribute",
+            key.into(),
+            value.into(),
+            Kind::Permanent,
+        )
     }
 
     /// Removes `key` from the current session and from what later sessions
@@ -213,6 +209,19 @@ impl SessionManager {
         let key = flag_key(name).map_err(|e| refused(VERB, e))?;
         self.shared.remove_attribute(key);
         Ok(())
+    }
+
+    /// A property (plain or permanent) checked and set.
+    fn set_property(
+        &self,
+        verb: &'static str,
+        key: Key,
+        value: Value,
+        kind: Kind,
+    ) -> Result<(), SessionError> {
+        self.refuse_reentrant(verb)?;
+        let e = property(verb, key, value, kind)?;
+        self.set_entry(verb, e)
     }
 
     fn set_entry(&self, verb: &str, e: Entry) -> Result<(), SessionError> {

@@ -205,12 +205,9 @@ impl RequestSession {
             if let Some(host) = self.host.upgrade() {
                 if let Some(counter) = host.counter() {
                     // Its attributes are read only when the counts are split.
-                    let split = host.split_key().and_then(|key| {
-                        self.with_attributes(|a| {
-                            a.get(key.as_str())
-                                .map(|e| opentelemetry::KeyValue::new(key.clone(), e.value.clone()))
-                        })
-                    });
+                    let split = host
+                        .split_key()
+                        .and_then(|key| self.with_attributes(|a| a.key_value(key)));
                     counter.ended(status, self.started_at, host.now(), split);
                 }
             }

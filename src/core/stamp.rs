@@ -218,6 +218,17 @@ impl Stamp {
         }
     }
 
+    /// This thread's cache entry, if it is current (the generation
+    /// published last, this manager).
+    #[inline]
+    fn current_entry(&self) -> Option<Entry> {
+        let generation = self.generation.load(Ordering::Acquire);
+        CACHE
+            .try_with(Cell::get)
+            .ok()
+            .filter(|e| e.generation == generation && e.manager == self.manager)
+    }
+
     /// What this thread's cache says, if it is current and complete: a
     /// static id (or nothing) and the session's stamped attributes as a kept
     /// combination (`Err`: take the long way).
@@ -225,18 +236,17 @@ impl Stamp {
     pub(crate) fn cached_with_stamped(
         &self,
     ) -> Result<(Option<&'static str>, &'static [FixedKv]), ()> {
-        let generation = self.generation.load(Ordering::Acquire);
-        match CACHE.try_with(Cell::get) {
-            Ok(Entry {
-                generation: g,
-                manager,
-                stamp,
+        match self.current_entry() {
+            Some(Entry {
+                stamp: Cached::Static(id),
                 fixed: Some(fixed),
-            }) if g == generation && manager == self.manager => match stamp {
-                Cached::Static(id) => Ok((Some(id), fixed)),
-                Cached::Nothing => Ok((None, &[])),
-                Cached::Dynamic | Cached::Restart => Err(()),
-            },
+                ..
+            }) => Ok((Some(id), fixed)),
+            Some(Entry {
+                stamp: Cached::Nothing,
+                fixed: Some(_),
+                ..
+            }) => Ok((None, &[])),
             _ => Err(()),
         }
     }
@@ -246,16 +256,7 @@ impl Stamp {
     /// (`None`: ask [`push_stamped_slow`](Self::push_stamped_slow)).
     #[inline]
     pub(crate) fn cached_stamped(&self) -> Option<&'static [FixedKv]> {
-        let generation = self.generation.load(Ordering::Acquire);
-        match CACHE.try_with(Cell::get) {
-            Ok(Entry {
-                generation: g,
-                manager,
-                fixed,
-                ..
-            }) if g == generation && manager == self.manager => fixed,
-            _ => None,
-        }
+        self.current_entry()?.fixed
     }
 
     /// Hands each stamped attribute of the app session telemetry is stamped

@@ -350,14 +350,26 @@ impl Attributes {
 
     /// Only what later sessions carry (permanent attributes, feature flags).
     pub(crate) fn carried(&self) -> Attributes {
-        if self.entries().iter().all(|e| e.kind.carried()) {
+        self.only(Kind::carried)
+    }
+
+    /// Only the attributes whose kind `keep` says (the same list when that
+    /// is all of them).
+    pub(crate) fn only(&self, keep: impl Fn(Kind) -> bool) -> Attributes {
+        if self.entries().iter().all(|e| keep(e.kind)) {
             return self.clone();
         }
         let mut out = Attributes::default();
-        for e in self.entries().iter().filter(|e| e.kind.carried()) {
+        for e in self.entries().iter().filter(|e| keep(e.kind)) {
             let _ = out.set(e.clone());
         }
         out
+    }
+
+    /// Attribute `key` as a key-value, if the session has it.
+    pub(crate) fn key_value(&self, key: &Key) -> Option<KeyValue> {
+        self.get(key.as_str())
+            .map(|e| KeyValue::new(key.clone(), e.value.clone()))
     }
 
     /// `self` with `over` set on top (each of `over` replaces one of the same
@@ -401,11 +413,13 @@ impl Attributes {
     /// of `stamp_keys` it has, each key once.
     pub(crate) fn crash_attributes(&self, stamp_keys: &[Key], stamped: bool) -> Vec<KeyValue> {
         let mut kept = self.flag_attributes();
-        for k in stamp_keys.iter().filter(|_| stamped) {
-            if let Some(e) = self.get(k.as_str()) {
-                if !kept.iter().any(|kv| kv.key == e.key) {
-                    kept.push(KeyValue::new(e.key.clone(), e.value.clone()));
-                }
+        for kv in stamp_keys
+            .iter()
+            .filter(|_| stamped)
+            .filter_map(|k| self.key_value(k))
+        {
+            if !kept.iter().any(|f| f.key == kv.key) {
+                kept.push(kv);
             }
         }
         kept

@@ -52,26 +52,29 @@ pub(crate) fn key(name: &str) -> Key {
 /// A value whose clones are plain copies when it can be (numbers and
 /// booleans are; a short string while the budget lasts), else `v` itself.
 pub(crate) fn value(v: &Value) -> Value {
-    let Value::String(s) = v else {
-        return v.clone();
-    };
-    let s = s.as_str();
+    match v {
+        Value::String(s) => kept_str(s.as_str())
+            .map_or_else(|| v.clone(), |kept| Value::String(StringValue::from(kept))),
+        _ => v.clone(),
+    }
+}
+
+/// `s` kept for the process's life, if it is short enough and the budget
+/// lasts (the same one each time).
+fn kept_str(s: &str) -> Option<&'static str> {
     if s.len() > VALUE_MAX_LEN {
-        return v.clone();
+        return None;
     }
     {
         let t = table().lock().unwrap_or_else(|e| e.into_inner());
         if let Some(kept) = t.get(s) {
-            return Value::String(StringValue::from(*kept));
+            return Some(kept);
         }
     }
-    if VALUES_LEFT
+    VALUES_LEFT
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_err()
-    {
-        return v.clone();
-    }
-    Value::String(StringValue::from(keep(s)))
+        .ok()?;
+    Some(keep(s))
 }
 
 /// Distinct stamped-attribute combinations kept for the process's life
@@ -135,14 +138,11 @@ fn lists() -> &'static Mutex<Vec<&'static [FixedKv]>> {
 pub(crate) fn list(kvs: &[KeyValue]) -> Option<&'static [FixedKv]> {
     let mut fixed = Vec::with_capacity(kvs.len());
     for kv in kvs {
-        let value = match value(&kv.value) {
-            Value::String(s) => {
-                let t = table().lock().unwrap_or_else(|e| e.into_inner());
-                FixedValue::Str(t.get(s.as_str()).copied()?)
-            }
-            Value::I64(i) => FixedValue::I64(i),
-            Value::F64(f) => FixedValue::F64(f),
-            Value::Bool(b) => FixedValue::Bool(b),
+        let value = match &kv.value {
+            Value::String(s) => FixedValue::Str(kept_str(s.as_str())?),
+            Value::I64(i) => FixedValue::I64(*i),
+            Value::F64(f) => FixedValue::F64(*f),
+            Value::Bool(b) => FixedValue::Bool(*b),
             _ => return None,
         };
         fixed.push(FixedKv {

@@ -28,7 +28,7 @@ use crate::core::manager::SessionManager;
 use crate::core::scope::{scopes_exist, Scope};
 use crate::core::sinks::SinkRef;
 use crate::core::stamp::{app_key, origin, scope_key, with_counted_session, Origin};
-use crate::model::attributes::FEATURE_FLAG_PREFIX;
+use crate::model::attributes::{Attributes, FEATURE_FLAG_PREFIX};
 use crate::model::id::keeps;
 use crate::processors::link::SinkLink;
 use crate::processors::span_end::is_session_id;
@@ -224,7 +224,7 @@ fn stamp_scoped(
     if error && (stamped || first_sighting(record)) {
         if let Some(r) = scope.request() {
             if r.counts.count_record(error_span(manager, record)) {
-                add_flags(record, r.attributes().flag_attributes());
+                add_flags(record, r.with_attributes(Attributes::flag_attributes));
                 return true;
             }
         }

@@ -224,11 +224,8 @@ impl Core {
             let list: Vec<KeyValue> = self
                 .stamp_keys
                 .iter()
-                .filter_map(|k| {
-                    l.attributes
-                        .get(k.as_str())
-                        .map(|e| KeyValue::new(k.clone(), intern::value(&e.value)))
-                })
+                .filter_map(|k| l.attributes.key_value(k))
+                .map(|kv| KeyValue::new(kv.key, intern::value(&kv.value)))
                 .collect();
             let fixed = intern::list(&list);
             st.stamped = (

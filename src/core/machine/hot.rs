@@ -175,11 +175,11 @@ impl Shared {
             if attributes.is_empty() {
                 return;
             }
-            for k in self.core.stamp_keys.iter() {
-                if let Some(e) = attributes.get(k.as_str()) {
-                    push(KeyValue::new(k.clone(), e.value.clone()));
-                }
-            }
+            self.core
+                .stamp_keys
+                .iter()
+                .filter_map(|k| attributes.key_value(k))
+                .for_each(&mut push);
         });
     }
 }

@@ -168,9 +168,7 @@ impl Shared {
         &self,
         a: &crate::model::attributes::Attributes,
     ) -> Option<opentelemetry::KeyValue> {
-        let key = self.metrics_split.as_ref()?;
-        a.get(key.as_str())
-            .map(|e| opentelemetry::KeyValue::new(key.clone(), e.value.clone()))
+        a.key_value(self.metrics_split.as_ref()?)
     }
 
     pub(crate) fn new(p: SharedParts) -> Arc<Shared> {

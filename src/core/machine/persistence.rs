@@ -25,11 +25,7 @@ use super::{Shared, Site};
 
 /// The permanent attributes of `a` (what is saved for later sessions).
 fn permanent(a: &Attributes) -> Attributes {
-    let mut out = Attributes::default();
-    for e in a.entries().iter().filter(|e| e.kind == Kind::Permanent) {
-        let _ = out.set(e.clone());
-    }
-    out
+    a.only(|k| k == Kind::Permanent)
 }
 
 /// Activity is saved at most this often (the last activity of a session whose

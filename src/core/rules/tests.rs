@@ -367,16 +367,21 @@ fn attrs(st: &State<H>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Steps setting `e` at `now` (no candidate needed).
+fn set(st: &mut State<H>, c: &Config, e: Entry, now: SystemTime) -> Vec<Effect<H>> {
+    run(st, c, Event::SetAttribute(e), now, "-")
+}
+
 #[test]
 fn a_property_is_the_sessions_and_a_permanent_one_or_a_flag_is_carried() {
     let c = cfg(SessionMode::App);
     let mut st = State::default();
     run(&mut st, &c, Event::Boot, t(0), "a");
-    let set = |st: &mut State<H>, e| run(st, &c, Event::SetAttribute(e), t(1), "-");
-    let out = set(&mut st, entry("app.screen", "cart", Kind::Session));
+    let at_1 = |st: &mut State<H>, e| set(st, &c, e, t(1));
+    let out = at_1(&mut st, entry("app.screen", "cart", Kind::Session));
     assert!(out.iter().any(|e| matches!(e, Effect::Attributes { .. })));
-    set(&mut st, entry("app.region", "eu", Kind::Permanent));
-    let out = set(&mut st, entry("feature_flag.new-cart", "b", Kind::Flag));
+    at_1(&mut st, entry("app.region", "eu", Kind::Permanent));
+    let out = at_1(&mut st, entry("feature_flag.new-cart", "b", Kind::Flag));
     assert!(
         out.iter().any(|e| matches!(
             e,
@@ -391,13 +396,13 @@ fn a_property_is_the_sessions_and_a_permanent_one_or_a_flag_is_carried() {
         "a flag set is a timeline mark: {out:?}"
     );
     // Overwritten in place.
-    set(&mut st, entry("app.screen", "pay", Kind::Session));
+    at_1(&mut st, entry("app.screen", "pay", Kind::Session));
     assert_eq!(
         attrs(&st),
         ["app.screen=pay", "app.region=eu", "feature_flag.new-cart=b"]
     );
     // Setting the same value again changes nothing.
-    let out = set(&mut st, entry("app.screen", "pay", Kind::Session));
+    let out = at_1(&mut st, entry("app.screen", "pay", Kind::Session));
     assert!(!out.iter().any(|e| matches!(e, Effect::Attributes { .. })));
     // A rotation (start_session): only the carried ones; the flag it starts
     // with is on its timeline.
@@ -446,20 +451,8 @@ fn a_property_made_session_only_is_no_longer_carried() {
     let c = cfg(SessionMode::App);
     let mut st = State::default();
     run(&mut st, &c, Event::Boot, t(0), "a");
-    run(
-        &mut st,
-        &c,
-        Event::SetAttribute(entry("k", "1", Kind::Permanent)),
-        t(1),
-        "-",
-    );
-    run(
-        &mut st,
-        &c,
-        Event::SetAttribute(entry("k", "2", Kind::Session)),
-        t(1),
-        "-",
-    );
+    set(&mut st, &c, entry("k", "1", Kind::Permanent), t(1));
+    set(&mut st, &c, entry("k", "2", Kind::Session), t(1));
     run(&mut st, &c, Event::Start, t(2), "b");
     assert!(attrs(&st).is_empty());
 }
@@ -468,12 +461,11 @@ fn a_property_made_session_only_is_no_longer_carried() {
 fn with_no_session_a_property_waits_for_the_next_and_starts_nothing() {
     let c = cfg(SessionMode::Manual);
     let mut st = State::default();
-    let out = run(
+    let out = set(
         &mut st,
         &c,
-        Event::SetAttribute(entry("app.screen", "home", Kind::Session)),
+        entry("app.screen", "home", Kind::Session),
         t(0),
-        "-",
     );
     assert!(st.live().is_none(), "nothing started");
     assert!(!out.iter().any(|e| matches!(e, Effect::Build { .. })));
@@ -488,13 +480,7 @@ fn with_no_session_a_property_waits_for_the_next_and_starts_nothing() {
 fn a_callbacks_attribute_wins_over_a_carried_one() {
     let c = cfg(SessionMode::Manual);
     let mut st = State::default();
-    run(
-        &mut st,
-        &c,
-        Event::SetAttribute(entry("tier", "free", Kind::Permanent)),
-        t(0),
-        "-",
-    );
+    set(&mut st, &c, entry("tier", "free", Kind::Permanent), t(0));
     let mut added = Attributes::default();
     added.set(entry("tier", "gold", Kind::Session)).unwrap();
     added.set(entry("cb", "1", Kind::Session)).unwrap();
@@ -556,21 +542,9 @@ fn one_attribute_past_the_limit_is_refused_and_changes_nothing() {
 fn a_carried_attribute_set_with_no_session_is_saved() {
     let c = cfg(SessionMode::Manual);
     let mut st = State::default();
-    let out = run(
-        &mut st,
-        &c,
-        Event::SetAttribute(entry("k", "1", Kind::Permanent)),
-        t(0),
-        "-",
-    );
+    let out = set(&mut st, &c, entry("k", "1", Kind::Permanent), t(0));
     assert!(out.iter().any(|e| matches!(e, Effect::Save)), "{out:?}");
-    let out = run(
-        &mut st,
-        &c,
-        Event::SetAttribute(entry("k", "1", Kind::Permanent)),
-        t(0),
-        "-",
-    );
+    let out = set(&mut st, &c, entry("k", "1", Kind::Permanent), t(0));
     assert!(
         !out.iter().any(|e| matches!(e, Effect::Save)),
         "unchanged: no save"
