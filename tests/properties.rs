@@ -45,6 +45,24 @@ fn info_log(p: &Pipeline, body: &'static str) {
 /// The panic hook is process-wide: one test that panics at a time.
 static PANICS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// How many times `key` is on the record (OTLP wants each key once).
+fn times(l: &common::LogDataWithResource, key: &str) -> usize {
+    l.record
+        .attributes_iter()
+        .filter(|(k, _)| k.as_str() == key)
+        .count()
+}
+
+/// Panics with `message` on a worker thread (caught: the session goes on).
+fn panic_on_worker(message: &'static str) {
+    let caught = std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || std::panic::panic_any(message))
+        .unwrap()
+        .join();
+    assert!(caught.is_err());
+}
+
 fn body_of(l: &common::LogDataWithResource) -> String {
     l.record
         .body()
@@ -409,11 +427,7 @@ fn stamped_attributes_are_on_every_span_and_log_of_the_session() {
         // Once, also on the counted ERROR record (an active flag of the
         // error and a stamped attribute both).
         for key in ["session.id", "app.screen", "feature_flag.new-cart"] {
-            let n = l
-                .record
-                .attributes_iter()
-                .filter(|(k, _)| k.as_str() == key)
-                .count();
+            let n = times(l, key);
             assert!(n <= 1, "{key} {n} times on {body}");
         }
     }
@@ -431,12 +445,7 @@ fn flags_active_when_an_error_or_a_crash_is_counted_are_on_its_record() {
     s.set_session_attribute("app.screen", "cart").unwrap();
     error_log(&p, "with the flag");
     info_log(&p, "not an error");
-    let caught = std::thread::Builder::new()
-        .name("worker".into())
-        .spawn(|| panic!("the properties test panics"))
-        .unwrap()
-        .join();
-    assert!(caught.is_err());
+    panic_on_worker("the properties test panics");
     s.end_session();
     let logs = p.logs();
     let by_body = |text: &str| {
@@ -664,12 +673,7 @@ fn a_crash_record_carries_the_stamped_properties_as_every_stamped_record_does() 
     s.start_session().unwrap();
     s.set_session_attribute("app.screen", "cart").unwrap();
     s.add_feature_flag("new-cart", "b").unwrap();
-    let caught = std::thread::Builder::new()
-        .name("worker".into())
-        .spawn(|| panic!("the stamped crash panics"))
-        .unwrap()
-        .join();
-    assert!(caught.is_err());
+    panic_on_worker("the stamped crash panics");
     s.end_session();
     let logs = p.logs();
     let crash = logs
@@ -678,12 +682,7 @@ fn a_crash_record_carries_the_stamped_properties_as_every_stamped_record_does() 
         .expect("the crash record");
     for (key, value) in [("app.screen", "cart"), ("feature_flag.new-cart", "b")] {
         assert_eq!(log_attr(crash, key).as_deref(), Some(value), "{key}");
-        let n = crash
-            .record
-            .attributes_iter()
-            .filter(|(k, _)| k.as_str() == key)
-            .count();
-        assert_eq!(n, 1, "{key} once");
+        assert_eq!(times(crash, key), 1, "{key} once");
     }
 }
 
@@ -724,14 +723,60 @@ fn a_request_crash_record_carries_the_requests_flags_and_stamped_properties() {
         ("app.unlisted", None),
     ] {
         assert_eq!(log_attr(crash, key).as_deref(), value, "{key}");
-        let n = crash
-            .record
-            .attributes_iter()
-            .filter(|(k, _)| k.as_str() == key)
-            .count();
+        let n = times(crash, key);
         assert!(n <= 1, "{key} {n} times");
     }
     // The handler's span, started after the property was set, has it too.
     let handler = p.app_span("handler");
     assert_eq!(span_attr(&handler, "app.route").as_deref(), Some("/pay"));
+}
+
+/// Two wrapped exporting processors on one provider (the recommended way to
+/// wrap every exporter): each stamps, and the span still carries each
+/// stamped key once; a span whose `session.id` the application set carries
+/// none of ours (its session is not ours to describe).
+#[test]
+fn stamped_keys_are_once_with_two_wrapped_processors_and_none_on_a_span_with_its_own_id() {
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    let sessions = SessionManager::builder()
+        .with_mode(SessionMode::Manual)
+        .with_stamped_attributes(["app.screen", "feature_flag.new-cart"])
+        .build();
+    let (a, b) = (
+        common::SpanRecorder::default(),
+        common::SpanRecorder::default(),
+    );
+    let tp = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(sessions.span_processor(
+            opentelemetry_sdk::trace::SimpleSpanProcessor::new(a.clone()),
+        ))
+        .with_span_processor(sessions.span_processor(
+            opentelemetry_sdk::trace::SimpleSpanProcessor::new(b.clone()),
+        ))
+        .build();
+    sessions.start_session().unwrap();
+    sessions
+        .set_session_attribute("app.screen", "cart")
+        .unwrap();
+    sessions.add_feature_flag("new-cart", "b").unwrap();
+    let tracer = tp.tracer("app");
+    tracer.in_span("work", |_| {});
+    let mut own = tracer
+        .span_builder("own id")
+        .with_attributes([opentelemetry::KeyValue::new("session.id", "theirs")])
+        .start(&tracer);
+    own.end();
+    for recorder in [&a, &b] {
+        let spans = recorder.get_finished_spans().unwrap();
+        let work = spans.iter().find(|s| s.name == "work").unwrap();
+        for key in ["session.id", "app.screen", "feature_flag.new-cart"] {
+            assert_eq!(span_attr_count(work, key), 1, "{key} on work");
+        }
+        let own = spans.iter().find(|s| s.name == "own id").unwrap();
+        assert_eq!(span_attr(own, "session.id").as_deref(), Some("theirs"));
+        assert_eq!(span_attr_count(own, "session.id"), 1);
+        assert_eq!(span_attr(own, "app.screen"), None, "not our session's");
+        assert_eq!(span_attr(own, "feature_flag.new-cart"), None);
+    }
+    let _ = tp.shutdown();
 }

@@ -91,11 +91,14 @@ impl<P: SpanProcessor + 'static> SpanProcessor for SessionSpanProcessor<P> {
             // SAFETY: the vector's raw parts, and its length set to what
             // `dedupe` kept right after.
             unsafe {
+                let stamped = &shared.core.stamp_keys;
                 let kept = span_end::dedupe(
                     p,
                     span.attributes.len(),
                     stamp.app_key.as_ptr(),
                     stamp.scope_key.as_ptr(),
+                    stamped.as_ptr(),
+                    stamped.len(),
                 );
                 span.attributes.set_len(kept);
             }
@@ -331,6 +334,8 @@ mod tests {
                 attrs.len(),
                 app.as_ptr(),
                 scope.as_ptr(),
+                [].as_ptr(),
+                0,
             );
             attrs.set_len(kept);
         }

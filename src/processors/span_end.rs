@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{Event, SpanId};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, Key, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
@@ -183,35 +183,58 @@ pub(crate) extern "C" fn failed(
 /// Leaves exactly one `session.id` among the first `n` attributes at `p`: the
 /// application's if it set one (it wins), else the first we added (two
 /// wrapped pipelines each add one; `app` and `scope` are our key strings).
+/// The stamped session attributes we added (the `stamped_n` keys at
+/// `stamped`, told by address) follow the id: each kept once, or none when
+/// the application's id won (they describe our session, not its).
 /// Kept attributes move down in place, removed ones are dropped; returns how
 /// many remain (the caller sets the vector's length to it).
 ///
 /// # Safety
 /// `p` and `n` are the pointer and length of a live `Vec<KeyValue>`, whose
-/// length the caller sets to the result before using it again.
+/// length the caller sets to the result before using it again; `stamped`
+/// and `stamped_n` those of a live slice of at most 32 keys.
 #[inline(never)]
 pub(crate) unsafe extern "C" fn dedupe(
     p: *mut KeyValue,
     n: usize,
     app: *const u8,
     scope: *const u8,
+    stamped: *const Key,
+    stamped_n: usize,
 ) -> usize {
     let ours = |kv: &KeyValue| {
         let k = kv.key.as_str().as_ptr();
         std::ptr::eq(k, app) || std::ptr::eq(k, scope)
     };
-    // SAFETY: (for all of this) `p` and `n` per the contract; each element is
-    // either moved down once or dropped once, and read no more afterwards.
+    // SAFETY: (for all of this) `p`, `n`, `stamped` and `stamped_n` per the
+    // contract; each element is either moved down once or dropped once, and
+    // read no more afterwards.
     unsafe {
+        let stamped = std::slice::from_raw_parts(stamped, stamped_n.min(32));
+        let stamped_at = |kv: &KeyValue| {
+            let k = kv.key.as_str().as_ptr();
+            stamped
+                .iter()
+                .position(|s| std::ptr::eq(s.as_str().as_ptr(), k))
+        };
         let all = std::slice::from_raw_parts(p, n);
         let theirs = all
             .iter()
             .any(|kv| is_session_id(kv.key.as_str()) && !ours(kv));
         let mut keep_one_of_ours = !theirs;
+        let mut seen = 0u32;
         let mut kept = 0;
         for read in 0..n {
             let kv = p.add(read);
-            let keep = !ours(&*kv) || std::mem::replace(&mut keep_one_of_ours, false);
+            let keep = if ours(&*kv) {
+                std::mem::replace(&mut keep_one_of_ours, false)
+            } else if let Some(i) = stamped_at(&*kv) {
+                let first = seen & (1 << i) == 0;
+                seen |= 1 << i;
+                !theirs && first
+            } else {
+                true
+            };
             if keep {
                 if read != kept {
                     std::ptr::copy_nonoverlapping(kv, p.add(kept), 1);
